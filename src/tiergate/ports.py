@@ -1,0 +1,273 @@
+"""The ports: what the services need from storage and from the messaging platform.
+
+Adapters implement these (``adapters/store/{sqlite,postgres}``, ``adapters/provider/{sandbox,cloud}``)
+and each port has one contract test suite every adapter passes. Services depend on these
+Protocols only, never on an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tiergate.core.model import (
+    ApiKey,
+    Campaign,
+    Message,
+    MessageState,
+    NewMessage,
+    Scope,
+    Sender,
+    Tenant,
+)
+
+__all__ = [
+    "ConflictError",
+    "LeaseLost",
+    "LedgerChange",
+    "MessageUpdate",
+    "NotFound",
+    "Provider",
+    "ProviderError",
+    "RecipientFlags",
+    "SendOutcome",
+    "SenderInfo",
+    "Store",
+]
+
+
+class NotFound(LookupError):
+    """The record does not exist (or belongs to another tenant: callers cannot tell which)."""
+
+
+class ConflictError(ValueError):
+    """The write conflicts with an existing record (e.g. a sender id registered by another tenant)."""
+
+
+class LeaseLost(RuntimeError):
+    """A worker tried to commit decisions for a scope it no longer holds; nothing was written."""
+
+
+# --------------------------------------------------------------------------------------------
+# Storage
+# --------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class MessageUpdate:
+    """A change to one message; ``None`` fields are left as they are.
+
+    Every update also appends a row to the message's state history (``state``, ``reason``, ``at``).
+    """
+
+    id: str
+    state: MessageState
+    at: float
+    reason: str | None = None
+    next_attempt_at: float | None = None
+    add_attempt: bool = False
+    wamid: str | None = None
+    error_code: int | None = None
+    error_detail: str | None = None
+    counted: bool | None = None
+    slot_expiry: float | None = None
+    slot_previous: float | None = None
+    clear_slot: bool = False
+    sent_at: float | None = None
+    only_from: Sequence[MessageState] | None = None  # apply only if the current state is one of these
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerChange:
+    """A counted recipient of a scope: upsert its expiry, or remove it if the expiry matches."""
+
+    scope_id: str
+    recipient: str
+    expiry: float
+    remove: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFlags:
+    opted_in_at: float | None = None
+    opted_out_at: float | None = None
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction; none leaves a half-written change."""
+
+    # lifecycle
+    async def open(self) -> None: ...  # connect and apply migrations (safe when run concurrently)
+    async def close(self) -> None: ...
+
+    # tenants and API keys
+    async def create_tenant(self, tenant: Tenant) -> Tenant: ...
+    async def get_tenant(self, tenant_id: str) -> Tenant: ...
+    async def find_tenant_by_name(self, name: str) -> Tenant | None: ...
+    async def list_tenants(self) -> list[Tenant]: ...
+    async def update_tenant(self, tenant_id: str, fields: dict[str, Any]) -> Tenant: ...
+    async def create_api_key(self, key: ApiKey) -> ApiKey: ...
+    async def find_api_key(self, key_hash: str) -> ApiKey | None: ...  # revoked keys are not found
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]: ...
+    async def revoke_api_key(self, key_id: str, at: float) -> None: ...
+
+    # senders and scopes
+    async def upsert_scope(self, scope: Scope) -> Scope: ...
+    async def get_scope(self, scope_id: str) -> Scope: ...
+    async def list_scopes(self, tenant_id: str | None = None) -> list[Scope]: ...
+    async def update_scope(self, scope_id: str, fields: dict[str, Any]) -> Scope: ...
+    async def create_sender(self, sender: Sender) -> Sender: ...  # ConflictError if the id exists
+    async def get_sender(self, sender_id: str) -> Sender: ...
+    async def list_senders(self, tenant_id: str | None = None) -> list[Sender]: ...
+    async def senders_of_scope(self, scope_id: str) -> list[Sender]: ...
+    async def update_sender(self, sender_id: str, fields: dict[str, Any]) -> Sender: ...
+    async def add_sender_event(self, sender_id: str, at: float, kind: str, detail: str) -> None: ...
+    async def sender_events(self, sender_id: str, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    # messages
+    async def insert_messages(self, messages: Sequence[NewMessage], now: float) -> list[Message]:
+        """Insert in order; a message whose (tenant, idempotency_key) exists returns the original."""
+        ...
+
+    async def get_message(self, message_id: str) -> Message: ...
+    async def get_message_by_wamid(self, wamid: str) -> Message | None: ...
+    async def message_history(self, message_id: str) -> list[dict[str, Any]]: ...
+    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int) -> list[Message]:
+        """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
+
+        Claiming changes nothing: only the owner of a scope's lease claims from it.
+        """
+        ...
+
+    async def next_due_at(self, scope_ids: Sequence[str]) -> float | None: ...
+    async def apply_updates(
+        self,
+        updates: Sequence[MessageUpdate],
+        ledger: Sequence[LedgerChange] = (),
+        lease: tuple[str, Sequence[str]] | None = None,
+    ) -> int:
+        """Apply message updates and window-ledger changes in one transaction.
+
+        With ``lease=(worker_id, scope_ids)`` the transaction first checks that the worker still
+        holds every one of those scopes and raises ``LeaseLost`` (writing nothing) if not.
+        Returns the number of messages changed.
+        """
+        ...
+
+    async def requeue_where(
+        self, *, scope_id: str | None = None, sender_id: str | None = None, recipient: str | None = None,
+        campaign_id: str | None = None, now: float,
+    ) -> int:
+        """Make matching queued messages due now (capacity freed, a window opened)."""
+        ...
+
+    async def set_campaign_hold(self, campaign_id: str, hold: bool, now: float) -> int: ...
+    async def cancel_campaign_messages(self, campaign_id: str, now: float) -> int: ...
+    async def recover_inflight(self, scope_ids: Sequence[str], now: float) -> int:
+        """After a crash: messages left ``sending`` in these scopes become ``unknown``."""
+        ...
+
+    async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,
+                             sender_id: str | None = None) -> dict[str, int]: ...
+    async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None,
+                            state: str | None = None, limit: int = 100) -> list[Message]: ...
+    async def marketing_sends_since(self, tenant_id: str, recipients: Sequence[str],
+                                    since: float) -> dict[str, list[float]]: ...
+
+    # the window ledger (one row per counted recipient of a scope)
+    async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]: ...
+    async def prune_ledger(self, now: float) -> int: ...
+
+    # recipients: opt-in/out and customer service windows
+    async def set_opt_in(self, tenant_id: str, recipient: str, at: float, source: str) -> None: ...
+    async def set_opt_out(self, tenant_id: str, recipient: str, at: float, source: str) -> None: ...
+    async def recipient_flags(self, tenant_id: str, recipients: Sequence[str]) -> dict[str, RecipientFlags]: ...
+    async def record_inbound(self, sender_id: str, recipient: str, at: float) -> bool:
+        """Keep the latest inbound time of the pair; True when it moved forward."""
+        ...
+
+    async def last_inbound(self, sender_id: str, recipients: Sequence[str]) -> dict[str, float]: ...
+
+    # campaigns
+    async def create_campaign(self, campaign: Campaign) -> Campaign: ...
+    async def get_campaign(self, campaign_id: str) -> Campaign: ...
+    async def list_campaigns(self, tenant_id: str) -> list[Campaign]: ...
+    async def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign: ...
+
+    # raw webhook events: stored first, applied after, each change applied once
+    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float) -> bool: ...
+    async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None: ...
+    async def unapplied_webhook_events(self, limit: int = 100) -> list[tuple[str, bytes]]: ...
+    async def claim_change(self, change_id: str, at: float) -> bool:
+        """True the first time a webhook change id is seen (redeliveries return False)."""
+        ...
+
+    # scope leases for workers (wall-clock times: they are about process liveness)
+    async def acquire_scopes(self, worker_id: str, now: float, ttl: float, limit: int) -> list[str]:
+        """Renew this worker's leases and take free or expired ones; returns every scope it holds."""
+        ...
+
+    async def release_scopes(self, worker_id: str) -> None: ...
+
+    # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; a no-op on SQLite)
+    async def notify(self, channel: str) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# The messaging platform
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What the platform said to one send request.
+
+    ``accepted``: it has the message (``wamid``). ``failed``: a definite answer with an error code;
+    the message was not accepted. ``unknown``: no definite answer (timeout, reset after the request
+    went out, garbled response) so it may have been accepted.
+    """
+
+    status: Literal["accepted", "failed", "unknown"]
+    wamid: str | None = None
+    code: int | None = None
+    title: str = ""
+    details: str = ""
+    http_status: int | None = None
+    message_status: str | None = None  # accepted | held_for_quality_assessment | paused
+    retry_after: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(RuntimeError):
+    """A management (Graph) call failed; ``code`` is the platform's error code when it gave one."""
+
+    def __init__(self, message: str, code: int | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """What a provider may need to know about a sender (the sandbox emulates its limits)."""
+
+    phone_number_id: str
+    display_phone_number: str
+    portfolio_id: str | None
+    policy: str
+    tier: str
+    quality: str
+    waba_id: str = "sandbox-waba"
+
+
+class Provider(Protocol):
+    """The messaging platform: the real Cloud API or the in-process sandbox."""
+
+    name: str
+
+    async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome: ...
+    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]: ...
+    async def register_sender(self, info: SenderInfo) -> None: ...
+    def poll_events(self, now: float) -> list[dict[str, Any]]:
+        """Webhook bodies the provider itself produced up to ``now`` (the sandbox); [] otherwise."""
+        ...
+
+    def next_event_at(self) -> float | None: ...
+    async def aclose(self) -> None: ...
