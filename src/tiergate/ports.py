@@ -173,6 +173,19 @@ class Store(Protocol):
     async def marketing_sends_since(self, tenant_id: str, recipients: Sequence[str],
                                     since: float) -> dict[str, list[float]]: ...
 
+    async def distinct_counted(self, scope_id: str, since: float, until: float) -> int:
+        """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
+        ...
+
+    async def counted_days(self, scope_id: str, since: float, until: float,
+                           day_offset: float = 0.0) -> list[tuple[int, str]]:
+        """(day number, recipient) of every counted send in (since, until], for policy history.
+
+        The day number is floor((sent_at + day_offset) / 86400): ``day_offset`` shifts UTC days to
+        the scope's local days.
+        """
+        ...
+
     # the window ledger (one row per counted recipient of a scope)
     async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]: ...
     async def prune_ledger(self, now: float) -> int: ...
