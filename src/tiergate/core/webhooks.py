@@ -472,17 +472,17 @@ def _tier_value(value: object, key: str) -> str | int | float:
 # Change parsers: (base keyword arguments, change value, entry time) -> events
 # ---------------------------------------------------------------------------------------------
 _Base = dict[str, Any]
-_ChangeParser = Callable[[_Base, Any, float | None], list[WebhookEvent]]
+_ChangeParser = Callable[[_Base, Any, float | None], list[Event]]
 
 
 def _each(
     base: _Base,
     items: Iterable[Any],
-    build: Callable[[_Base, Any], WebhookEvent],
+    build: Callable[[_Base, Any], Event],
     raw_of: Callable[[Any], Any] = lambda item: item,
-) -> list[WebhookEvent]:
+) -> list[Event]:
     """Build one event per item, numbering them; a malformed item becomes Unknown, the others survive."""
-    events: list[WebhookEvent] = []
+    events: list[Event] = []
     index = base["item_index"]
     for item in items:
         item_base = {**base, "item_index": index}
@@ -531,7 +531,7 @@ def _reply_text(kind: str, message: Mapping[str, Any]) -> tuple[str | None, str 
     return None, None
 
 
-def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list[WebhookEvent]:
+def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
     """A ``messages`` (or ``user_preferences``) change: inbound messages, statuses, preferences."""
     value = _as_map(value, "value")
     metadata = _map(value, "metadata") or {}
@@ -550,7 +550,7 @@ def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list
     names = _contact_names(value) if messages else {}
     only_name = next(iter(names.values())) if len(names) == 1 else None
 
-    def inbound(item_base: _Base, item: Any) -> WebhookEvent:
+    def inbound(item_base: _Base, item: Any) -> Event:
         message = _as_map(item, "messages[]")
         wa_id = _str(message, "from") or _str(message, "from_user_id")
         message_id = _str(message, "id")
@@ -575,7 +575,7 @@ def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list
             errors=_errors(message),
         )
 
-    def status(item_base: _Base, item: Any) -> WebhookEvent:
+    def status(item_base: _Base, item: Any) -> Event:
         update = _as_map(item, "statuses[]")
         wamid, state = _str(update, "id"), _str(update, "status")
         if not wamid or not state:
@@ -600,7 +600,7 @@ def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list
             recipient_type=_str(update, "recipient_type"),
         )
 
-    def preference(item_base: _Base, item: Any) -> WebhookEvent:
+    def preference(item_base: _Base, item: Any) -> Event:
         pref = _as_map(item, "user_preferences[]")
         wa_id, choice = _str(pref, "wa_id") or _str(pref, "user_id"), _str(pref, "value")
         if not wa_id or not choice:
@@ -620,11 +620,11 @@ def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list
     return events
 
 
-def _tier_updates(base: _Base, value: Mapping[str, Any], event: str | None, old: Tier | None) -> list[WebhookEvent]:
+def _tier_updates(base: _Base, value: Mapping[str, Any], event: str | None, old: Tier | None) -> list[Event]:
     """One TierUpdate per limit key present (a change may carry a phone's and the portfolio's)."""
     present = [(key, per_business) for key, per_business in _TIER_FIELDS if value.get(key) is not None]
 
-    def update(item_base: _Base, item: tuple[str, bool]) -> WebhookEvent:
+    def update(item_base: _Base, item: tuple[str, bool]) -> Event:
         key, per_business = item
         raw = _tier_value(value[key], key)
         return TierUpdate(
@@ -648,7 +648,7 @@ def _quality(value: Mapping[str, Any]) -> str | None:
     return _upper(value, "quality_rating") or _upper(value, "quality_score")
 
 
-def _phone_quality_change(base: _Base, value: Any, entry_time: float | None) -> list[WebhookEvent]:
+def _phone_quality_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
     """``phone_number_quality_update``: limits (old and new names) and FLAGGED/UNFLAGGED."""
     value = _as_map(value, "value")
     base = {
@@ -666,14 +666,14 @@ def _phone_quality_change(base: _Base, value: Any, entry_time: float | None) -> 
     return events
 
 
-def _capability_change(base: _Base, value: Any, entry_time: float | None) -> list[WebhookEvent]:
+def _capability_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
     """``business_capability_update``: the business's limits (integer, -1 unlimited, or TIER_* string)."""
     value = _as_map(value, "value")
     events = _tier_updates(base, value, _upper(value, "event"), None)
     return events or [Unknown(**base, raw=value, reason="no messaging limit in change")]
 
 
-def _account_change(base: _Base, value: Any, entry_time: float | None) -> list[WebhookEvent]:
+def _account_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
     """``account_update``: restrictions, bans, violations; any limit keys become TierUpdates too."""
     value = _as_map(value, "value")
     waba_info = _map(value, "waba_info") or {}
@@ -707,7 +707,7 @@ def _account_change(base: _Base, value: Any, entry_time: float | None) -> list[W
     return [account, *_tier_updates({**base, "item_index": 1}, value, event, None)]
 
 
-def _template_change(base: _Base, value: Any, entry_time: float | None) -> list[WebhookEvent]:
+def _template_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
     value = _as_map(value, "value")
     return [
         TemplateUpdate(
@@ -749,9 +749,7 @@ def _entry_time(entry: Mapping[str, Any]) -> float | None:
         return None
 
 
-def _parse_change(
-    entry_id: object, waba_id: str | None, entry_time: float | None, change: object
-) -> list[WebhookEvent]:
+def _parse_change(entry_id: object, waba_id: str | None, entry_time: float | None, change: object) -> list[Event]:
     cid = change_id(entry_id, change)
     if not isinstance(change, Mapping):
         return [Unknown(change_id=cid, field="", waba_id=waba_id, raw=change, reason="change is not an object")]
@@ -770,14 +768,14 @@ def _parse_change(
         return [Unknown(**base, raw=value, reason=f"parser error: {exc!r}")]
 
 
-def parse_webhook(body: object) -> list[WebhookEvent]:
+def parse_webhook(body: object) -> list[Event]:
     """Every event of a decoded webhook body, in order. Never raises: what it cannot read is Unknown."""
     if not isinstance(body, Mapping):
         return [Unknown(change_id=change_id(None, body), field="", raw=body, reason="body is not an object")]
     entries = body.get("entry")
     if not isinstance(entries, list):
         return [Unknown(change_id=change_id(None, body), field="", raw=body, reason="body has no entry list")]
-    events: list[WebhookEvent] = []
+    events: list[Event] = []
     for entry in entries:
         if not isinstance(entry, Mapping):
             events.append(
@@ -822,6 +820,6 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), _type_name(value))
 
 
-def parse_webhook_bytes(raw: bytes | bytearray | memoryview) -> list[WebhookEvent]:
+def parse_webhook_bytes(raw: bytes | bytearray | memoryview) -> list[Event]:
     """:func:`load_body` then :func:`parse_webhook`: raises only :class:`WebhookError`."""
     return parse_webhook(load_body(raw))
