@@ -86,15 +86,18 @@ _NON_DIGITS = re.compile(r"\D")
 
 def wa_id(to: str) -> str:
     """The platform's id for a phone number: its digits (``+1 650-555-1234`` -> ``16505551234``)."""
+    if to.isdigit():
+        return to
+    if to[1:].isdigit() and to[:1] == "+":
+        return to[1:]
     return _NON_DIGITS.sub("", to)
 
 
 def make_wamid(to: str, serial: int, salt: int = 0) -> str:
     """A wamid shaped like the platform's (``wamid.`` + base64 of the recipient and an id)."""
-    digits = wa_id(to).encode()[:60]
-    tail = f"{(serial * 0x9E3779B1 + salt) & 0xFFFFFFFFFFFFFFFF:016X}{serial & 0xFFFF:04X}".encode()
-    raw = b"\x18" + bytes([len(digits)]) + digits + b"\x15\x02\x00\x11\x18\x14" + tail + b"\x00"
-    return "wamid." + base64.b64encode(raw).decode()
+    digits = wa_id(to)[:60]
+    text = f"\x18{chr(len(digits))}{digits}\x15\x02\x00\x11\x18\x14{salt & 0xFFFFFFFF:08X}{serial:012X}\x00"
+    return "wamid." + base64.b64encode(text.encode()).decode()
 
 
 def error_payload(code: int, *, title: str | None = None, details: str | None = None,

@@ -1,0 +1,608 @@
+"""An in-process emulation of the WhatsApp Business Platform, used by ``serve`` and ``simulate``.
+
+It plays the platform's part, not tiergate's: it answers sends like the Cloud API (wamids, error
+codes), keeps its *own* count of distinct recipients per rolling 24 h per scope, and fails (with
+an async ``failed`` status, 131048) any send over the tier it enforces, counting it as a
+violation. That count is deliberately implemented differently from ``core.window`` (a min-heap of
+expiries instead of a FIFO) so it is an independent check of the engine, not a copy of it.
+
+Like the platform it produces webhooks in the exact JSON shapes: statuses (sent, delivered, read,
+failed) after configurable delays, inbound replies from a share of recipients (which open the
+customer service window), quality changes when too many recipients block the number, and tier
+changes from the policy (classic: at UTC day boundaries; portfolio: 6 h after the threshold is
+crossed), which it then enforces itself. ``poll_events(now)`` hands them out in time order.
+
+Everything is in memory, driven by the injected clock and seeded randomness: the same calls give
+the same answers. Each send costs O(log n).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from tiergate.adapters.provider import shapes
+from tiergate.clock import Clock
+from tiergate.core.tiers import parse_tier
+from tiergate.ports import ProviderError, SenderInfo, SendOutcome
+
+__all__ = ["Received", "SandboxProvider"]
+
+DAY = 86_400.0
+HOUR = 3_600.0
+SERVICE_WINDOW = DAY
+PORTFOLIO_UPGRADE_DELAY = 6 * HOUR
+_COMPACT_SLACK = 1024
+
+# The ladders the sandbox's platform climbs (limits from core.tiers).
+LADDERS = {
+    "classic": ("TIER_250", "TIER_1K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED"),
+    "portfolio": ("TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED"),
+}
+_PORTFOLIO_ENTRY_VOLUME = 2_000  # distinct recipients in 30 days lift a portfolio off TIER_250
+_REPLY_TEXTS = ("Thanks!", "What are your opening hours?", "Yes please", "Can you call me?", "👍")
+_FAULT_KINDS = ("timeout", "reset", "5xx")
+
+
+class Received(NamedTuple):
+    """One message the sandbox accepted, with what became of it.
+
+    ``outcome``: ``delivered``, ``violation`` (over the limit: failed 131048), ``undeliverable``
+    (131026), ``blocked`` (the recipient had blocked the number: 131026) or ``outside_window``
+    (free-form with the service window closed: 131047). ``counted``: it took a place in the scope's
+    distinct-recipient count.
+    """
+
+    phone_number_id: str
+    to: str
+    time: float
+    wamid: str
+    counted: bool
+    outcome: str
+    body: dict[str, Any]
+
+
+class _DistinctWindow:
+    """Distinct recipients whose latest send is less than ``span`` old: a dict of expiries plus a
+    min-heap of (expiry, recipient) with stale entries skipped lazily."""
+
+    __slots__ = ("_expiry", "_heap", "span")
+
+    def __init__(self, span: float) -> None:
+        self.span = span
+        self._expiry: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def _drop_expired(self, now: float) -> None:
+        heap, expiry = self._heap, self._expiry
+        while heap and heap[0][0] <= now:
+            exp, rcpt = heapq.heappop(heap)
+            if expiry.get(rcpt) == exp:
+                del expiry[rcpt]
+
+    def count(self, now: float) -> int:
+        self._drop_expired(now)
+        return len(self._expiry)
+
+    def contains(self, rcpt: str, now: float) -> bool:
+        exp = self._expiry.get(rcpt)
+        return exp is not None and exp > now
+
+    def add(self, rcpt: str, at: float) -> None:
+        exp = at + self.span
+        if self._expiry.get(rcpt, float("-inf")) >= exp:
+            return
+        self._expiry[rcpt] = exp
+        heapq.heappush(self._heap, (exp, rcpt))
+        if len(self._heap) > 2 * len(self._expiry) + _COMPACT_SLACK:
+            self._heap = [(e, r) for r, e in self._expiry.items()]
+            heapq.heapify(self._heap)
+
+
+@dataclass(eq=False)
+class _Scope:
+    id: str
+    policy: str
+    tier: str
+    limit: int | None
+    senders: list[str] = field(default_factory=list)
+    day: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(DAY))
+    week: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(7 * DAY))
+    month: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(30 * DAY))
+    upgrade_at: float | None = None  # portfolio: when a crossed threshold takes effect
+    red_days: int = 0  # classic: consecutive day boundaries in RED
+
+
+@dataclass(eq=False)
+class _Sender:
+    info: SenderInfo
+    scope: _Scope
+    quality: str
+    display: str  # digits, as webhooks carry it
+    delivered_today: int = 0
+    blocked_today: int = 0
+    recent_sends: deque[float] = field(default_factory=deque)
+
+    @property
+    def status(self) -> str:
+        return "FLAGGED" if self.quality == "RED" and self.scope.policy == "classic" else "CONNECTED"
+
+
+def _limit_of(tier: str) -> int | None:
+    parsed = parse_tier(tier)
+    if not parsed.known:
+        raise ValueError(f"the sandbox cannot enforce the unknown tier {tier!r}")
+    return parsed.limit
+
+
+class SandboxProvider:
+    """``Provider`` that emulates the platform in memory; see the module docstring.
+
+    Shares are probabilities: ``undeliverable_share`` of recipients (fixed per recipient) can
+    never be reached (async 131026); ``reply_share`` of delivered messages get a text reply after
+    ``reply_delay`` (``stop_share`` of replies say STOP); ``block_share`` of delivered messages make
+    the recipient block the number, which lowers quality at the next day boundary once blocks reach
+    ``yellow_block_rate``/``red_block_rate`` of the day's deliveries (at least ``quality_sample``).
+    ``statuses``: which of sent/delivered/read to report (``failed`` always is), ``read_share`` of
+    delivered messages are read. ``webhook_batch`` > 1 groups consecutive statuses of one number
+    into one body (the platform may batch; it keeps long simulations fast). ``keep_received``:
+    keep every accepted message in ``received``. ``throughput_mps``: per-number sends per second
+    beyond which sends are counted in ``stats["throughput_exceeded"]`` and, with
+    ``enforce_throughput``, refused with 130429.
+    """
+
+    name = "sandbox"
+
+    def __init__(self, clock: Clock, *, seed: int = 0, undeliverable_share: float = 0.0,
+                 reply_share: float = 0.0, block_share: float = 0.0, stop_share: float = 0.0,
+                 read_share: float = 0.5, sent_delay: float = 0.5, delivery_delay: float = 2.0,
+                 read_delay: float = 60.0, reply_delay: float = 120.0,
+                 statuses: Iterable[str] = ("sent", "delivered", "read"), webhook_batch: int = 1,
+                 yellow_block_rate: float = 0.01, red_block_rate: float = 0.03, quality_sample: int = 100,
+                 keep_received: bool = True, throughput_mps: float = 80.0,
+                 enforce_throughput: bool = False) -> None:
+        self.clock = clock
+        self.seed = seed
+        self.undeliverable_share = undeliverable_share
+        self.reply_share = reply_share
+        self.block_share = block_share
+        self.stop_share = stop_share
+        self.read_share = read_share
+        self.sent_delay = sent_delay
+        self.delivery_delay = delivery_delay
+        self.read_delay = read_delay
+        self.reply_delay = reply_delay
+        self.statuses = frozenset(statuses)
+        self.webhook_batch = max(1, webhook_batch)
+        self.yellow_block_rate = yellow_block_rate
+        self.red_block_rate = red_block_rate
+        self.quality_sample = quality_sample
+        self.keep_received = keep_received
+        self.throughput_mps = throughput_mps
+        self.enforce_throughput = enforce_throughput
+
+        self.received: list[Received] = []
+        self.violations = 0
+        self.scope_violations: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._senders: dict[str, _Sender] = {}
+        self._scopes: dict[str, _Scope] = {}
+        self._csw: dict[tuple[str, str], float] = {}  # (sender, recipient) -> latest inbound time
+        self._blocked: set[tuple[str, str]] = set()
+        self._timers: list[tuple[float, int, str, Any]] = []  # the platform's own future actions
+        self._outbox: list[tuple[float, int, str, Any]] = []  # webhook bodies waiting for their time
+        self._seq = 0
+        self._serial = 0
+        self._next_day: float | None = None
+        self._faults: list[list[Any]] = []  # [kind, remaining, sender, reached]
+
+    def __repr__(self) -> str:
+        return f"SandboxProvider(seed={self.seed}, senders={len(self._senders)}, violations={self.violations})"
+
+    # -- inspection --------------------------------------------------------------------------
+    def scope_of(self, phone_number_id: str) -> str:
+        return self._sender(phone_number_id).scope.id
+
+    def usage(self, scope_id: str, now: float | None = None) -> int:
+        """Distinct counted recipients of a scope in the rolling 24 h ending at ``now``."""
+        return self._scopes[scope_id].day.count(self.clock.now() if now is None else now)
+
+    def counts(self, now: float | None = None) -> dict[str, int]:
+        """``usage`` of every scope."""
+        at = self.clock.now() if now is None else now
+        return {sid: scope.day.count(at) for sid, scope in self._scopes.items()}
+
+    def tier_of(self, scope_id: str) -> str:
+        return self._scopes[scope_id].tier
+
+    def quality_of(self, phone_number_id: str) -> str:
+        return self._sender(phone_number_id).quality
+
+    def window_open(self, phone_number_id: str, recipient: str, now: float | None = None) -> bool:
+        at = self.clock.now() if now is None else now
+        return self._csw_open(phone_number_id, shapes.wa_id(recipient), at)
+
+    # -- the Provider port ---------------------------------------------------------------------
+    async def register_sender(self, info: SenderInfo) -> None:
+        """Make a number known to the platform, in the scope its policy says, at the tier given."""
+        if info.policy not in LADDERS:
+            raise ValueError(f"unknown policy {info.policy!r}: use one of {', '.join(LADDERS)}")
+        if info.policy == "portfolio":
+            if not info.portfolio_id:
+                raise ValueError("a sender under the portfolio policy needs a portfolio_id")
+            scope_id = f"portfolio:{info.portfolio_id}"
+        else:
+            scope_id = f"sender:{info.phone_number_id}"
+        limit = _limit_of(info.tier)
+        scope = self._scopes.get(scope_id)
+        if scope is None:
+            scope = self._scopes[scope_id] = _Scope(scope_id, info.policy, info.tier, limit)
+        else:
+            scope.tier, scope.limit = info.tier, limit
+        old = self._senders.get(info.phone_number_id)
+        if old is not None and old.scope is not scope:
+            old.scope.senders.remove(info.phone_number_id)
+        if old is None or old.scope is not scope:
+            scope.senders.append(info.phone_number_id)
+        quality = (info.quality or "GREEN").upper()
+        self._senders[info.phone_number_id] = _Sender(info, scope, quality, shapes.wa_id(info.display_phone_number))
+        if self._next_day is None:
+            now = self.clock.now()
+            self._next_day = (now // DAY + 1) * DAY
+            self._timer(self._next_day, "day", None)
+
+    async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
+        now = self.clock.now()
+        self._advance(now)
+        fault = self._take_fault(phone_number_id) if self._faults else None
+        if fault is not None and not fault[3]:
+            return self._fault_outcome(fault[0])
+        sender = self._senders.get(phone_number_id)
+        if sender is None:
+            return self._refuse(100, f"Unsupported post request. Object with ID '{phone_number_id}' does not exist.")
+        invalid = shapes.validate_send_body(body)
+        if invalid is not None:
+            return self._refuse(*invalid)
+        to = shapes.wa_id(body["to"])
+        if to == sender.display:
+            return self._refuse(131021)
+        if self._over_throughput(sender, now) and self.enforce_throughput:
+            return self._refuse(130429)
+        outcome = self._accept(sender, to, body, now)
+        return outcome if fault is None else self._fault_outcome(fault[0])
+
+    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
+        sender = self._senders.get(phone_number_id)
+        if sender is None:
+            raise ProviderError(f"Graph API error 100: Unsupported get request. Object with ID "
+                                f"'{phone_number_id}' does not exist", code=100, http_status=400)
+        self._advance(self.clock.now())
+        state = shapes.phone_number_state(phone_number_id, sender.info.display_phone_number,
+                                          tier=sender.scope.tier, quality=sender.quality, status=sender.status)
+        answer = shapes.phone_number_payload(state, fields)
+        if isinstance(answer, tuple):
+            raise ProviderError(f"Graph API error {answer[0]}: {answer[1]}", code=answer[0], http_status=400)
+        return answer
+
+    def poll_events(self, now: float) -> list[dict[str, Any]]:
+        """Webhook bodies due by ``now``, oldest first."""
+        self._advance(now)
+        outbox, bodies = self._outbox, []
+        while outbox and outbox[0][0] <= now:
+            _, _, kind, data = heapq.heappop(outbox)
+            if kind != "status":
+                bodies.append(data)
+                continue
+            batch = [data]
+            while (len(batch) < self.webhook_batch and outbox and outbox[0][0] <= now
+                   and outbox[0][2] == "status" and outbox[0][3][0] == data[0]):
+                batch.append(heapq.heappop(outbox)[3])
+            bodies.append(self._status_body(batch))
+        return bodies
+
+    def next_event_at(self) -> float | None:
+        """When the platform next does something (a webhook falls due or a day boundary passes)."""
+        heads = [q[0][0] for q in (self._outbox, self._timers) if q]
+        return min(heads) if heads else None
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- driving the platform (tests and simulations) -------------------------------------------
+    def inbound(self, sender: str, recipient: str, at: float | None = None, text: str = "Hello") -> None:
+        """A user writes to ``sender`` at ``at`` (default now): opens the service window, emits a webhook."""
+        self._sender(sender)
+        when = self.clock.now() if at is None else at
+        self._timer(when, "inbound", (sender, shapes.wa_id(recipient), text))
+        self._advance(self.clock.now())
+
+    def verify(self, phone_number_id: str, at: float | None = None) -> str:
+        """Business verification: lifts the scope off its entry tier (TIER_250). Returns the tier."""
+        scope = self._sender(phone_number_id).scope
+        ladder = LADDERS[scope.policy]
+        if scope.tier == ladder[0]:
+            self._set_tier(scope, ladder[1], self.clock.now() if at is None else at, "UPGRADE")
+        return scope.tier
+
+    def set_quality(self, phone_number_id: str, quality: str, at: float | None = None) -> None:
+        """Force a number's quality rating (reported by webhook like a platform-made change)."""
+        self._change_quality(self._sender(phone_number_id), quality.upper(), self.clock.now() if at is None else at)
+
+    def inject_fault(self, kind: int | str, *, count: int = 1, sender: str | None = None,
+                     reached: bool = False) -> None:
+        """Make the next ``count`` sends misbehave: an error code (synchronous error) or ``timeout``,
+        ``reset``, ``5xx`` (outcome ``unknown``; with ``reached`` the platform did get the message)."""
+        if not isinstance(kind, int) and kind not in _FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}: an error code or one of {_FAULT_KINDS}")
+        self._faults.append([kind, count, sender, reached and not isinstance(kind, int)])
+
+    # -- the platform's decisions --------------------------------------------------------------
+    def _accept(self, sender: _Sender, to: str, body: dict[str, Any], now: float) -> SendOutcome:
+        pnid = sender.info.phone_number_id
+        self._serial += 1
+        wamid = shapes.make_wamid(to, self._serial, self.seed)
+        is_template = body.get("type", "text") == "template"
+        in_window = self._csw_open(pnid, to, now)
+        counted = False
+        if not is_template and not in_window:
+            outcome, code = "outside_window", 131047
+        elif (pnid, to) in self._blocked:
+            outcome, code = "blocked", 131026
+        elif self.undeliverable_share and self._undeliverable(to):
+            outcome, code = "undeliverable", 131026
+        elif is_template and not in_window and not self._count(sender.scope, to, now):
+            outcome, code = "violation", 131048
+            self.violations += 1
+            self.scope_violations[sender.scope.id] += 1
+        else:
+            outcome, code = "delivered", 0
+            counted = is_template and not in_window
+        self.stats[outcome] += 1
+        if self.keep_received:
+            self.received.append(Received(pnid, to, now, wamid, counted, outcome, body))
+        category = "marketing" if is_template else "service"
+        if code:
+            error = shapes.status_error(code, details=(
+                "Message failed to send: the messaging limit of this number's tier was exceeded."
+                if code == 131048 else None))
+            self._emit_status(now + self.sent_delay, pnid, wamid, "failed", to, counted, category, error)
+        else:
+            self._after_delivery(sender, to, wamid, now, counted, category)
+        return SendOutcome("accepted", wamid=wamid, http_status=200, message_status="accepted",
+                           raw=shapes.accepted_payload(body["to"], wamid))
+
+    def _count(self, scope: _Scope, to: str, now: float) -> bool:
+        """Count a business-initiated send to ``to``; False when it would exceed the tier."""
+        day = scope.day
+        if not day.contains(to, now) and scope.limit is not None and day.count(now) >= scope.limit:
+            return False
+        day.add(to, now)
+        scope.week.add(to, now)
+        if scope.policy == "portfolio":
+            if scope.tier == LADDERS["portfolio"][0]:
+                scope.month.add(to, now)
+            if scope.upgrade_at is None:
+                self._consider_upgrade(scope, now)
+        return True
+
+    def _after_delivery(self, sender: _Sender, to: str, wamid: str, now: float, counted: bool,
+                        category: str) -> None:
+        pnid, rng = sender.info.phone_number_id, self._rng
+        statuses = self.statuses
+        if "sent" in statuses:
+            self._emit_status(now + self.sent_delay, pnid, wamid, "sent", to, counted, category)
+        if "delivered" in statuses:
+            self._emit_status(now + self.delivery_delay, pnid, wamid, "delivered", to, counted, category)
+        if "read" in statuses and self.read_share and rng.random() < self.read_share:
+            self._emit_status(now + self.read_delay, pnid, wamid, "read", to, counted, category)
+        sender.delivered_today += 1
+        if self.reply_share and rng.random() < self.reply_share:
+            text = "STOP" if self.stop_share and rng.random() < self.stop_share else rng.choice(_REPLY_TEXTS)
+            self._timer(now + self.reply_delay, "inbound", (pnid, to, text))
+        if self.block_share and rng.random() < self.block_share:
+            self._timer(now + self.delivery_delay, "block", (pnid, to))
+
+    def _upgrade_target(self, scope: _Scope, now: float) -> str | None:
+        """The policy's upgrade rule: the tier the scope moves to if it qualifies at ``now``, else None.
+
+        The one place the rule lives in the sandbox. classic: from TIER_1K up, distinct counted
+        recipients in the last 7 days >= 2x the limit, quality not RED (checked at day boundaries).
+        portfolio: TIER_250 -> TIER_2K at 2,000 distinct in 30 days; above, 7-day distinct >= half
+        the limit; all numbers GREEN (the move happens 6 h after this first holds).
+        """
+        ladder = LADDERS[scope.policy]
+        if scope.limit is None or scope.tier not in ladder or scope.tier == ladder[-1]:
+            return None
+        target = ladder[ladder.index(scope.tier) + 1]
+        qualities = {self._senders[s].quality for s in scope.senders}
+        if scope.policy == "classic":
+            if scope.tier == ladder[0] or "RED" in qualities:
+                return None
+            return target if scope.week.count(now) >= 2 * scope.limit else None
+        if qualities - {"GREEN"}:
+            return None
+        if scope.tier == ladder[0]:
+            return target if scope.month.count(now) >= _PORTFOLIO_ENTRY_VOLUME else None
+        return target if 2 * scope.week.count(now) >= scope.limit else None
+
+    def _consider_upgrade(self, scope: _Scope, now: float) -> None:
+        if self._upgrade_target(scope, now) is not None:
+            scope.upgrade_at = now + PORTFOLIO_UPGRADE_DELAY
+            self._timer(scope.upgrade_at, "promote", scope.id)
+
+    def _day_boundary(self, at: float) -> None:
+        """Quality from the day's blocks, then classic tier changes (portfolio scopes move on their own)."""
+        for sender in self._senders.values():
+            if sender.delivered_today >= self.quality_sample:
+                rate = sender.blocked_today / sender.delivered_today
+                quality = ("RED" if rate >= self.red_block_rate else "YELLOW" if rate >= self.yellow_block_rate
+                           else "GREEN")
+                self._change_quality(sender, quality, at)
+            sender.delivered_today = sender.blocked_today = 0
+        for scope in self._scopes.values():
+            if scope.policy != "classic" or not scope.senders:
+                continue
+            ladder = LADDERS["classic"]
+            if self._senders[scope.senders[0]].quality == "RED":
+                scope.red_days += 1
+                if scope.red_days >= 7 and scope.tier in ladder and scope.tier != ladder[0]:
+                    self._set_tier(scope, ladder[ladder.index(scope.tier) - 1], at, "DOWNGRADE")
+                    scope.red_days = 0
+                continue
+            scope.red_days = 0
+            target = self._upgrade_target(scope, at)
+            if target is not None:
+                self._set_tier(scope, target, at, "UPGRADE")
+
+    def _promote(self, scope_id: str, at: float) -> None:
+        scope = self._scopes[scope_id]
+        scope.upgrade_at = None
+        ladder = LADDERS[scope.policy]
+        if scope.tier in ladder and scope.tier != ladder[-1]:
+            self._set_tier(scope, ladder[ladder.index(scope.tier) + 1], at, "UPGRADE")
+        self._consider_upgrade(scope, at)
+
+    def _set_tier(self, scope: _Scope, tier: str, at: float, event: str) -> None:
+        """Enforce ``tier`` from ``at`` on and report it the way the platform does."""
+        old = scope.tier
+        scope.tier, scope.limit = tier, _limit_of(tier)
+        if scope.policy == "portfolio" and tier != LADDERS["portfolio"][0]:
+            scope.month = _DistinctWindow(30 * DAY)  # only needed on the entry tier
+        self.stats[f"tier:{event.lower()}"] += 1
+        portfolio = scope.policy == "portfolio"
+        limit_key = "max_daily_conversations_per_business" if portfolio else "current_limit"
+        for pnid in scope.senders:
+            sender = self._senders[pnid]
+            value = {"display_phone_number": sender.display, "phone_number_id": pnid,
+                     "event": event, "old_limit": old, limit_key: tier}
+            self._emit(at, shapes.webhook(sender.info.waba_id, [("phone_number_quality_update", value)]))
+        if portfolio:
+            for waba in dict.fromkeys(self._senders[p].info.waba_id for p in scope.senders):
+                self._emit(at, shapes.webhook(waba, [("business_capability_update",
+                                                      {"max_daily_conversations_per_business": tier})]))
+
+    def _change_quality(self, sender: _Sender, quality: str, at: float) -> None:
+        old = sender.quality
+        if quality == old:
+            return
+        sender.quality = quality
+        self.stats[f"quality:{quality.lower()}"] += 1
+        value: dict[str, Any] = {"display_phone_number": sender.display,
+                                 "phone_number_id": sender.info.phone_number_id, "quality_rating": quality}
+        if quality == "RED":
+            value["event"] = "FLAGGED"
+        elif old == "RED":
+            value["event"] = "UNFLAGGED"
+        self._emit(at, shapes.webhook(sender.info.waba_id, [("phone_number_quality_update", value)]))
+        if sender.scope.policy == "portfolio" and sender.scope.upgrade_at is None:
+            self._consider_upgrade(sender.scope, at)
+
+    # -- time ----------------------------------------------------------------------------------
+    def _advance(self, now: float) -> None:
+        """Carry out the platform's own actions due by ``now``, in time order."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, kind, data = heapq.heappop(timers)
+            if kind == "inbound":
+                pnid, rcpt, text = data
+                key = (pnid, rcpt)
+                if self._csw.get(key, float("-inf")) < at:
+                    self._csw[key] = at
+                self._emit_inbound(at, pnid, rcpt, text)
+            elif kind == "block":
+                self._blocked.add(data)
+                self._senders[data[0]].blocked_today += 1
+                self.stats["blocks"] += 1
+            elif kind == "promote":
+                self._promote(data, at)
+            elif kind == "day":
+                self._day_boundary(at)
+                self._next_day = at + DAY
+                self._timer(self._next_day, "day", None)
+
+    def _timer(self, at: float, kind: str, data: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (at, self._seq, kind, data))
+
+    def _emit(self, at: float, body: dict[str, Any]) -> None:
+        self._seq += 1
+        heapq.heappush(self._outbox, (at, self._seq, "body", body))
+
+    def _emit_status(self, at: float, pnid: str, wamid: str, status: str, to: str, counted: bool,
+                     category: str, error: dict[str, Any] | None = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._outbox, (at, self._seq, "status", (pnid, wamid, status, to, at, counted, category,
+                                                                 error)))
+
+    def _emit_inbound(self, at: float, pnid: str, rcpt: str, text: str) -> None:
+        sender = self._senders[pnid]
+        self._serial += 1
+        message_id = shapes.make_wamid(rcpt, self._serial, self.seed ^ 0x5A5A)
+        value = shapes.inbound_value(sender.display, pnid, rcpt, message_id, at, text,
+                                     f"User {rcpt[-4:]}")
+        self.stats["inbound"] += 1
+        self._emit(at, shapes.webhook(sender.info.waba_id, [("messages", value)]))
+
+    def _status_body(self, batch: list[Any]) -> dict[str, Any]:
+        pnid = batch[0][0]
+        sender = self._senders[pnid]
+        items = [shapes.status_item(wamid, status, at, to, billable=counted, category=category,
+                                    errors=[error] if error else None)
+                 for _, wamid, status, to, at, counted, category, error in batch]
+        value = {"messaging_product": "whatsapp",
+                 "metadata": shapes.metadata(sender.display, pnid), "statuses": items}
+        return shapes.webhook(sender.info.waba_id, [("messages", value)])
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _sender(self, phone_number_id: str) -> _Sender:
+        try:
+            return self._senders[phone_number_id]
+        except KeyError:
+            raise KeyError(f"the sandbox has no sender {phone_number_id!r}: register_sender first") from None
+
+    def _csw_open(self, pnid: str, rcpt: str, now: float) -> bool:
+        opened = self._csw.get((pnid, rcpt))
+        return opened is not None and opened <= now < opened + SERVICE_WINDOW
+
+    def _undeliverable(self, rcpt: str) -> bool:
+        return zlib.crc32(f"{self.seed}:{rcpt}".encode()) / 2**32 < self.undeliverable_share
+
+    def _over_throughput(self, sender: _Sender, now: float) -> bool:
+        recent = sender.recent_sends
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if len(recent) >= self.throughput_mps:
+            self.stats["throughput_exceeded"] += 1
+            return True
+        recent.append(now)
+        return False
+
+    def _refuse(self, code: int, details: str | None = None) -> SendOutcome:
+        self.stats[f"error:{code}"] += 1
+        payload = shapes.error_payload(code, details=details)
+        error = payload["error"]
+        return SendOutcome("failed", code=code, title=error["message"].split(") ", 1)[-1],
+                           details=error["error_data"]["details"], http_status=shapes.http_status_for(code),
+                           raw=payload)
+
+    def _take_fault(self, pnid: str) -> list[Any] | None:
+        for fault in self._faults:
+            if fault[2] is None or fault[2] == pnid:
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _fault_outcome(self, kind: int | str) -> SendOutcome:
+        self.stats[f"fault:{kind}"] += 1
+        if isinstance(kind, int):
+            return self._refuse(kind)
+        return SendOutcome("unknown", title=f"sandbox fault: {kind}; the platform may have the message",
+                           http_status=503 if kind == "5xx" else None)

@@ -1,0 +1,481 @@
+"""A local fake of Meta's Graph API (Cloud API sends and phone-number reads), with fault injection.
+
+Tests point ``CloudProvider`` at it to see exactly what reached the "platform" (``accepted``), and
+make it misbehave the ways the real one does: 5xx pages, requests that hang past the client's
+timeout, connection resets, rate-limit and spam error codes, slow and garbled answers. Without
+faults it does nothing but answer correctly and fast (no access log, no extra output), so the
+benchmark can measure clients against it.
+
+In-process (on the running event loop)::
+
+    async with FakeGraph(token="t") as fake:
+        provider = CloudProvider(fake.base_url, "t")
+        fake.add_fault(131056, share=0.2, sender="1001")
+        ...
+        assert [m.to for m in fake.accepted["1001"]] == [...]
+
+As a separate process (benchmarks, end-to-end runs)::
+
+    python -m tests.fakes.fake_graph --port 0 --token t      # prints FAKE_GRAPH_LISTENING <base_url>
+    with FakeGraphProcess(token="t") as proc: proc.base_url; proc.stats(); proc.set_faults([...])
+
+Fault decisions are deterministic for a seed: each is a hash of (seed, rule, sender, recipient,
+how many times this pair was seen), so concurrency does not change which request fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+from aiohttp import web
+
+from tiergate.adapters.provider import shapes
+
+__all__ = ["AcceptedMessage", "FakeGraph", "FakeGraphProcess", "Fault"]
+
+FAULT_KINDS = ("5xx", "timeout", "reset", "slow", "malformed")
+_REACHED_BY_DEFAULT = {"5xx": False, "timeout": False, "reset": False, "slow": True, "malformed": True}
+_READY_LINE = "FAKE_GRAPH_LISTENING"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class AcceptedMessage(NamedTuple):
+    """One message that reached the fake platform: ``to`` as the platform's wa_id (digits), the body
+    as sent, ``time`` from the fake's clock."""
+
+    to: str
+    body: dict[str, Any]
+    time: float
+
+
+@dataclass
+class Fault:
+    """A way to misbehave on a share of requests.
+
+    ``kind``: an error code (int: answered with Meta's error JSON) or one of ``FAULT_KINDS``:
+    ``5xx`` (an HTML error page with ``status``), ``timeout`` (hold the request ``delay`` s, longer
+    than the client waits), ``reset`` (TCP RST instead of an answer), ``slow`` (answer normally
+    after ``delay`` s), ``malformed`` (HTTP 200 with truncated JSON). ``sender``: only this
+    phone_number_id (None: all). ``on``: ``send`` or ``get``. ``reached``: whether the message
+    counts as accepted by the platform before the fault (None: the kind's default: slow and
+    malformed yes, the others no). ``count``: stop after this many hits (None: no limit).
+    """
+
+    kind: int | str
+    share: float = 1.0
+    sender: str | None = None
+    on: str = "send"
+    delay: float = 30.0
+    reached: bool | None = None
+    count: int | None = None
+    status: int = 503
+    retry_after: float | None = None
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kind, str) and self.kind.lstrip("-").isdigit():
+            self.kind = int(self.kind)
+        if not isinstance(self.kind, int) and self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}: an error code or one of {FAULT_KINDS}")
+        if self.on not in ("send", "get"):
+            raise ValueError("a fault applies on 'send' or 'get'")
+
+    @property
+    def accepts(self) -> bool:
+        if isinstance(self.kind, int):
+            return False
+        return _REACHED_BY_DEFAULT[self.kind] if self.reached is None else self.reached
+
+
+class FakeGraph:
+    """The fake Graph API server; see the module docstring."""
+
+    def __init__(self, *, token: str = "fake-token", seed: int = 0, version: str = "v24.0",
+                 host: str = "127.0.0.1", port: int = 0, record: bool = True, strict_numbers: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.token = token
+        self.seed = seed
+        self.version = version
+        self.host = host
+        self.port = port
+        self.record = record
+        self.strict_numbers = strict_numbers
+        self.clock = clock
+        self.faults: list[Fault] = []
+        self.accepted: dict[str, list[AcceptedMessage]] = defaultdict(list)
+        self.wamids: dict[str, tuple[str, int]] = {}  # wamid -> (phone_number_id, index in accepted[...])
+        self.phone_numbers: dict[str, dict[str, Any]] = {}
+        self.stats: Counter[str] = Counter()
+        self._seen: Counter[tuple[str, str]] = Counter()
+        self._serial = 0
+        self._auth = f"Bearer {token}"
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    # -- configuration -----------------------------------------------------------------------
+    def add_fault(self, kind: int | str, share: float = 1.0, **options: Any) -> Fault:
+        fault = Fault(kind, share, **options)
+        self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def set_phone_number(self, phone_number_id: str, **fields: Any) -> dict[str, Any]:
+        """Set fields of a number's Graph state (tier strings, quality_rating, status, throughput...)."""
+        state = self._number(phone_number_id, create=True)
+        assert state is not None
+        if "quality_rating" in fields and "quality_score" not in fields:
+            fields["quality_score"] = {"score": fields["quality_rating"]}
+        if isinstance(fields.get("throughput"), str):
+            fields["throughput"] = {"level": fields["throughput"]}
+        state.update(fields)
+        return state
+
+    def reset(self) -> None:
+        """Forget every accepted message and counter (faults and numbers stay)."""
+        self.accepted.clear()
+        self.wamids.clear()
+        self.stats.clear()
+        self._seen.clear()
+
+    def accepted_count(self, phone_number_id: str | None = None) -> int:
+        if phone_number_id is not None:
+            return len(self.accepted.get(phone_number_id, ()))
+        return sum(len(v) for v in self.accepted.values())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/{self.version}"
+
+    async def start(self) -> FakeGraph:
+        self._stopping = asyncio.Event()
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        self.port = runner.addresses[0][1]
+        return self
+
+    async def stop(self) -> None:
+        self._stopping.set()  # requests held for a "timeout" fault end now
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> FakeGraph:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the platform ------------------------------------------------------------------------
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_get("/_fake/stats", self._ctl_stats)
+        app.router.add_get("/_fake/accepted", self._ctl_accepted)
+        app.router.add_put("/_fake/faults", self._ctl_faults)
+        app.router.add_put("/_fake/phone_numbers/{node}", self._ctl_number)
+        app.router.add_post("/_fake/reset", self._ctl_reset)
+        app.router.add_post("/{version}/{node}/messages", self._send)
+        app.router.add_get("/{version}/{node}", self._get_node)
+        return app
+
+    def _number(self, phone_number_id: str, *, create: bool) -> dict[str, Any] | None:
+        state = self.phone_numbers.get(phone_number_id)
+        if state is None and (create or not self.strict_numbers):
+            state = shapes.phone_number_state(phone_number_id, phone_number_id, tier="TIER_250")
+            self.phone_numbers[phone_number_id] = state
+        return state
+
+    def _error(self, code: int, details: str | None = None, *, retry_after: float | None = None) -> web.Response:
+        self.stats[f"error:{code}"] += 1
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+        body = shapes.error_payload(code, details=details, fbtrace_id=f"Afake{self._serial:08d}")
+        return web.Response(body=orjson.dumps(body), status=shapes.http_status_for(code),
+                            content_type="application/json", headers=headers)
+
+    def _unauthorized(self) -> web.Response:
+        self.stats["unauthorized"] += 1
+        body = {"error": {"message": "Invalid OAuth access token - Cannot parse access token",
+                          "type": "OAuthException", "code": 190, "fbtrace_id": "Afakeauth"}}
+        return web.Response(body=orjson.dumps(body), status=401, content_type="application/json")
+
+    def _pick_fault(self, on: str, sender: str, key: str) -> Fault | None:
+        if not self.faults:
+            return None
+        n = self._seen[(sender, key)]
+        for index, fault in enumerate(self.faults):
+            if fault.on != on or (fault.sender is not None and fault.sender != sender):
+                continue
+            if fault.count is not None and fault.hits >= fault.count:
+                continue
+            if fault.share < 1.0 and _draw(self.seed, index, sender, key, n) >= fault.share:
+                continue
+            fault.hits += 1
+            self.stats[f"fault:{fault.kind}"] += 1
+            return fault
+        return None
+
+    def _accept(self, sender: str, to: str, body: dict[str, Any]) -> str:
+        self._serial += 1
+        wamid = shapes.make_wamid(to, self._serial, self.seed)
+        self.stats["accepted"] += 1
+        if self.record:
+            bucket = self.accepted[sender]
+            self.wamids[wamid] = (sender, len(bucket))
+            bucket.append(AcceptedMessage(shapes.wa_id(to), body, self.clock()))
+        return wamid
+
+    async def _hold(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        sender = request.match_info["node"]
+        raw = await request.read()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return self._error(100, "The request body is not valid JSON.")
+        if self._number(sender, create=False) is None:
+            return self._error(100, f"Unsupported post request. Object with ID '{sender}' does not exist.")
+        invalid = shapes.validate_send_body(body)
+        if invalid is not None:
+            return self._error(invalid[0], invalid[1])
+        to = body["to"]
+        fault = self._pick_fault("send", sender, to)
+        self._seen[(sender, to)] += 1
+        if fault is None:
+            return _json(shapes.accepted_payload(to, self._accept(sender, to, body)))
+        wamid = self._accept(sender, to, body) if fault.accepts else None
+        return await self._misbehave(request, fault, lambda: shapes.accepted_payload(to, wamid or ""))
+
+    async def _misbehave(self, request: web.Request, fault: Fault,
+                         answer: Callable[[], dict[str, Any]]) -> web.StreamResponse:
+        kind = fault.kind
+        if isinstance(kind, int):
+            return self._error(kind, retry_after=fault.retry_after)
+        if kind == "slow":
+            await self._hold(fault.delay)
+            return _json(answer())
+        if kind == "timeout":
+            await self._hold(fault.delay)
+            return web.Response(status=504, text="Gateway Timeout")
+        if kind == "5xx":
+            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+            return web.Response(status=fault.status, headers=headers, content_type="text/html",
+                                text=f"<html><body><h1>{fault.status} Service Unavailable</h1></body></html>")
+        if kind == "malformed":
+            text = orjson.dumps(answer())
+            return web.Response(body=text[: max(1, len(text) // 2)], status=200, content_type="application/json")
+        # reset: a TCP RST instead of any answer
+        transport = request.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        raise asyncio.CancelledError  # nothing more to say on this connection
+
+    async def _get_node(self, request: web.Request) -> web.StreamResponse:
+        self.stats["requests"] += 1
+        self.stats["get"] += 1
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        node = request.match_info["node"]
+        state = self._number(node, create=False)
+        if state is None:
+            return self._error(100, f"Unsupported get request. Object with ID '{node}' does not exist, cannot be "
+                                    "loaded due to missing permissions, or does not support this operation.")
+        fault = self._pick_fault("get", node, "get")
+        self._seen[(node, "get")] += 1
+        fields = request.query.get("fields", "id").split(",")
+        answer = shapes.phone_number_payload(state, fields)
+        if isinstance(answer, tuple):
+            return self._error(answer[0], answer[1])
+        if fault is not None:
+            return await self._misbehave(request, fault, lambda: answer)
+        return _json(answer)
+
+    # -- control (for tests driving a separate process) --------------------------------------
+    async def _ctl_stats(self, request: web.Request) -> web.Response:
+        per_sender = {k: len(v) for k, v in self.accepted.items()}
+        return _json({"stats": dict(self.stats), "accepted": per_sender,
+                      "faults": [asdict(f) for f in self.faults]})
+
+    async def _ctl_accepted(self, request: web.Request) -> web.Response:
+        sender = request.query.get("phone_number_id")
+        senders = [sender] if sender else list(self.accepted)
+        return _json({s: [m._asdict() for m in self.accepted.get(s, ())] for s in senders})
+
+    async def _ctl_faults(self, request: web.Request) -> web.Response:
+        specs = await request.json()
+        try:
+            self.faults = [Fault(**spec) for spec in specs]
+        except (TypeError, ValueError) as exc:
+            return web.Response(status=400, text=str(exc))
+        return _json({"faults": len(self.faults)})
+
+    async def _ctl_number(self, request: web.Request) -> web.Response:
+        return _json(self.set_phone_number(request.match_info["node"], **await request.json()))
+
+    async def _ctl_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return _json({"ok": True})
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _draw(seed: int, rule: int, sender: str, key: str, n: int) -> float:
+    """A uniform number in [0, 1) fixed by its inputs (not by arrival order)."""
+    digest = hashlib.blake2b(f"{seed}|{rule}|{sender}|{key}|{n}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+# ------------------------------------------------------------------------------------------------
+# As a separate process
+# ------------------------------------------------------------------------------------------------
+class FakeGraphProcess:
+    """Run the fake in a child process (``python -m tests.fakes.fake_graph``) and control it over HTTP."""
+
+    def __init__(self, *, token: str = "fake-token", seed: int = 0, port: int = 0, record: bool = True,
+                 uvloop: bool = False, startup_timeout: float = 20.0) -> None:
+        self.token = token
+        self._args = [sys.executable, "-m", "tests.fakes.fake_graph", "--port", str(port), "--token", token,
+                      "--seed", str(seed)]
+        if not record:
+            self._args.append("--no-record")
+        if uvloop:
+            self._args.append("--uvloop")
+        self._startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def start(self) -> FakeGraphProcess:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_REPO_ROOT),
+                                                                         os.environ.get("PYTHONPATH")])))
+        proc = subprocess.Popen(self._args, cwd=_REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        self._proc = proc
+        assert proc.stdout is not None
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith(_READY_LINE):
+                self.base_url = line.split()[1]
+                return self
+            if not line and proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError("the fake Graph API process did not start")
+
+    @property
+    def root(self) -> str:
+        return self.base_url.rsplit("/", 1)[0]
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.root + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/_fake/stats"))
+
+    def accepted(self, phone_number_id: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        query = f"?phone_number_id={phone_number_id}" if phone_number_id else ""
+        return dict(self._call("GET", "/_fake/accepted" + query))
+
+    def set_faults(self, faults: list[dict[str, Any]]) -> None:
+        self._call("PUT", "/_fake/faults", faults)
+
+    def set_phone_number(self, phone_number_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._call("PUT", f"/_fake/phone_numbers/{phone_number_id}", fields))
+
+    def reset(self) -> None:
+        self._call("POST", "/_fake/reset", {})
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> FakeGraphProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record)
+    for spec in args.fault:
+        kind, _, share = spec.partition(":")
+        fake.add_fault(kind, float(share or 1.0))
+    await fake.start()
+    print(_READY_LINE, fake.base_url, flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A local fake Graph API (Cloud API) for tests and benchmarks.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port (printed on the ready line)")
+    parser.add_argument("--token", default="fake-token")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-record", action="store_true", help="count accepted messages without keeping them")
+    parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND[:SHARE]",
+                        help="inject a fault from the start, e.g. 131056:0.1 or timeout:0.01")
+    args = parser.parse_args(argv)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(_serve(args))
+    else:
+        asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()
