@@ -379,7 +379,7 @@ def _upper(obj: Mapping[str, Any], key: str) -> str | None:
 
 def _map(obj: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     value = obj.get(key)
-    if value is None or isinstance(value, Mapping):
+    if value is None or type(value) is dict or isinstance(value, Mapping):  # dict first: the ABC check is slow
         return value
     raise _Malformed(f"{key}: expected an object, got {_type_name(value)}")
 
@@ -394,7 +394,7 @@ def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
 
 
 def _as_map(value: object, what: str) -> Mapping[str, Any]:
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         return value
     raise _Malformed(f"{what}: expected an object, got {_type_name(value)}")
 
