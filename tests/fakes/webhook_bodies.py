@@ -131,6 +131,35 @@ def inbound_messages_change(
     )
 
 
+def inbound_call_change(
+    wa_id: str,
+    *,
+    timestamp: float = T0,
+    call_id: str | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
+    display_phone_number: str = DISPLAY_PHONE_NUMBER,
+) -> dict[str, Any]:
+    """A call the user places to the business number (opens the customer service window too)."""
+    placed = {
+        "id": call_id or f"wacid.test-{next(_serial):08d}",
+        "from": wa_id,
+        "to": display_phone_number,
+        "event": "connect",
+        "timestamp": str(int(timestamp)),
+        "direction": "USER_INITIATED",
+        "session": {"sdp": "<<RFC 8866 SDP>>", "sdp_type": "offer"},
+    }
+    return change(
+        "calls",
+        {
+            "messaging_product": "whatsapp",
+            "metadata": _metadata(phone_number_id, display_phone_number),
+            "contacts": [{"profile": {"name": "Test User"}, "wa_id": wa_id}],
+            "calls": [placed],
+        },
+    )
+
+
 def status_object(
     wamid: str,
     status: str,

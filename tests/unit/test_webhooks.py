@@ -175,6 +175,28 @@ def test_malformed_message_becomes_unknown_with_a_reason(message: Any, reason_pa
     assert events[1].item_index == 1 and events[1].text == "fine"
 
 
+def test_a_call_the_user_places_opens_the_window_like_a_message() -> None:
+    event = one(wb.inbound_call_change("15551230001", timestamp=1_700_000_050, call_id="wacid.1"))
+    assert isinstance(event, InboundMessage)
+    assert (event.field, event.type, event.wa_id, event.message_id) == ("calls", "call", "15551230001", "wacid.1")
+    assert event.timestamp == 1_700_000_050.0 and event.opens_window and event.text is None
+    assert event.phone_number_id == wb.PHONE_NUMBER_ID and event.contact_name == "Test User"
+
+
+def test_other_call_events_are_unknown_and_a_malformed_user_call_says_why() -> None:
+    value = wb.inbound_call_change("1555")["value"]
+    user_call = value["calls"][0]
+    value["calls"] = [
+        {**user_call, "direction": "BUSINESS_INITIATED", "from": wb.DISPLAY_PHONE_NUMBER},
+        {**user_call, "event": "terminate"},
+        {key: v for key, v in user_call.items() if key != "from"},
+        user_call,
+    ]
+    events = parse_webhook(wb.body(wb.change("calls", value)))
+    assert kinds(events) == ["Unknown", "Unknown", "Unknown", "InboundMessage"]
+    assert [e.reason for e in events[:3]] == ["", "", "call without 'from' or 'id'"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Statuses
 # ---------------------------------------------------------------------------------------------
@@ -525,7 +547,7 @@ def test_template_updates_are_kept_for_visibility(
     assert event.template_id == str(value["message_template_id"])
 
 
-@pytest.mark.parametrize("field_name", ["calls", "smb_message_echoes", "security", "brand_new_field", ""])
+@pytest.mark.parametrize("field_name", ["smb_message_echoes", "security", "brand_new_field", ""])
 def test_unknown_fields_are_kept_without_a_reason(field_name: str) -> None:
     value = {"anything": [1, {"nested": True}]}
     event = one(wb.change(field_name, value))

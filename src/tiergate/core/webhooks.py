@@ -119,7 +119,7 @@ class PlatformError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage(WebhookEvent):
-    """A user wrote to a business number: opens (or restarts) the customer service window.
+    """A user wrote to (or called: ``type`` "call") a business number: opens the customer service window.
 
     ``wa_id`` is the user (the message's ``from``; its ``from_user_id`` when ``from`` is absent).
     ``text`` is the text body, or the title/text of a button, list or flow reply, so a STOP button
@@ -531,15 +531,20 @@ def _reply_text(kind: str, message: Mapping[str, Any]) -> tuple[str | None, str 
     return None, None
 
 
-def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
-    """A ``messages`` (or ``user_preferences``) change: inbound messages, statuses, preferences."""
-    value = _as_map(value, "value")
+def _with_metadata(base: _Base, value: Mapping[str, Any]) -> _Base:
+    """The base plus the business number named in the value's ``metadata``."""
     metadata = _map(value, "metadata") or {}
-    base = {
+    return {
         **base,
         "phone_number_id": _str(metadata, "phone_number_id"),
         "display_phone_number": _str(metadata, "display_phone_number"),
     }
+
+
+def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
+    """A ``messages`` (or ``user_preferences``) change: inbound messages, statuses, preferences."""
+    value = _as_map(value, "value")
+    base = _with_metadata(base, value)
     messages, statuses, preferences = (
         _list(value, "messages"),
         _list(value, "statuses"),
@@ -618,6 +623,33 @@ def _messaging_change(base: _Base, value: Any, entry_time: float | None) -> list
     events += _each({**base, "item_index": len(events)}, statuses, status)
     events += _each({**base, "item_index": len(events)}, preferences, preference)
     return events
+
+
+def _calls_change(base: _Base, value: Any, entry_time: float | None) -> list[Event]:
+    """``calls``: a call the user places opens the service window like a message; other call events are Unknown."""
+    value = _as_map(value, "value")
+    base = _with_metadata(base, value)
+    names = _contact_names(value)
+
+    def call(item_base: _Base, item: Any) -> Event:
+        placed = _as_map(item, "calls[]")
+        if _upper(placed, "direction") != "USER_INITIATED" or _str(placed, "event") != "connect":
+            return Unknown(**item_base, raw=item)
+        wa_id, call_id = _str(placed, "from"), _str(placed, "id")
+        if not wa_id or not call_id:
+            raise _Malformed("call without 'from' or 'id'")
+        timestamp = _epoch(placed.get("timestamp"), "timestamp")
+        return InboundMessage(
+            **item_base,
+            wa_id=wa_id,
+            message_id=call_id,
+            timestamp=entry_time if timestamp is None else timestamp,
+            type="call",
+            contact_name=names.get(wa_id),
+        )
+
+    calls = _list(value, "calls")
+    return _each(base, calls, call) if calls else [Unknown(**base, raw=value)]
 
 
 def _tier_updates(base: _Base, value: Mapping[str, Any], event: str | None, old: Tier | None) -> list[Event]:
@@ -725,6 +757,7 @@ def _template_change(base: _Base, value: Any, entry_time: float | None) -> list[
 _PARSERS: dict[str, _ChangeParser] = {
     "messages": _messaging_change,
     "user_preferences": _messaging_change,
+    "calls": _calls_change,
     "phone_number_quality_update": _phone_quality_change,
     "business_capability_update": _capability_change,
     "account_update": _account_change,
