@@ -1,0 +1,236 @@
+"""The scale-out store: PostgreSQL through psycopg 3 (async) and a connection pool.
+
+The shared SQL runs unchanged but for placeholders (``?`` -> ``%s``). What PostgreSQL adds:
+- row locks: ``apply_updates(lease=...)`` reads its scope rows ``FOR UPDATE`` before writing, so a
+  lease cannot change hands mid-batch; ``acquire_scopes`` takes free scopes ``FOR UPDATE SKIP
+  LOCKED``, so concurrent workers never take the same scope and never wait on each other;
+- migrations under ``pg_advisory_xact_lock``, so processes starting together migrate once;
+- ``notify``/``listen`` over LISTEN/NOTIFY, so a wake-up reaches every process.
+
+A ``schema`` (keyword, or ``?schema=name`` in the URL) puts every table in that schema (created if
+missing) and namespaces notification channels, so tests and tenants of a shared server stay apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors, sql
+from psycopg_pool import AsyncConnectionPool
+
+from tiergate.adapters.store.sql import Row, SqlStore, Tx
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_RECONNECT_DELAY = 1.0
+
+
+@functools.lru_cache(maxsize=2048)
+def _pg(query: str) -> str:
+    """The shared ``?`` placeholders in psycopg's style (a literal ``%`` is doubled first)."""
+    return query.replace("%", "%%").replace("?", "%s")
+
+
+class _PgTx:
+    """The four primitives over one pooled connection."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self._conn.execute(_pg(query), params)
+        return cursor.rowcount
+
+    async def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(_pg(query), rows)  # pipelined: one round trip for the batch
+            return cursor.rowcount
+
+    async def fetchone(self, query: str, params: Sequence[Any] = ()) -> Row | None:
+        cursor = await self._conn.execute(_pg(query), params)
+        return await cursor.fetchone()
+
+    async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
+        cursor = await self._conn.execute(_pg(query), params)
+        return await cursor.fetchall()
+
+
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """Take a ``schema=`` query parameter out of the URL (libpq would reject it)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+class _Subscription:
+    """One LISTEN connection and the task relaying its notifications (reconnects if it drops)."""
+
+    def __init__(self, store: PostgresStore, channel: str, callback: Callable[[], None]) -> None:
+        self.store, self.channel, self.callback = store, channel, callback
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self.store.url, autocommit=True, **self.store.connect_kwargs)
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self.conn = conn
+
+    async def relay(self) -> None:
+        while True:
+            try:
+                if self.conn is None:
+                    await self.connect()
+                    self.callback()  # notifications may have been missed while disconnected
+                assert self.conn is not None
+                async for _ in self.conn.notifies():
+                    self.callback()
+            except psycopg.OperationalError as exc:
+                log.warning("LISTEN %s lost its connection (%s); reconnecting", self.channel, exc)
+            await self.drop()
+            await asyncio.sleep(_RECONNECT_DELAY)
+
+    async def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.drop()
+        self.store.subscriptions.discard(self)
+
+
+class PostgresStore(SqlStore):
+    """``Store`` on PostgreSQL: ``PostgresStore("postgresql://user@host/db", schema="tiergate")``."""
+
+    dialect = "postgres"
+    lock_rows = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 8,
+                 connect_timeout: float = 10.0) -> None:
+        super().__init__()
+        self.url, url_schema = _split_schema(url)
+        self.schema = schema or url_schema
+        if self.schema is not None and not _IDENTIFIER.match(self.schema):
+            raise ValueError(f"schema {self.schema!r}: use letters, digits and '_' (at most 63)")
+        self.min_size, self.max_size = min_size, max_size
+        self.connect_timeout = connect_timeout
+        self.connect_kwargs: dict[str, Any] = {}
+        if self.schema is not None:
+            self.connect_kwargs["options"] = f"-c search_path={self.schema}"
+        self.subscriptions: set[_Subscription] = set()
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._namespace = ""  # the schema the tables live in, prefixed to notification channels
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                **self.connect_kwargs,
+            )
+        except psycopg.OperationalError as exc:
+            raise ConnectionError(f"cannot reach PostgreSQL at {_redacted(self.url)}: {exc}") from exc
+        async with conn:
+            await self._migrate_once(conn)
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url, min_size=self.min_size, max_size=self.max_size, open=False, name="tiergate",
+            kwargs={"autocommit": True, **self.connect_kwargs},
+        )
+        await pool.open(wait=True, timeout=self.connect_timeout)
+        self._pool = pool
+
+    async def _migrate_once(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Create the schema if asked and migrate, one process at a time (advisory lock)."""
+        if self.schema is None:
+            row = await (await conn.execute("SELECT current_schema()")).fetchone()
+            if row is None or row[0] is None:
+                raise RuntimeError("search_path names no existing schema: create it or pass schema=")
+            self._namespace = row[0]
+        else:
+            self._namespace = self.schema
+        digest = hashlib.blake2b(f"tiergate:migrate:{self._namespace}".encode(), digest_size=8).digest()
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest, "big", signed=True),))
+            if self.schema is not None:
+                await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            await self._migrate(_PgTx(conn))
+
+    async def close(self) -> None:
+        for subscription in list(self.subscriptions):
+            await subscription.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)
+
+    def _open_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            raise RuntimeError("the store is not open: call open() first")
+        return self._pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._open_pool().connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Tx]:
+        async with self._open_pool().connection() as conn:
+            yield _PgTx(conn)
+
+    # -- wake-ups between processes ----------------------------------------------------------
+    def _channel(self, channel: str) -> str:
+        name = f"{self._namespace}.{channel}" if self._namespace not in ("", "public") else channel
+        return name[:63]
+
+    async def notify(self, channel: str) -> None:
+        """NOTIFY every process listening on ``channel`` (in this schema), this one included."""
+        async with self.reader() as tx:
+            await tx.execute("SELECT pg_notify(?, '')", (self._channel(channel),))
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """LISTEN on a dedicated connection and call ``callback`` per notification.
+
+        Returns an async function that stops listening. LISTEN is active when this returns; if the
+        connection drops it reconnects and calls ``callback`` once (a wake-up may have been missed).
+        """
+        subscription = _Subscription(self, self._channel(channel), callback)
+        await subscription.connect()
+        subscription.task = asyncio.create_task(subscription.relay(), name=f"listen:{channel}")
+        self.subscriptions.add(subscription)
+        return subscription.stop

@@ -1,0 +1,900 @@
+"""The Store port, implemented once over a tiny async SQL interface shared by SQLite and PostgreSQL.
+
+An adapter supplies a ``Tx`` (execute / executemany / fetchone / fetchall) inside ``transaction()``
+(one atomic write transaction) or ``reader()`` (autocommit reads), and a few dialect hooks: the
+row-locking clauses, which errors are worth retrying, and notifications. Every statement here is
+written once, with ``?`` placeholders, in SQL both engines accept (``ON CONFLICT`` upserts, partial
+indexes, ``TRUE``); the PostgreSQL adapter rewrites the placeholders. Only the schema differs per
+dialect (``migrations/NNNN_name.<dialect>.sql``).
+
+Lock order on PostgreSQL: every multi-row writer touches scope rows, then message rows, then ledger
+rows, each sorted by key, so concurrent batches wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.resources
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import fields
+from itertools import groupby
+from operator import attrgetter
+from types import TracebackType
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+import orjson
+
+from tiergate.adapters.store.ids import new_ids
+from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.ports import ConflictError, LeaseLost, LedgerChange, MessageUpdate, NotFound, RecipientFlags
+
+__all__ = ["SqlStore", "Tx", "migrations"]
+
+log = logging.getLogger(__name__)
+
+Row = tuple[Any, ...]
+
+
+class Tx(Protocol):
+    """The four primitives a dialect provides, bound to one connection (inside a transaction or not)."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...  # rows changed
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int: ...  # total changed
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Records <-> rows
+# --------------------------------------------------------------------------------------------
+R = TypeVar("R")
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: Sequence[R], size: int) -> Iterator[Sequence[R]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _loads(text: str | bytes | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def _pair(text: str | None) -> tuple[int, int] | None:
+    hours = _loads(text)
+    return None if hours is None else (int(hours[0]), int(hours[1]))
+
+
+class _Table(Generic[R]):
+    """How one record type maps to its table: column names, JSON fields, 0/1 booleans, renames."""
+
+    def __init__(self, name: str, record: type[R], what: str, *, json: Sequence[str] = (),
+                 bools: Sequence[str] = (), rename: dict[str, str] | None = None,
+                 decode: dict[str, Callable[[Any], Any]] | None = None) -> None:
+        self.name, self.record, self.what = name, record, what
+        self.fields = [f.name for f in fields(record)]  # type: ignore[arg-type]
+        renames = rename or {}
+        self.columns = [renames.get(f, f) for f in self.fields]
+        self.column_of = dict(zip(self.fields, self.columns, strict=True))
+        self.json = frozenset(json)
+        decoders: dict[str, Callable[[Any], Any]] = {f: _loads for f in json}
+        decoders |= {f: bool for f in bools}
+        decoders |= decode or {}
+        self._decode_at = [(i, decoders[f]) for i, f in enumerate(self.fields) if f in decoders]
+        self._encode_at = [i for i, f in enumerate(self.fields) if f in self.json]
+        columns = ", ".join(self.columns)
+        self.select = f"SELECT {columns} FROM {name}"
+        self.insert = f"INSERT INTO {name} ({columns}) VALUES ({_marks(len(self.columns))}) ON CONFLICT DO NOTHING"
+
+    def to_row(self, record: R) -> list[Any]:
+        values = [getattr(record, f) for f in self.fields]
+        for i in self._encode_at:
+            values[i] = _dumps(values[i])
+        return values
+
+    def from_row(self, row: Row) -> R:
+        values = list(row)
+        for i, decode in self._decode_at:
+            values[i] = decode(values[i])
+        return self.record(*values)
+
+    def assignments(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
+        """``col = ?, ...`` and its parameters for a partial update; unknown fields are an error."""
+        unknown = set(changes) - set(self.fields) | ({"id"} & set(changes))
+        if unknown:
+            raise ValueError(f"cannot update {self.what} field(s): {', '.join(sorted(unknown))}")
+        sets = ", ".join(f"{self.column_of[f]} = ?" for f in changes)
+        params = [_dumps(v) if f in self.json else v for f, v in changes.items()]
+        return sets, params
+
+
+TENANTS = _Table("tenants", Tenant, "tenant", json=["stop_keywords"], bools=["require_opt_in"])
+API_KEYS = _Table("api_keys", ApiKey, "API key", bools=["is_admin"])
+SCOPES = _Table("scopes", Scope, "scope", bools=["trust_model"])
+SENDERS = _Table("senders", Sender, "sender", json=["paused", "marketing_paused"])
+CAMPAIGNS = _Table("campaigns", Campaign, "campaign", json=["template", "plan", "quiet_hours"],
+                   decode={"quiet_hours": _pair})
+MESSAGES = _Table("messages", Message, "message", json=["body", "metadata"], bools=["counted"],
+                  rename={"to": "recipient"},
+                  decode={"state": MessageState, "error_detail": lambda v: v or ""})
+
+_INSERT_MESSAGE = MESSAGES.insert.replace(") VALUES (", ", not_before) VALUES (?, ")
+_INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, reason) VALUES (?, ?, ?, ?)"
+_UPDATE_MESSAGE = """UPDATE messages SET state = ?, updated_at = ?,
+    reason = COALESCE(?, reason),
+    next_attempt_at = COALESCE(?, next_attempt_at),
+    attempts = attempts + ?,
+    wamid = COALESCE(?, wamid),
+    error_code = COALESCE(?, error_code),
+    error_detail = COALESCE(?, error_detail),
+    counted = COALESCE(?, counted),
+    slot_expiry = CASE WHEN ? THEN NULL ELSE COALESCE(?, slot_expiry) END,
+    slot_previous = CASE WHEN ? THEN NULL ELSE COALESCE(?, slot_previous) END,
+    sent_at = COALESCE(?, sent_at)
+WHERE id = ?"""
+_LEDGER_UPSERT = """INSERT INTO window_ledger (scope_id, recipient, expiry) VALUES (?, ?, ?)
+ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry
+WHERE excluded.expiry > window_ledger.expiry"""
+_LEDGER_REMOVE = "DELETE FROM window_ledger WHERE scope_id = ? AND recipient = ? AND expiry = ?"
+_CLAIM_ORDER = "priority, next_attempt_at, created_at"
+# Sends that count against the marketing frequency cap (a 'sending' one may already have left).
+_MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
+_RECOVERED_REASON = ("the worker stopped while this send was in flight: the platform may or may not have "
+                     "it; a status webhook settles it")
+_DAY = 86_400.0
+
+
+def _state(value: str) -> str:
+    return str(MessageState(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Migrations
+# --------------------------------------------------------------------------------------------
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (``--`` comment lines dropped; no ``;`` inside statements)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def migrations(dialect: str) -> list[tuple[int, str, list[str]]]:
+    """(version, file name, statements) of ``migrations/NNNN_<name>.<dialect>.sql``, in order."""
+    folder = importlib.resources.files("tiergate.adapters.store").joinpath("migrations")
+    suffix = f".{dialect}.sql"
+    found = [
+        (int(entry.name.split("_", 1)[0]), entry.name, _statements(entry.read_text(encoding="utf-8")))
+        for entry in folder.iterdir()
+        if entry.name.endswith(suffix)
+    ]
+    return sorted(found)
+
+
+# --------------------------------------------------------------------------------------------
+# Retries of transactions that lost a lock race
+# --------------------------------------------------------------------------------------------
+S = TypeVar("S", bound="SqlStore")
+P = ParamSpec("P")
+T = TypeVar("T")
+_RETRIES = 5
+
+
+def _retried(
+    method: Callable[Concatenate[S, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Re-run a whole transaction that hit a deadlock or a lock timeout: it rolled back, nothing stuck."""
+
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                attempt += 1
+                if attempt > _RETRIES or not self.is_transient(exc):
+                    raise
+                log.info("retrying %s after %s", method.__name__, exc)
+                await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+
+    functools.update_wrapper(run, method)
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+class SqlStore(ABC):
+    """Every ``Store`` method, once. Subclasses connect, provide transactions and dialect hooks."""
+
+    dialect: str = ""  # picks the migration files
+    lock_rows: str = ""  # appended to SELECTs of rows the transaction then changes (" FOR UPDATE")
+    skip_locked: str = ""  # appended to the lease-taking SELECT so workers never take the same scope
+    max_params: int = 500  # ids per IN (...) list
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+
+    # -- what a dialect provides -------------------------------------------------------------
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+
+    @abstractmethod
+    def reader(self) -> AbstractAsyncContextManager[Tx]:
+        """A connection for reads that need no transaction (each statement sees committed data)."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether a failed transaction may simply be run again (deadlock, lock wait)."""
+        return False
+
+    async def __aenter__(self: S) -> S:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def _migrate(self, tx: Tx) -> list[int]:
+        """Apply the dialect's pending migrations in the caller's transaction; returns their versions."""
+        await tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        done = {row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, statements in migrations(self.dialect):
+            if version in done:
+                continue
+            for statement in statements:
+                await tx.execute(statement)
+            await tx.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                             (version, name, time.time()))
+            applied.append(version)
+        if applied:
+            log.info("applied %s migrations %s", self.dialect, applied)
+        return applied
+
+    async def schema_versions(self) -> list[int]:
+        """The migration versions applied to this database (for health checks and tests)."""
+        async with self.reader() as tx:
+            return [row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations ORDER BY version")]
+
+    # -- generic record helpers --------------------------------------------------------------
+    async def _create(self, table: _Table[R], record: R) -> R:
+        async with self.transaction() as tx:
+            if not await tx.execute(table.insert, table.to_row(record)):
+                raise ConflictError(f"{table.what} {getattr(record, 'id', '')!r} already exists")
+        return record
+
+    async def _get(self, table: _Table[R], record_id: str) -> R:
+        async with self.reader() as tx:
+            row = await tx.fetchone(f"{table.select} WHERE id = ?", (record_id,))
+        if row is None:
+            raise NotFound(f"{table.what} {record_id!r} not found")
+        return table.from_row(row)
+
+    async def _list(self, table: _Table[R], where: str = "", params: Sequence[Any] = (),
+                    order: str = "created_at, id") -> list[R]:
+        async with self.reader() as tx:
+            rows = await tx.fetchall(f"{table.select} {where} ORDER BY {order}", params)
+        return [table.from_row(row) for row in rows]
+
+    async def _update(self, table: _Table[R], record_id: str, changes: dict[str, Any]) -> R:
+        sets, params = table.assignments(changes)
+        async with self.transaction() as tx:
+            if sets:
+                await tx.execute(f"UPDATE {table.name} SET {sets} WHERE id = ?", [*params, record_id])
+            row = await tx.fetchone(f"{table.select} WHERE id = ?", (record_id,))
+        if row is None:
+            raise NotFound(f"{table.what} {record_id!r} not found")
+        return table.from_row(row)
+
+    # -- tenants and API keys ----------------------------------------------------------------
+    async def create_tenant(self, tenant: Tenant) -> Tenant:
+        """ConflictError when the id or the name is taken (names identify tenants to operators)."""
+        return await self._create(TENANTS, tenant)
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        return await self._get(TENANTS, tenant_id)
+
+    async def find_tenant_by_name(self, name: str) -> Tenant | None:
+        found = await self._list(TENANTS, "WHERE name = ?", (name,))
+        return found[0] if found else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        return await self._list(TENANTS)
+
+    async def update_tenant(self, tenant_id: str, fields: dict[str, Any]) -> Tenant:
+        return await self._update(TENANTS, tenant_id, fields)
+
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        return await self._create(API_KEYS, key)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        found = await self._list(API_KEYS, "WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
+        return found[0] if found else None
+
+    async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        if tenant_id is None:
+            return await self._list(API_KEYS)
+        return await self._list(API_KEYS, "WHERE tenant_id = ?", (tenant_id,))
+
+    async def revoke_api_key(self, key_id: str, at: float) -> None:
+        """Keeps the first revocation time when revoked twice."""
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, key_id))
+            if await tx.fetchone("SELECT 1 FROM api_keys WHERE id = ?", (key_id,)) is None:
+                raise NotFound(f"API key {key_id!r} not found")
+
+    # -- senders and scopes ------------------------------------------------------------------
+    async def upsert_scope(self, scope: Scope) -> Scope:
+        """Insert or overwrite every setting (leases are kept); ConflictError if another tenant owns it."""
+        columns = ", ".join(SCOPES.columns)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in SCOPES.columns if c != "id")
+        async with self.transaction() as tx:
+            changed = await tx.execute(
+                f"INSERT INTO scopes ({columns}) VALUES ({_marks(len(SCOPES.columns))}) "
+                f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE scopes.tenant_id = excluded.tenant_id",
+                SCOPES.to_row(scope),
+            )
+        if not changed:
+            raise ConflictError(f"scope {scope.id!r} belongs to another tenant")
+        return scope
+
+    async def get_scope(self, scope_id: str) -> Scope:
+        return await self._get(SCOPES, scope_id)
+
+    async def list_scopes(self, tenant_id: str | None = None) -> list[Scope]:
+        if tenant_id is None:
+            return await self._list(SCOPES, order="id")
+        return await self._list(SCOPES, "WHERE tenant_id = ?", (tenant_id,), order="id")
+
+    async def update_scope(self, scope_id: str, fields: dict[str, Any]) -> Scope:
+        return await self._update(SCOPES, scope_id, fields)
+
+    async def create_sender(self, sender: Sender) -> Sender:
+        return await self._create(SENDERS, sender)
+
+    async def get_sender(self, sender_id: str) -> Sender:
+        return await self._get(SENDERS, sender_id)
+
+    async def list_senders(self, tenant_id: str | None = None) -> list[Sender]:
+        if tenant_id is None:
+            return await self._list(SENDERS)
+        return await self._list(SENDERS, "WHERE tenant_id = ?", (tenant_id,))
+
+    async def senders_of_scope(self, scope_id: str) -> list[Sender]:
+        return await self._list(SENDERS, "WHERE scope_id = ?", (scope_id,))
+
+    async def update_sender(self, sender_id: str, fields: dict[str, Any]) -> Sender:
+        return await self._update(SENDERS, sender_id, fields)
+
+    async def add_sender_event(self, sender_id: str, at: float, kind: str, detail: str) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("INSERT INTO sender_events (sender_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                             (sender_id, at, kind, detail))
+
+    async def sender_events(self, sender_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` events, newest first."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                "SELECT at, kind, detail FROM sender_events WHERE sender_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+                (sender_id, limit),
+            )
+        return [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in rows]
+
+    # -- messages ----------------------------------------------------------------------------
+    @_retried
+    async def insert_messages(self, messages: Sequence[NewMessage], now: float) -> list[Message]:
+        """Insert in order; a message whose (tenant, idempotency_key) exists returns the original.
+
+        Keys repeated inside the batch return the first one's message. Concurrent inserts of one key
+        (two API nodes) are settled by the unique index: the loser reads the winner's row.
+        NotFound if a sender does not exist (nothing is inserted).
+        """
+        if not messages:
+            return []
+        ids = new_ids("msg", len(messages), now)
+        async with self.transaction() as tx:
+            scope_of = await self._scopes_of_senders(tx, {m.sender_id for m in messages})
+            out: list[Message] = []
+            fresh: list[Message] = []
+            rows: list[list[Any]] = []
+            first_of_key: dict[tuple[str, str], int] = {}
+            for i, (new, message_id) in enumerate(zip(messages, ids, strict=True)):
+                if new.idempotency_key is not None:
+                    first = first_of_key.setdefault((new.tenant_id, new.idempotency_key), i)
+                    if first != i:
+                        out.append(out[first])
+                        continue
+                message = Message(
+                    id=message_id, tenant_id=new.tenant_id, sender_id=new.sender_id,
+                    scope_id=scope_of[new.sender_id], to=new.to, kind=new.kind, category=new.category,
+                    body=new.body, priority=new.priority, state=MessageState(new.state), reason=new.reason,
+                    next_attempt_at=now if new.not_before is None else new.not_before,
+                    idempotency_key=new.idempotency_key, expires_at=new.expires_at,
+                    campaign_id=new.campaign_id, metadata=new.metadata, created_at=now, updated_at=now,
+                )
+                out.append(message)
+                fresh.append(message)
+                row = MESSAGES.to_row(message)
+                row.append(new.not_before)
+                rows.append(row)
+            await tx.executemany(_INSERT_MESSAGE, rows)
+            if first_of_key:  # rows whose key existed were not inserted: answer with the originals
+                originals = await self._messages_by_key(tx, list(first_of_key))
+                replaced = {out[i].id: originals[key] for key, i in first_of_key.items()
+                            if originals[key].id != out[i].id}
+                if replaced:
+                    out = [replaced.get(m.id, m) for m in out]
+                    fresh = [m for m in fresh if m.id not in replaced]
+            await tx.executemany(_INSERT_EVENT, [(m.id, now, str(m.state), m.reason or "accepted") for m in fresh])
+        return out
+
+    async def _scopes_of_senders(self, tx: Tx, sender_ids: set[str]) -> dict[str, str]:
+        wanted = sorted(sender_ids)
+        found: dict[str, str] = {}
+        for chunk in _chunks(wanted, self.max_params):
+            rows = await tx.fetchall(f"SELECT id, scope_id FROM senders WHERE id IN ({_marks(len(chunk))})", chunk)
+            found.update(rows)
+        missing = [s for s in wanted if s not in found]
+        if missing:
+            raise NotFound(f"sender {missing[0]!r} not found")
+        return found
+
+    async def _messages_by_key(self, tx: Tx, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Message]:
+        found: dict[tuple[str, str], Message] = {}
+        by_tenant = groupby(sorted(keys), key=lambda k: k[0])
+        for tenant_id, group in by_tenant:
+            idem_keys = [k for _, k in group]
+            for chunk in _chunks(idem_keys, self.max_params):
+                rows = await tx.fetchall(
+                    f"{MESSAGES.select} WHERE tenant_id = ? AND idempotency_key IN ({_marks(len(chunk))})",
+                    [tenant_id, *chunk],
+                )
+                for row in rows:
+                    message = MESSAGES.from_row(row)
+                    found[(tenant_id, message.idempotency_key or "")] = message
+        return found
+
+    async def get_message(self, message_id: str) -> Message:
+        return await self._get(MESSAGES, message_id)
+
+    async def get_message_by_wamid(self, wamid: str) -> Message | None:
+        found = await self._list(MESSAGES, "WHERE wamid = ?", (wamid,), order="created_at, id LIMIT 1")
+        return found[0] if found else None
+
+    async def message_history(self, message_id: str) -> list[dict[str, Any]]:
+        """Every state the message went through, oldest first."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                "SELECT at, state, reason FROM message_events WHERE message_id = ? ORDER BY at, id", (message_id,)
+            )
+        return [{"at": at, "state": state, "reason": reason} for at, state, reason in rows]
+
+    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int) -> list[Message]:
+        """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
+
+        One index range per scope (``messages_claim`` holds exactly this order), merged in SQL with
+        UNION ALL: an IN list over scopes would sort every due row of every scope instead.
+        """
+        if not scope_ids or limit <= 0:
+            return []
+        per_scope = (f"SELECT * FROM ({MESSAGES.select} WHERE scope_id = ? AND state = 'queued' "
+                     f"AND next_attempt_at <= ? ORDER BY {_CLAIM_ORDER} LIMIT ?) AS s{{}}")
+        claimed: list[Message] = []
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(scope_ids)), 100):
+                query = " UNION ALL ".join(per_scope.format(i) for i in range(len(chunk)))
+                params: list[Any] = []
+                for scope_id in chunk:
+                    params += (scope_id, now, limit)
+                if len(chunk) > 1:
+                    query = f"{query} ORDER BY {_CLAIM_ORDER} LIMIT ?"
+                    params.append(limit)
+                claimed += [MESSAGES.from_row(row) for row in await tx.fetchall(query, params)]
+        if len(scope_ids) > 100:
+            claimed.sort(key=attrgetter("priority", "next_attempt_at", "created_at"))
+        return claimed[:limit]
+
+    async def next_due_at(self, scope_ids: Sequence[str]) -> float | None:
+        """When the earliest queued message of these scopes is due (one index probe per scope)."""
+        if not scope_ids:
+            return None
+        first = ("SELECT * FROM (SELECT next_attempt_at AS due FROM messages WHERE scope_id = ? "
+                 "AND state = 'queued' ORDER BY next_attempt_at LIMIT 1) AS s{}")
+        earliest: float | None = None
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(scope_ids)), 100):
+                query = " UNION ALL ".join(first.format(i) for i in range(len(chunk)))
+                row = await tx.fetchone(f"SELECT MIN(due) FROM ({query}) AS firsts", chunk)
+                if row is not None and row[0] is not None:
+                    earliest = row[0] if earliest is None else min(earliest, row[0])
+        return earliest
+
+    @_retried
+    async def apply_updates(
+        self,
+        updates: Sequence[MessageUpdate],
+        ledger: Sequence[LedgerChange] = (),
+        lease: tuple[str, Sequence[str]] | None = None,
+    ) -> int:
+        """Apply message updates and window-ledger changes in one transaction.
+
+        Updates apply in order; ``only_from`` is checked against the state left by the earlier
+        updates of the same batch. Ledger upserts keep the later expiry; removals only delete a row
+        whose expiry is exactly the one given (a newer send keeps the recipient counted).
+        """
+        ordered = sorted(updates, key=attrgetter("id"))  # stable: keeps each message's own order
+        async with self.transaction() as tx:
+            if lease is not None:
+                await self._check_lease(tx, lease[0], lease[1])
+            kept = await self._passing_guards(tx, ordered)
+            changed = 0
+            if kept:
+                changed = await tx.executemany(_UPDATE_MESSAGE, [
+                    (str(u.state), u.at, u.reason, u.next_attempt_at, 1 if u.add_attempt else 0, u.wamid,
+                     u.error_code, u.error_detail, u.counted, u.clear_slot, u.slot_expiry, u.clear_slot,
+                     u.slot_previous, u.sent_at, u.id)
+                    for u in kept
+                ])
+                await tx.executemany(_INSERT_EVENT, [(u.id, u.at, str(u.state), u.reason or "") for u in kept])
+            await self._apply_ledger(tx, ledger)
+        return changed
+
+    async def _check_lease(self, tx: Tx, worker_id: str, scope_ids: Sequence[str]) -> None:
+        wanted = sorted(set(scope_ids))
+        held: set[str] = set()
+        for chunk in _chunks(wanted, self.max_params):
+            rows = await tx.fetchall(
+                f"SELECT id, lease_owner FROM scopes WHERE id IN ({_marks(len(chunk))}) ORDER BY id{self.lock_rows}",
+                chunk,
+            )
+            held.update(scope_id for scope_id, owner in rows if owner == worker_id)
+        lost = [s for s in wanted if s not in held]
+        if lost:
+            raise LeaseLost(f"worker {worker_id!r} no longer holds scope(s) {', '.join(lost)}")
+
+    async def _passing_guards(self, tx: Tx, ordered: list[MessageUpdate]) -> list[MessageUpdate]:
+        """The updates whose ``only_from`` (if any) admits the state the message has when they apply."""
+        guarded = sorted({u.id for u in ordered if u.only_from is not None})
+        if not guarded:
+            return ordered
+        state: dict[str, str] = {}
+        for chunk in _chunks(guarded, self.max_params):
+            rows = await tx.fetchall(
+                f"SELECT id, state FROM messages WHERE id IN ({_marks(len(chunk))}) ORDER BY id{self.lock_rows}",
+                chunk,
+            )
+            state.update(rows)
+        kept = []
+        for u in ordered:
+            if u.only_from is not None and state.get(u.id) not in u.only_from:
+                continue
+            state[u.id] = u.state
+            kept.append(u)
+        return kept
+
+    async def _apply_ledger(self, tx: Tx, ledger: Sequence[LedgerChange]) -> None:
+        # Sorted by key (lock order); stable, so changes to one recipient keep their order. Runs of
+        # upserts or removals go out as one executemany each.
+        ordered = sorted(ledger, key=attrgetter("scope_id", "recipient"))
+        for remove, run in groupby(ordered, key=attrgetter("remove")):
+            await tx.executemany(_LEDGER_REMOVE if remove else _LEDGER_UPSERT,
+                                 [(c.scope_id, c.recipient, c.expiry) for c in run])
+
+    async def _move(self, tx: Tx, where: str, params: Sequence[Any], state: str, reason: str, now: float) -> int:
+        """Move every message matching ``where`` to ``state``, with a history row for each."""
+        await tx.execute(
+            f"INSERT INTO message_events (message_id, at, state, reason) SELECT id, ?, ?, ? FROM messages {where}",
+            (now, state, reason, *params),
+        )
+        return await tx.execute(
+            f"UPDATE messages SET state = ?, reason = ?, updated_at = ? {where}", (state, reason, now, *params)
+        )
+
+    @_retried
+    async def requeue_where(
+        self, *, scope_id: str | None = None, sender_id: str | None = None, recipient: str | None = None,
+        campaign_id: str | None = None, now: float,
+    ) -> int:
+        """Make matching queued messages due now (capacity freed, a window opened).
+
+        Messages held back by their own ``not_before`` (a scheduled start) stay where they are.
+        """
+        where = ["state = 'queued'", "next_attempt_at > ?", "(not_before IS NULL OR not_before <= ?)"]
+        params: list[Any] = [now, now]
+        for column, value in (("scope_id", scope_id), ("sender_id", sender_id), ("recipient", recipient),
+                              ("campaign_id", campaign_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        async with self.transaction() as tx:
+            return await tx.execute(f"UPDATE messages SET next_attempt_at = ? WHERE {' AND '.join(where)}",
+                                    (now, *params))
+
+    @_retried
+    async def set_campaign_hold(self, campaign_id: str, hold: bool, now: float) -> int:
+        """Hold: queued -> held. Release: held -> queued (due when it was due before)."""
+        source, target, reason = (("queued", "held", "campaign paused") if hold
+                                  else ("held", "queued", "campaign resumed"))
+        async with self.transaction() as tx:
+            return await self._move(tx, "WHERE campaign_id = ? AND state = ?", (campaign_id, source),
+                                    target, reason, now)
+
+    @_retried
+    async def cancel_campaign_messages(self, campaign_id: str, now: float) -> int:
+        async with self.transaction() as tx:
+            return await self._move(tx, "WHERE campaign_id = ? AND state IN ('queued', 'held')", (campaign_id,),
+                                    "canceled", "campaign canceled", now)
+
+    @_retried
+    async def recover_inflight(self, scope_ids: Sequence[str], now: float) -> int:
+        """After a crash: messages left ``sending`` in these scopes become ``unknown`` (never re-sent)."""
+        moved = 0
+        async with self.transaction() as tx:
+            for chunk in _chunks(sorted(set(scope_ids)), self.max_params):
+                moved += await self._move(tx, f"WHERE scope_id IN ({_marks(len(chunk))}) AND state = 'sending'",
+                                          chunk, "unknown", _RECOVERED_REASON, now)
+        return moved
+
+    async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,
+                             sender_id: str | None = None) -> dict[str, int]:
+        where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id, sender_id=sender_id)
+        async with self.reader() as tx:
+            rows = await tx.fetchall(f"SELECT state, COUNT(*) FROM messages {where} GROUP BY state", params)
+        return {state: int(count) for state, count in rows}
+
+    async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None,
+                            state: str | None = None, limit: int = 100) -> list[Message]:
+        """The newest ``limit`` matching messages, newest first."""
+        where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id,
+                                      state=None if state is None else _state(state))
+        return await self._list(MESSAGES, where, [*params, limit], order="created_at DESC, id DESC LIMIT ?")
+
+    @staticmethod
+    def _filters(**equal: str | None) -> tuple[str, list[str]]:
+        given = {column: value for column, value in equal.items() if value is not None}
+        if not given:
+            return "", []
+        return "WHERE " + " AND ".join(f"{column} = ?" for column in given), list(given.values())
+
+    async def marketing_sends_since(self, tenant_id: str, recipients: Sequence[str],
+                                    since: float) -> dict[str, list[float]]:
+        """Per recipient, the times (sorted) of marketing messages sent, or maybe sent, after ``since``.
+
+        A message still ``sending`` or ``unknown`` has no ``sent_at``: its last change (admission)
+        stands in, so the frequency cap counts it rather than risk an extra send.
+        """
+        sends: dict[str, list[float]] = {}
+        states = ", ".join(f"'{s}'" for s in _MARKETING_STATES)
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(recipients)), self.max_params):
+                rows = await tx.fetchall(
+                    f"SELECT recipient, COALESCE(sent_at, updated_at) AS at FROM messages "
+                    f"WHERE tenant_id = ? AND category = 'MARKETING' AND recipient IN ({_marks(len(chunk))}) "
+                    f"AND state IN ({states}) AND COALESCE(sent_at, updated_at) > ?",
+                    [tenant_id, *chunk, since],
+                )
+                for recipient, at in rows:
+                    sends.setdefault(recipient, []).append(at)
+        for times in sends.values():
+            times.sort()
+        return sends
+
+    async def distinct_counted(self, scope_id: str, since: float, until: float) -> int:
+        """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
+        async with self.reader() as tx:
+            row = await tx.fetchone(
+                "SELECT COUNT(DISTINCT recipient) FROM messages WHERE scope_id = ? AND counted = TRUE "
+                "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ?",
+                (scope_id, since, until),
+            )
+        return int(row[0]) if row else 0
+
+    async def counted_days(self, scope_id: str, since: float, until: float,
+                           day_offset: float = 0.0) -> list[tuple[int, str]]:
+        """(day number, recipient) of every counted send in (since, until], in send order.
+
+        The day number is floor((sent_at + day_offset) / 86400).
+        """
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                "SELECT sent_at, recipient FROM messages WHERE scope_id = ? AND counted = TRUE "
+                "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ? ORDER BY sent_at, id",
+                (scope_id, since, until),
+            )
+        return [(int((sent_at + day_offset) // _DAY), recipient) for sent_at, recipient in rows]
+
+    # -- the window ledger -------------------------------------------------------------------
+    async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]:
+        """(recipient, expiry) still counted at ``now``, earliest expiry first."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                "SELECT recipient, expiry FROM window_ledger WHERE scope_id = ? AND expiry > ? "
+                "ORDER BY expiry, recipient",
+                (scope_id, now),
+            )
+        return [(recipient, expiry) for recipient, expiry in rows]
+
+    @_retried
+    async def prune_ledger(self, now: float) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute("DELETE FROM window_ledger WHERE expiry <= ?", (now,))
+
+    # -- recipients --------------------------------------------------------------------------
+    async def set_opt_in(self, tenant_id: str, recipient: str, at: float, source: str) -> None:
+        """Record an opt-in; it lifts an earlier opt-out (a later opt-out stays)."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                """INSERT INTO recipients (tenant_id, phone, opted_in_at, opt_in_source) VALUES (?, ?, ?, ?)
+                ON CONFLICT (tenant_id, phone) DO UPDATE SET
+                    opted_in_at = excluded.opted_in_at, opt_in_source = excluded.opt_in_source,
+                    opted_out_at = CASE WHEN recipients.opted_out_at <= excluded.opted_in_at
+                                        THEN NULL ELSE recipients.opted_out_at END,
+                    opt_out_source = CASE WHEN recipients.opted_out_at <= excluded.opted_in_at
+                                          THEN NULL ELSE recipients.opt_out_source END""",
+                (tenant_id, recipient, at, source),
+            )
+
+    async def set_opt_out(self, tenant_id: str, recipient: str, at: float, source: str) -> None:
+        """Record an opt-out, unless the recipient opted in again after ``at`` (a late duplicate)."""
+        async with self.transaction() as tx:
+            await tx.execute(
+                """INSERT INTO recipients (tenant_id, phone, opted_out_at, opt_out_source) VALUES (?, ?, ?, ?)
+                ON CONFLICT (tenant_id, phone) DO UPDATE SET
+                    opted_out_at = excluded.opted_out_at, opt_out_source = excluded.opt_out_source
+                WHERE recipients.opted_in_at IS NULL OR recipients.opted_in_at <= excluded.opted_out_at""",
+                (tenant_id, recipient, at, source),
+            )
+
+    async def recipient_flags(self, tenant_id: str, recipients: Sequence[str]) -> dict[str, RecipientFlags]:
+        """Flags of the recipients with any record (absent: never opted in or out)."""
+        flags: dict[str, RecipientFlags] = {}
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(recipients)), self.max_params):
+                rows = await tx.fetchall(
+                    f"SELECT phone, opted_in_at, opted_out_at FROM recipients "
+                    f"WHERE tenant_id = ? AND phone IN ({_marks(len(chunk))})",
+                    [tenant_id, *chunk],
+                )
+                flags.update((phone, RecipientFlags(opted_in, opted_out)) for phone, opted_in, opted_out in rows)
+        return flags
+
+    async def record_inbound(self, sender_id: str, recipient: str, at: float) -> bool:
+        """Keep the latest inbound time of the pair; True when it moved forward."""
+        async with self.transaction() as tx:
+            return bool(await tx.execute(
+                """INSERT INTO csw (sender_id, recipient, last_inbound_at) VALUES (?, ?, ?)
+                ON CONFLICT (sender_id, recipient) DO UPDATE SET last_inbound_at = excluded.last_inbound_at
+                WHERE excluded.last_inbound_at > csw.last_inbound_at""",
+                (sender_id, recipient, at),
+            ))
+
+    async def last_inbound(self, sender_id: str, recipients: Sequence[str]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(recipients)), self.max_params):
+                rows = await tx.fetchall(
+                    f"SELECT recipient, last_inbound_at FROM csw WHERE sender_id = ? "
+                    f"AND recipient IN ({_marks(len(chunk))})",
+                    [sender_id, *chunk],
+                )
+                found.update(rows)
+        return found
+
+    # -- campaigns ---------------------------------------------------------------------------
+    async def create_campaign(self, campaign: Campaign) -> Campaign:
+        return await self._create(CAMPAIGNS, campaign)
+
+    async def get_campaign(self, campaign_id: str) -> Campaign:
+        return await self._get(CAMPAIGNS, campaign_id)
+
+    async def list_campaigns(self, tenant_id: str) -> list[Campaign]:
+        return await self._list(CAMPAIGNS, "WHERE tenant_id = ?", (tenant_id,))
+
+    async def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign:
+        return await self._update(CAMPAIGNS, campaign_id, fields)
+
+    # -- raw webhook events ------------------------------------------------------------------
+    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float) -> bool:
+        """Store a raw delivery first; False if this id is already stored."""
+        async with self.transaction() as tx:
+            return bool(await tx.execute(
+                "INSERT INTO webhook_events (id, body, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (event_id, bytes(body), received_at),
+            ))
+
+    async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None:
+        """Done with an event (``error`` keeps why applying it failed; it is not retried)."""
+        async with self.transaction() as tx:
+            if not await tx.execute("UPDATE webhook_events SET applied_at = ?, error = ? WHERE id = ?",
+                                    (at, error, event_id)):
+                raise NotFound(f"webhook event {event_id!r} not found")
+
+    async def unapplied_webhook_events(self, limit: int = 100) -> list[tuple[str, bytes]]:
+        """Stored but not yet applied events, oldest first."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                "SELECT id, body FROM webhook_events WHERE applied_at IS NULL ORDER BY received_at, id LIMIT ?",
+                (limit,),
+            )
+        return [(event_id, bytes(body)) for event_id, body in rows]
+
+    async def claim_change(self, change_id: str, at: float) -> bool:
+        """True the first time a webhook change id is seen (redeliveries return False)."""
+        async with self.transaction() as tx:
+            return bool(await tx.execute(
+                "INSERT INTO webhook_changes (id, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (change_id, at)
+            ))
+
+    # -- scope leases ------------------------------------------------------------------------
+    @_retried
+    async def acquire_scopes(self, worker_id: str, now: float, ttl: float, limit: int) -> list[str]:
+        """Renew this worker's leases and take free or expired ones (up to ``limit`` held in all).
+
+        A lease is only ever taken when free or expired, and ``apply_updates(lease=...)`` fences on
+        the owner column under a row lock, so a worker whose lease was taken over can write nothing.
+        """
+        until = now + ttl
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE scopes SET lease_until = ? WHERE lease_owner = ?", (until, worker_id))
+            held = [row[0] for row in await tx.fetchall("SELECT id FROM scopes WHERE lease_owner = ?", (worker_id,))]
+            room = limit - len(held)
+            if room > 0:
+                free = [row[0] for row in await tx.fetchall(
+                    f"SELECT id FROM scopes WHERE (lease_owner IS NULL OR lease_until <= ?) "
+                    f"ORDER BY id LIMIT ?{self.skip_locked}",
+                    (now, room),
+                )]
+                if free:
+                    await tx.execute(
+                        f"UPDATE scopes SET lease_owner = ?, lease_until = ? WHERE id IN ({_marks(len(free))})",
+                        (worker_id, until, *free),
+                    )
+                    held += free
+        return sorted(held)
+
+    async def release_scopes(self, worker_id: str) -> None:
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE scopes SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                             (worker_id,))
+
+    # -- wake-ups ----------------------------------------------------------------------------
+    async def notify(self, channel: str) -> None:
+        """Wake this process's listeners of ``channel`` (PostgreSQL also wakes other processes)."""
+        for callback in list(self._listeners.get(channel, ())):
+            callback()
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback`` on every ``notify(channel)``; returns an async function that stops it.
+
+        Listening is in place when this returns, so no notification sent afterwards is missed.
+        """
+        self._listeners.setdefault(channel, []).append(callback)
+
+        async def stop() -> None:
+            callbacks = self._listeners.get(channel, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return stop

@@ -1,0 +1,109 @@
+"""The embedded store: one SQLite file in WAL mode, shared safely by several processes.
+
+One connection serves the whole process from the event loop: every call is a quick synchronous
+step, and a lock keeps a transaction's statements together even when another thread (a test
+client's portal, say) uses the same store. Write transactions start with ``BEGIN IMMEDIATE``, so
+they take the database's single write lock up front: a lease check and the writes it guards, or a
+lease take-over, are atomic across processes, and ``busy_timeout`` makes other writers wait.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tiergate.adapters.store.sql import Row, SqlStore, Tx
+
+__all__ = ["SQLiteStore"]
+
+
+class _SQLiteTx:
+    """The four primitives over one sqlite3 connection (calls are synchronous and short)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        return self._conn.executemany(sql, rows).rowcount
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, params).fetchall()
+
+
+class SQLiteStore(SqlStore):
+    """``Store`` on a SQLite file (or ``:memory:``, private to this store)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0) -> None:
+        super().__init__()
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._tx: _SQLiteTx | None = None
+        self._lock = threading.RLock()  # re-entrant: a nested transaction fails loudly, not a deadlock
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                               check_same_thread=False, cached_statements=512)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+        self._conn, self._tx = conn, _SQLiteTx(conn)
+        try:
+            async with self.transaction() as tx:
+                await self._migrate(tx)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._tx = None
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def _open_tx(self) -> tuple[sqlite3.Connection, _SQLiteTx]:
+        if self._conn is None or self._tx is None:
+            raise RuntimeError("the store is not open: call open() first")
+        return self._conn, self._tx
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        with self._lock:
+            conn, tx = self._open_tx()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield tx
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Tx]:
+        with self._lock:
+            yield self._open_tx()[1]
