@@ -1,25 +1,31 @@
 """Exact rolling-window accounting of distinct counted recipients.
 
 Usage at time ``t`` is the number of distinct recipients with a counted send in ``(t - span, t]``.
-A recipient counts from each counted send until ``span`` after their *latest* one, so the state
-is one expiry per recipient (``_expiry``) plus a FIFO of ``(expiry, recipient)`` entries in
-non-decreasing expiry order (``_queue``). Sends arrive in time order, so appending keeps the FIFO
-sorted and expiring is a pop from its head: amortised O(1) per decision. A re-send appends a fresh
-entry and leaves the old one stale (skipped when it reaches the head); when stale entries outnumber
-live ones the FIFO is rebuilt, so memory stays proportional to the recipients in the window.
+A recipient counts from each counted send until ``span`` after their *latest* one, so the state is
+one expiry per recipient (``_expiry``) plus a FIFO of expiries in non-decreasing order, kept as two
+parallel deques (``_exp_q`` times, ``_rcpt_q`` recipients: no tuple per send). Sends arrive in time
+order, so appending keeps the FIFO sorted and expiring is a pop from its head: amortised O(1) per
+decision. A re-send appends a fresh entry and leaves the old one stale (skipped when it reaches the
+head, because the recipient's expiry no longer matches); when the FIFO holds more than a few entries
+per live recipient it is filtered in one pass, so memory stays proportional to the recipients in the
+window. Sends recorded out of
+time order (restored or back-dated, rare) go to a small heap instead.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["DAY", "RollingWindow", "Slot"]
+__all__ = ["DAY", "RollingWindow", "Slot", "admit_stream"]
 
 DAY = 86_400.0
-_COMPACT_SLACK = 1024
+_COMPACT_FACTOR = 4  # rebuild the FIFO when it holds more than this many entries per live recipient
+_COMPACT_SLACK = 4096
+_INF = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,28 +43,36 @@ class Slot:
 class RollingWindow:
     """Distinct recipients with a counted send in the last ``span`` seconds."""
 
-    __slots__ = ("_expiry", "_late", "_queue", "span")
+    __slots__ = ("_cache", "_exp_q", "_expiry", "_late", "_rcpt_q", "_version", "span")
 
     def __init__(self, span: float = DAY) -> None:
-        self.span = span
+        self.span = float(span)
         self._expiry: dict[str, float] = {}
-        self._queue: deque[tuple[float, str]] = deque()
-        # Entries recorded out of time order (rare: restored or back-dated sends) live in a heap.
+        self._exp_q: deque[float] = deque()
+        self._rcpt_q: deque[str] = deque()
         self._late: list[tuple[float, str]] = []
+        self._version = 0  # bumped on every change; keys the release-time cache
+        self._cache: tuple[int, float, float | None] | None = None
 
     # -- reading ---------------------------------------------------------------------------
     def expire(self, now: float) -> None:
         """Drop every recipient whose latest counted send is ``span`` or more before ``now``."""
-        queue, expiry = self._queue, self._expiry
-        while queue and queue[0][0] <= now:
-            exp, rcpt = queue.popleft()
-            if expiry.get(rcpt) == exp:
-                del expiry[rcpt]
+        exp_q, expiry = self._exp_q, self._expiry
+        if exp_q and exp_q[0] <= now:
+            pop_exp, pop_rcpt, get = exp_q.popleft, self._rcpt_q.popleft, expiry.get
+            while exp_q and exp_q[0] <= now:
+                exp = pop_exp()
+                rcpt = pop_rcpt()
+                if get(rcpt) == exp:
+                    del expiry[rcpt]
+            self._version += 1
         late = self._late
-        while late and late[0][0] <= now:
-            exp, rcpt = heapq.heappop(late)
-            if expiry.get(rcpt) == exp:
-                del expiry[rcpt]
+        if late and late[0][0] <= now:
+            while late and late[0][0] <= now:
+                exp, rcpt = heapq.heappop(late)
+                if expiry.get(rcpt) == exp:
+                    del expiry[rcpt]
+            self._version += 1
 
     def usage(self, now: float) -> int:
         """Distinct counted recipients in ``(now - span, now]``."""
@@ -70,18 +84,20 @@ class RollingWindow:
         return exp is not None and exp > now
 
     def expiry_of(self, recipient: str) -> float | None:
+        """When ``recipient`` stops counting (``None``: not counted; may be past until ``expire``)."""
         return self._expiry.get(recipient)
 
     def next_release_at(self, now: float) -> float | None:
         """When the next counted recipient leaves the window (``None``: the window is empty)."""
         self.expire(now)
-        queue, expiry = self._queue, self._expiry
-        while queue and expiry.get(queue[0][1]) != queue[0][0]:
-            queue.popleft()
+        exp_q, rcpt_q, expiry = self._exp_q, self._rcpt_q, self._expiry
+        while exp_q and expiry.get(rcpt_q[0]) != exp_q[0]:
+            exp_q.popleft()
+            rcpt_q.popleft()
         late = self._late
         while late and expiry.get(late[0][1]) != late[0][0]:
             heapq.heappop(late)
-        heads = [q[0][0] for q in (queue, late) if q]
+        heads = [h for h in (exp_q[0] if exp_q else None, late[0][0] if late else None) if h is not None]
         return min(heads) if heads else None
 
     def releases(self, now: float) -> list[float]:
@@ -100,18 +116,27 @@ class RollingWindow:
     def record(self, recipient: str, sent_at: float) -> Slot:
         """Count a send to ``recipient`` at ``sent_at`` (no capacity check: see ``try_admit``)."""
         new = sent_at + self.span
-        previous = self._expiry.get(recipient)
-        if previous is not None and previous >= new:
-            return Slot(recipient, previous, previous)
-        self._expiry[recipient] = new
-        queue = self._queue
-        if not queue or queue[-1][0] <= new:
-            queue.append((new, recipient))
-        else:
-            heapq.heappush(self._late, (new, recipient))
-        if len(queue) + len(self._late) > 2 * len(self._expiry) + _COMPACT_SLACK:
-            self._compact()
+        expiry = self._expiry
+        previous = expiry.get(recipient)
+        if previous is not None:
+            if previous >= new:  # a back-dated send inside a later one changes nothing
+                return Slot(recipient, previous, previous)
+            if previous <= sent_at:  # lapsed, not yet expired: the recipient was not counted
+                previous = None
+        self._put(recipient, new)
         return Slot(recipient, new, previous)
+
+    def _put(self, recipient: str, expiry: float) -> None:
+        self._expiry[recipient] = expiry
+        exp_q = self._exp_q
+        if not exp_q or exp_q[-1] <= expiry:
+            exp_q.append(expiry)
+            self._rcpt_q.append(recipient)
+        else:
+            heapq.heappush(self._late, (expiry, recipient))
+        self._version += 1
+        if len(exp_q) + len(self._late) > _COMPACT_FACTOR * len(self._expiry) + _COMPACT_SLACK:
+            self._compact()
 
     def try_admit(self, recipient: str, now: float, capacity: float) -> Slot | float | None:
         """Admit a counted send if it fits in ``capacity`` distinct recipients.
@@ -119,44 +144,72 @@ class RollingWindow:
         Returns the ``Slot`` taken when admitted, else the time capacity next frees (a float), or
         ``None`` when nothing in the window will ever free it (capacity 0).
         """
-        self.expire(now)
-        exp = self._expiry.get(recipient)
-        if exp is not None or len(self._expiry) < capacity:
+        exp_q = self._exp_q
+        if (exp_q and exp_q[0] <= now) or self._late:
+            self.expire(now)
+        expiry = self._expiry
+        if recipient in expiry or len(expiry) < capacity:
             return self.record(recipient, now)
-        if capacity <= 0:
-            return None
-        return self._release_time_for(capacity)
+        return self.release_time_for(capacity, now)
 
-    def _release_time_for(self, capacity: float) -> float | None:
-        """Earliest time when usage drops below ``capacity`` (no new sends assumed)."""
-        excess = len(self._expiry) - int(capacity) + 1
-        if excess <= 1:
-            return self.next_release_at(float("-inf"))
-        live = sorted(self._expiry.values())
-        return live[excess - 1] if excess <= len(live) else None
+    def release_time_for(self, capacity: float, now: float) -> float | None:
+        """Earliest time a new recipient fits in ``capacity`` if nothing else is sent or released.
+
+        ``now`` when it fits already; ``None`` when it never will (capacity below one).
+        """
+        self.expire(now)
+        target = math.ceil(capacity) - 1  # the largest usage at which a new recipient still fits
+        if target < 0:
+            return None
+        excess = len(self._expiry) - target
+        if excess <= 0:
+            return now
+        if excess == 1:
+            return self.next_release_at(now)
+        cache = self._cache
+        if cache is not None and cache[0] == self._version and cache[1] == capacity:
+            return cache[2]
+        at = heapq.nsmallest(excess, self._expiry.values())[-1]
+        self._cache = (self._version, capacity, at)
+        return at
 
     def release(self, slot: Slot, now: float) -> bool:
         """Undo a counted admission the platform definitely did not deliver.
 
-        Only a send that made the recipient count is undone; if they were already counted by an
-        earlier send, or counted again since, the window is left as is (never under-count).
+        Only this send's effect is undone: if the recipient was counted by an earlier send that still
+        runs, their expiry goes back to it; if they were counted again since, nothing changes (never
+        under-count). Returns True when the window changed; ``expiry_of`` then tells what remains.
         """
-        if slot.previous is not None and slot.previous > now:
+        recipient = slot.recipient
+        if self._expiry.get(recipient) != slot.expiry:
             return False
-        if self._expiry.get(slot.recipient) != slot.expiry:
+        previous = slot.previous
+        if previous is not None and previous >= slot.expiry:
             return False
-        del self._expiry[slot.recipient]
+        if previous is not None and previous > now:
+            self._expiry[recipient] = previous
+            heapq.heappush(self._late, (previous, recipient))
+        else:
+            del self._expiry[recipient]
+        self._version += 1
         return True
 
     def load(self, entries: Iterable[tuple[str, float]], now: float) -> None:
         """Restore live state from persisted (recipient, expiry) pairs."""
         for rcpt, exp in sorted(entries, key=lambda e: e[1]):
-            if exp > now:
-                self.record(rcpt, exp - self.span)
+            current = self._expiry.get(rcpt)
+            if exp > now and (current is None or exp > current):
+                self._put(rcpt, exp)
 
     def _compact(self) -> None:
-        live = sorted((exp, rcpt) for rcpt, exp in self._expiry.items())
-        self._queue = deque(live)
+        """Drop stale FIFO entries in one ordered pass (no sort) and fold the late heap back in."""
+        get = self._expiry.get
+        live = [(exp, rcpt) for exp, rcpt in zip(self._exp_q, self._rcpt_q, strict=True) if get(rcpt) == exp]
+        if self._late:
+            late = sorted(entry for entry in self._late if get(entry[1]) == entry[0])
+            live = list(heapq.merge(live, late))
+        self._exp_q = deque(exp for exp, _ in live)
+        self._rcpt_q = deque(rcpt for _, rcpt in live)
         self._late = []
 
 
@@ -164,36 +217,54 @@ def admit_stream(window: RollingWindow, recipients: Sequence[str], times: Sequen
                  capacity: float) -> list[bool]:
     """Admission of a stream of counted sends, hand-inlined for throughput (the hot path).
 
-    Same decisions as calling ``try_admit`` for each pair in order, for time-ordered input.
+    The same decisions as calling ``try_admit`` for each pair in order. ``times`` must not decrease
+    (``ValueError`` otherwise, before anything is recorded). Checks that per-call admission makes on
+    every send (order, stale-entry bound) are made once per stream here: a stream's stale entries are
+    bounded by its own length until the compaction check at its end.
     """
+    if len(recipients) != len(times):
+        raise ValueError("recipients and times differ in length")
+    ordered = times if isinstance(times, list) else list(times)
+    if sorted(ordered) != ordered:
+        raise ValueError("times must not decrease within a stream")
+    exp_q = window._exp_q
+    if window._late or (exp_q and ordered and ordered[0] + window.span < exp_q[-1]):
+        return [isinstance(window.try_admit(r, t, capacity), Slot) for r, t in zip(recipients, ordered, strict=True)]
     out: list[bool] = []
     append = out.append
     expiry = window._expiry
-    queue = window._queue
+    get = expiry.get
+    pop_exp, pop_rcpt = exp_q.popleft, window._rcpt_q.popleft
+    push_exp, push_rcpt = exp_q.append, window._rcpt_q.append
     span = window.span
-    popleft = queue.popleft
-    push = queue.append
-    head = queue[0][0] if queue else float("inf")
-    late = window._late
-    limit_slack = 2 * _COMPACT_SLACK
-    for rcpt, now in zip(recipients, times, strict=True):
-        if head <= now or late:
-            window.expire(now)
-            head = queue[0][0] if queue else float("inf")
-        if rcpt in expiry or len(expiry) < capacity:
+    head = exp_q[0] if exp_q else _INF
+    free = capacity - len(expiry)
+    for rcpt, now in zip(recipients, ordered, strict=True):
+        if head <= now:
+            while head <= now:
+                gone = pop_rcpt()
+                if get(gone) == pop_exp():
+                    del expiry[gone]
+                    free += 1
+                head = exp_q[0] if exp_q else _INF
+        if rcpt in expiry:  # a re-send: free
             new = now + span
             expiry[rcpt] = new
-            push((new, rcpt))
-            if head == float("inf"):
-                head = new
+            push_exp(new)
+            push_rcpt(rcpt)
             append(True)
-            if len(queue) > 2 * len(expiry) + limit_slack:
-                window._compact()
-                queue = window._queue
-                popleft = queue.popleft
-                push = queue.append
-                head = queue[0][0] if queue else float("inf")
+        elif free > 0:
+            new = now + span
+            expiry[rcpt] = new
+            push_exp(new)
+            push_rcpt(rcpt)
+            append(True)
+            free -= 1
+            if head == _INF:
+                head = new
         else:
             append(False)
-    del popleft
+    window._version += 1
+    if len(exp_q) > _COMPACT_FACTOR * len(expiry) + _COMPACT_SLACK:
+        window._compact()
     return out
