@@ -1,1 +1,61 @@
-"""Placeholder: filled by its issue."""
+"""``tiergate simulate``: replay days of new recipients through admission and the tier policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tiergate.cli import core_args
+from tiergate.cli.app import app, console, fail, print_json
+from tiergate.core.simulation import run_simulation
+
+
+@app.command("simulate")
+def simulate_command(
+    daily: str = typer.Option(
+        ..., "--daily", metavar="N,N,...",
+        help="New distinct recipients enqueued (counted templates) at 00:00 of each day."),
+    days: str | None = typer.Option(None, "--days", metavar="N", help="Days to run [default: one per --daily]."),
+    policy: str = typer.Option("classic", "--policy", help="Tier policy: classic or portfolio."),
+    start_tier: str | None = typer.Option(
+        None, "--start-tier", metavar="TIER", help="Tier on day 1 [default: the verified tier]."),
+    quality: str = typer.Option("GREEN", "--quality", help="Quality rating: GREEN, YELLOW or RED."),
+    reserve: str = typer.Option(
+        "0", "--reserve", metavar="F", help="Share of the limit kept for utility/authentication, in [0, 1)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Simulate day by day: what is sent, what waits, and how the tier moves (violations must be 0)."""
+    rules = core_args.policy(policy)
+    tier = core_args.start_tier(start_tier, rules)
+    counts = core_args.daily_counts(daily)
+    length = core_args.count("--days", days, minimum=1)
+    try:
+        result = run_simulation(rules, tier, counts, days=length, quality=core_args.quality(quality),
+                                reserve=core_args.fraction("--reserve", reserve))
+    except ValueError as exc:
+        fail(escape(str(exc)))
+    if as_json:
+        print_json(result)
+    else:
+        _print_table(result)
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['policy']} policy from {result['start_tier']}")
+    columns = ("day", "tier", "limit", "enqueued", "sent", "backlog", "unique_7d", "tier_next")
+    for column in columns:
+        table.add_column(column, justify="left" if column.startswith("tier") else "right")
+    for row in result["days"]:
+        table.add_row(*(_cell(row[column]) for column in columns))
+    console.print(table)
+    verdict = "[green]0[/]" if result["violations"] == 0 else f"[bold red]{result['violations']}[/]"
+    console.print(f"final tier: {result['final_tier']}; violations: {verdict}")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "unlimited"
+    return f"{value:,}" if isinstance(value, int) else str(value)
