@@ -7,7 +7,7 @@ Protocols only, never on an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -221,8 +221,16 @@ class Store(Protocol):
 
     async def release_scopes(self, worker_id: str) -> None: ...
 
-    # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; a no-op on SQLite)
+    # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; this process only on SQLite)
     async def notify(self, channel: str) -> None: ...
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback`` (no arguments) on every ``notify(channel)``; returns an async ``stop()``.
+
+        Listening is active when this returns. PostgreSQL: a LISTEN connection that hears every
+        process (and reconnects, calling ``callback`` once, if it drops); SQLite: this process only.
+        """
+        ...
 
 
 # --------------------------------------------------------------------------------------------

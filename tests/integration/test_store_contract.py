@@ -1,0 +1,678 @@
+"""The storage port's contract: every test runs on SQLite and on PostgreSQL (see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.conftest import StoreFactory
+
+from tiergate.adapters.store import open_store
+from tiergate.adapters.store.postgres import PostgresStore
+from tiergate.adapters.store.sql import SqlStore, migrations
+from tiergate.adapters.store.sqlite import SQLiteStore
+from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.ports import ConflictError, LeaseLost, LedgerChange, MessageUpdate, NotFound, RecipientFlags
+
+Q, SENDING, SENT = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT
+DAY = 86_400.0
+T0 = 1_700_000_000.0
+
+
+async def seed(store: SqlStore, tenant: str = "t1", scopes: tuple[str, ...] = ("100", "200")) -> None:
+    """A tenant and, per id, a classic scope ``sender:<id>`` with its sender ``<id>``."""
+    await store.create_tenant(Tenant(tenant, f"{tenant}-name", created_at=T0))
+    for sender_id in scopes:
+        await store.upsert_scope(Scope(f"sender:{sender_id}", tenant))
+        await store.create_sender(Sender(sender_id, tenant, f"+{sender_id}", f"sender:{sender_id}", created_at=T0))
+
+
+def new(to: str, sender: str = "100", tenant: str = "t1", **fields: Any) -> NewMessage:
+    fields.setdefault("category", "MARKETING")
+    return NewMessage(tenant_id=tenant, sender_id=sender, to=to, kind="template",
+                      body={"to": to, "template": {"name": "hello"}}, **fields)
+
+
+async def states(store: SqlStore, messages: list[Message]) -> list[str]:
+    return [str((await store.get_message(m.id)).state) for m in messages]
+
+
+# --------------------------------------------------------------------------------------------
+# open_store and migrations
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("url", "adapter", "where"), [
+    ("tiergate.db", SQLiteStore, "tiergate.db"),
+    ("./data/x.db", SQLiteStore, "./data/x.db"),
+    ("sqlite:///rel.db", SQLiteStore, "rel.db"),
+    ("sqlite:////abs/x.db", SQLiteStore, "/abs/x.db"),
+    (":memory:", SQLiteStore, ":memory:"),
+    ("postgresql://u@h:5432/db", PostgresStore, "postgresql://u@h:5432/db"),
+    ("postgres://u@h/db?schema=abc", PostgresStore, "postgres://u@h/db"),
+])
+def test_open_store_picks_the_adapter_from_the_url(url: str, adapter: type, where: str) -> None:
+    store = open_store(url)
+    assert type(store) is adapter
+    assert getattr(store, "path", None) == where or getattr(store, "url", None) == where
+
+
+@pytest.mark.parametrize("url", ["mysql://h/db", "", "sqlite:///", "http://x"])
+def test_open_store_refuses_other_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="URL"):
+        open_store(url)
+
+
+def test_postgres_schema_option() -> None:
+    assert PostgresStore("postgresql://h/db?schema=abc").schema == "abc"
+    assert PostgresStore("postgresql://h/db", schema="xyz").connect_kwargs == {"options": "-c search_path=xyz"}
+    with pytest.raises(ValueError, match="schema"):
+        PostgresStore("postgresql://h/db", schema="bad name; drop")
+
+
+async def test_memory_store_works() -> None:
+    async with open_store(":memory:") as store:
+        await seed(store)
+        assert len(await store.list_senders()) == 2
+
+
+async def test_migrations_apply_once(store: SqlStore, make_store: StoreFactory) -> None:
+    expected = [version for version, _, _ in migrations(store.dialect)]
+    assert expected and await store.schema_versions() == expected
+    again = await make_store()  # another process starting on a migrated database
+    assert await again.schema_versions() == expected
+
+
+async def test_concurrent_opens_migrate_once(store_url: str) -> None:
+    stores = [open_store(store_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        for s in stores:
+            assert await s.schema_versions() == [v for v, _, _ in migrations(s.dialect)]
+        await seed(stores[0])
+        assert [t.id for t in await stores[3].list_tenants()] == ["t1"]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+# --------------------------------------------------------------------------------------------
+# tenants, keys, scopes, senders
+# --------------------------------------------------------------------------------------------
+async def test_tenants(store: SqlStore) -> None:
+    tenant = Tenant("t1", "acme", require_opt_in=True, marketing_cap_24h=3, stop_keywords=["STOP", "BAJA"],
+                    created_at=T0)
+    assert await store.create_tenant(tenant) == tenant
+    assert await store.get_tenant("t1") == tenant
+    assert await store.find_tenant_by_name("acme") == tenant
+    assert await store.find_tenant_by_name("nobody") is None
+    with pytest.raises(ConflictError):
+        await store.create_tenant(tenant)
+    with pytest.raises(ConflictError):
+        await store.create_tenant(Tenant("t2", "acme"))
+    await store.create_tenant(Tenant("t0", "zeta", created_at=T0 + 1))
+    assert [t.id for t in await store.list_tenants()] == ["t1", "t0"]
+    updated = await store.update_tenant("t1", {"marketing_cap_24h": 0, "stop_keywords": []})
+    assert (updated.marketing_cap_24h, updated.stop_keywords, updated.require_opt_in) == (0, [], True)
+    with pytest.raises(NotFound):
+        await store.get_tenant("nope")
+    with pytest.raises(NotFound):
+        await store.update_tenant("nope", {"name": "x"})
+    with pytest.raises(ValueError, match="bogus"):
+        await store.update_tenant("t1", {"bogus": 1})
+    with pytest.raises(ValueError, match="id"):
+        await store.update_tenant("t1", {"id": "t9"})
+
+
+async def test_api_keys(store: SqlStore) -> None:
+    admin = ApiKey("k1", None, "hash1", "tg_ab", is_admin=True, created_at=T0, label="root")
+    user = ApiKey("k2", "t1", "hash2", "tg_cd", created_at=T0 + 1)
+    await store.create_api_key(admin)
+    await store.create_api_key(user)
+    with pytest.raises(ConflictError):
+        await store.create_api_key(replace(user, id="k3"))  # the same hash
+    assert await store.find_api_key("hash1") == admin
+    assert [k.id for k in await store.list_api_keys()] == ["k1", "k2"]
+    assert await store.list_api_keys("t1") == [user]
+    await store.revoke_api_key("k2", T0 + 5)
+    await store.revoke_api_key("k2", T0 + 9)
+    assert await store.find_api_key("hash2") is None
+    assert (await store.list_api_keys("t1"))[0].revoked_at == T0 + 5
+    with pytest.raises(NotFound):
+        await store.revoke_api_key("nope", T0)
+
+
+async def test_scopes(store: SqlStore) -> None:
+    scope = Scope("portfolio:9", "t1", policy="portfolio", tier="TIER_1K", tier_source="webhook",
+                  tier_updated_at=T0, predicted_tier="TIER_10K", quality="GREEN", reserve_fraction=0.1,
+                  trust_model=True, timezone="Europe/Madrid", upgrade_pending_at=T0 + 6 * 3600, red_days=1,
+                  last_evaluated_day=19675)
+    assert await store.upsert_scope(scope) == scope
+    assert await store.get_scope("portfolio:9") == scope
+    lowered = replace(scope, tier="TIER_250", predicted_tier=None, trust_model=False)
+    await store.upsert_scope(lowered)
+    assert await store.get_scope("portfolio:9") == lowered
+    with pytest.raises(ConflictError):
+        await store.upsert_scope(replace(scope, tenant_id="t2"))
+    await store.upsert_scope(Scope("sender:1", "t2"))
+    assert [s.id for s in await store.list_scopes()] == ["portfolio:9", "sender:1"]
+    assert [s.id for s in await store.list_scopes("t2")] == ["sender:1"]
+    assert (await store.update_scope("sender:1", {"tier": "TIER_2K", "red_days": 2})).tier == "TIER_2K"
+    with pytest.raises(NotFound):
+        await store.get_scope("sender:404")
+    with pytest.raises(NotFound):
+        await store.update_scope("sender:404", {"tier": "TIER_1K"})
+
+
+async def test_senders_and_their_events(store: SqlStore) -> None:
+    sender = Sender("100", "t1", "+1 555", "portfolio:9", portfolio_id="9", quality="YELLOW",
+                    throughput_mps=1000, timezone="America/Bogota", paused={"spam": T0 + 60, "manual": None},
+                    marketing_paused={"131049": None}, created_at=T0)
+    await store.create_sender(sender)
+    await store.create_sender(Sender("200", "t2", "+2", "sender:200", created_at=T0 + 1))
+    with pytest.raises(ConflictError):
+        await store.create_sender(replace(sender, tenant_id="t2"))
+    assert await store.get_sender("100") == sender
+    assert [s.id for s in await store.list_senders()] == ["100", "200"]
+    assert [s.id for s in await store.list_senders("t2")] == ["200"]
+    assert await store.senders_of_scope("portfolio:9") == [sender]
+    updated = await store.update_sender("100", {"paused": {}, "status": "FLAGGED"})
+    assert (updated.paused, updated.status, updated.marketing_paused) == ({}, "FLAGGED", {"131049": None})
+    with pytest.raises(NotFound):
+        await store.get_sender("404")
+
+    for i, kind in enumerate(["registered", "paused", "resumed"]):
+        await store.add_sender_event("100", T0 + i, kind, f"detail {i}")
+    events = await store.sender_events("100")
+    assert [e["kind"] for e in events] == ["resumed", "paused", "registered"]
+    assert events[0] == {"at": T0 + 2, "kind": "resumed", "detail": "detail 2"}
+    assert [e["kind"] for e in await store.sender_events("100", limit=1)] == ["resumed"]
+    assert await store.sender_events("200") == []
+
+
+# --------------------------------------------------------------------------------------------
+# messages: insert, idempotency, reads
+# --------------------------------------------------------------------------------------------
+async def test_insert_messages_round_trip(store: SqlStore) -> None:
+    await seed(store)
+    submitted = new("573001", priority=0, idempotency_key="k1", expires_at=T0 + 60, campaign_id="c1",
+                    metadata={"order": 7, "tags": ["a"]}, category="UTILITY")
+    [message] = await store.insert_messages([submitted], T0)
+    assert message.id.startswith("msg_")
+    expected = Message(
+        id=message.id, tenant_id="t1", sender_id="100", scope_id="sender:100", to="573001", kind="template",
+        category="UTILITY", body=submitted.body, priority=0, state=Q, next_attempt_at=T0,
+        idempotency_key="k1", expires_at=T0 + 60, campaign_id="c1", metadata={"order": 7, "tags": ["a"]},
+        created_at=T0, updated_at=T0,
+    )
+    assert message == expected
+    assert await store.get_message(message.id) == expected
+    assert await store.message_history(message.id) == [{"at": T0, "state": "queued", "reason": "accepted"}]
+
+
+async def test_insert_messages_with_a_start_time_and_an_initial_state(store: SqlStore) -> None:
+    await seed(store)
+    later, rejected = await store.insert_messages(
+        [new("1", not_before=T0 + 3600), new("2", state=MessageState.REJECTED, reason="opted out")], T0
+    )
+    assert later.next_attempt_at == T0 + 3600 and later.state is Q
+    assert (rejected.state, rejected.reason) == (MessageState.REJECTED, "opted out")
+    assert await store.message_history(rejected.id) == [{"at": T0, "state": "rejected", "reason": "opted out"}]
+
+
+async def test_insert_messages_is_idempotent_per_tenant_key(store: SqlStore) -> None:
+    await seed(store)
+    await seed(store, "t2", scopes=("300",))
+    first = await store.insert_messages([new("1", idempotency_key="a"), new("2")], T0)
+    again = await store.insert_messages(
+        [new("9", idempotency_key="a"), new("3", idempotency_key="b"), new("4", idempotency_key="b"),
+         new("5", sender="300", tenant="t2", idempotency_key="a")],
+        T0 + 10,
+    )
+    assert again[0] == first[0]  # the original, not the resubmitted recipient
+    assert again[0].to == "1" and again[0].created_at == T0
+    assert again[1] == again[2] and again[1].to == "3"  # a key repeated inside one batch
+    assert again[3].tenant_id == "t2" and again[3].id != first[0].id  # keys are per tenant
+    assert await store.count_by_state() == {"queued": 4}
+    assert len(await store.message_history(first[0].id)) == 1
+
+
+async def test_concurrent_inserts_of_one_key_keep_one_message(store: SqlStore, make_store: StoreFactory) -> None:
+    await seed(store)
+    other = await make_store()
+    results = await asyncio.gather(*(s.insert_messages([new("1", idempotency_key="same")], T0)
+                                     for s in (store, other, store, other)))
+    assert len({r[0].id for r in results}) == 1
+    assert await store.count_by_state() == {"queued": 1}
+
+
+async def test_insert_for_an_unknown_sender_inserts_nothing(store: SqlStore) -> None:
+    await seed(store)
+    with pytest.raises(NotFound):
+        await store.insert_messages([new("1"), new("2", sender="999")], T0)
+    assert await store.count_by_state() == {}
+    assert await store.insert_messages([], T0) == []
+
+
+async def test_message_reads(store: SqlStore) -> None:
+    await seed(store)
+    await seed(store, "t2", scopes=("300",))
+    a, b = await store.insert_messages([new("1", campaign_id="c1"), new("2", campaign_id="c2")], T0)
+    c, = await store.insert_messages([new("3", campaign_id="c1")], T0 + 1)
+    d, = await store.insert_messages([new("4", sender="300", tenant="t2")], T0 + 2)
+    await store.apply_updates([MessageUpdate(b.id, SENT, T0 + 5, wamid="wamid.B", sent_at=T0 + 5)])
+    with pytest.raises(NotFound):
+        await store.get_message("msg_missing")
+    assert (await store.get_message_by_wamid("wamid.B")).id == b.id  # type: ignore[union-attr]
+    assert await store.get_message_by_wamid("wamid.none") is None
+    assert [m.id for m in await store.list_messages("t1")] == [c.id, *sorted([a.id, b.id], reverse=True)]
+    assert [m.id for m in await store.list_messages("t1", campaign_id="c1")] == [c.id, a.id]
+    assert [m.id for m in await store.list_messages("t1", state="sent")] == [b.id]
+    assert [m.id for m in await store.list_messages("t1", limit=1)] == [c.id]
+    assert [m.id for m in await store.list_messages("t2")] == [d.id]
+    assert await store.count_by_state() == {"queued": 3, "sent": 1}
+    assert await store.count_by_state(tenant_id="t1") == {"queued": 2, "sent": 1}
+    assert await store.count_by_state(campaign_id="c1") == {"queued": 2}
+    assert await store.count_by_state(sender_id="300") == {"queued": 1}
+    assert await store.count_by_state(tenant_id="t1", campaign_id="c2") == {"sent": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# claiming
+# --------------------------------------------------------------------------------------------
+async def test_claim_due_orders_by_priority_then_due_time_then_age(store: SqlStore) -> None:
+    await seed(store)
+    old_marketing, = await store.insert_messages([new("1", priority=2)], T0)
+    utility, retry = await store.insert_messages(
+        [new("2", priority=1), new("3", priority=1, not_before=T0 + 1)], T0 + 2
+    )
+    auth, = await store.insert_messages([new("4", priority=0)], T0 + 3)
+    future, = await store.insert_messages([new("5", priority=0, not_before=T0 + 100)], T0 + 3)
+    other_scope, = await store.insert_messages([new("6", sender="200", priority=0)], T0)
+    claimed = await store.claim_due(["sender:100"], T0 + 10, 10)
+    assert [m.id for m in claimed] == [auth.id, retry.id, utility.id, old_marketing.id]
+    assert [m.id for m in await store.claim_due(["sender:100"], T0 + 10, 2)] == [auth.id, retry.id]
+    assert await store.claim_due(["sender:100"], T0 + 10, 0) == []
+    assert await store.claim_due([], T0, 10) == []
+    both = await store.claim_due(["sender:200", "sender:100"], T0 + 10, 3)
+    assert [m.id for m in both] == [other_scope.id, auth.id, retry.id]
+    assert await states(store, claimed) == ["queued"] * 4  # claiming changes nothing
+    await store.apply_updates([MessageUpdate(auth.id, SENDING, T0 + 11)])
+    assert auth.id not in [m.id for m in await store.claim_due(["sender:100"], T0 + 200, 10)]
+    assert future.id in [m.id for m in await store.claim_due(["sender:100"], T0 + 200, 10)]
+
+
+async def test_claim_due_across_many_scopes(store: SqlStore) -> None:
+    senders = tuple(str(1000 + i) for i in range(130))  # more scopes than one UNION ALL chunk
+    await seed(store, scopes=senders)
+    inserted = await store.insert_messages(
+        [new(f"r{i}", sender=s, priority=i % 3) for i, s in enumerate(senders)], T0
+    )
+    claimed = await store.claim_due([f"sender:{s}" for s in senders], T0, 50)
+    assert len(claimed) == 50 and all(m.priority == 0 for m in claimed[:44])
+    assert [m.priority for m in claimed] == sorted(m.priority for m in claimed)
+    assert len(await store.claim_due([f"sender:{s}" for s in senders], T0, 1000)) == len(inserted)
+
+
+async def test_next_due_at(store: SqlStore) -> None:
+    await seed(store)
+    assert await store.next_due_at(["sender:100", "sender:200"]) is None
+    assert await store.next_due_at([]) is None
+    _, b = await store.insert_messages([new("1", not_before=T0 + 50), new("2", not_before=T0 + 20)], T0)
+    await store.insert_messages([new("3", sender="200", not_before=T0 + 30)], T0)
+    assert await store.next_due_at(["sender:100"]) == T0 + 20
+    await store.apply_updates([MessageUpdate(b.id, SENDING, T0)])
+    assert await store.next_due_at(["sender:100"]) == T0 + 50
+    assert await store.next_due_at(["sender:100", "sender:200"]) == T0 + 30
+
+
+# --------------------------------------------------------------------------------------------
+# updates
+# --------------------------------------------------------------------------------------------
+async def test_apply_updates_changes_only_the_given_fields(store: SqlStore) -> None:
+    await seed(store)
+    m, = await store.insert_messages([new("1")], T0)
+    n = await store.apply_updates([MessageUpdate(m.id, SENDING, T0 + 1, reason="admitted", add_attempt=True,
+                                                 counted=True, slot_expiry=T0 + 1 + DAY, slot_previous=T0 - 5)])
+    assert n == 1
+    got = await store.get_message(m.id)
+    assert (got.state, got.reason, got.attempts, got.counted, got.slot_expiry, got.slot_previous, got.updated_at) \
+        == (SENDING, "admitted", 1, True, T0 + 1 + DAY, T0 - 5, T0 + 1)
+    await store.apply_updates([MessageUpdate(m.id, SENT, T0 + 2, wamid="wamid.1", sent_at=T0 + 2)])
+    got = await store.get_message(m.id)
+    assert (got.state, got.reason, got.attempts, got.counted, got.slot_expiry, got.wamid, got.sent_at) \
+        == (SENT, "admitted", 1, True, T0 + 1 + DAY, "wamid.1", T0 + 2)
+    await store.apply_updates([MessageUpdate(m.id, MessageState.FAILED, T0 + 3, reason="undeliverable",
+                                             error_code=131026, error_detail="Message undeliverable",
+                                             clear_slot=True)])
+    got = await store.get_message(m.id)
+    assert (got.state, got.error_code, got.error_detail, got.slot_expiry, got.slot_previous, got.counted) \
+        == (MessageState.FAILED, 131026, "Message undeliverable", None, None, True)
+    assert await store.message_history(m.id) == [
+        {"at": T0, "state": "queued", "reason": "accepted"},
+        {"at": T0 + 1, "state": "sending", "reason": "admitted"},
+        {"at": T0 + 2, "state": "sent", "reason": ""},
+        {"at": T0 + 3, "state": "failed", "reason": "undeliverable"},
+    ]
+    await store.apply_updates([MessageUpdate(m.id, Q, T0 + 4, next_attempt_at=T0 + 60, add_attempt=True)])
+    got = await store.get_message(m.id)
+    assert (got.next_attempt_at, got.attempts) == (T0 + 60, 2)
+    assert await store.apply_updates([]) == 0
+
+
+async def test_apply_updates_honours_only_from(store: SqlStore) -> None:
+    await seed(store)
+    a, b, c = await store.insert_messages([new("1"), new("2"), new("3")], T0)
+    await store.apply_updates([MessageUpdate(b.id, SENT, T0 + 1)])
+    n = await store.apply_updates([
+        MessageUpdate(a.id, MessageState.DELIVERED, T0 + 2, only_from=[SENT]),  # a is queued: skipped
+        MessageUpdate(b.id, MessageState.DELIVERED, T0 + 2, only_from=[SENT, SENDING]),
+        MessageUpdate(c.id, SENDING, T0 + 2),
+        MessageUpdate(c.id, SENT, T0 + 3, only_from=[SENDING]),  # sees the update just before it
+        MessageUpdate(c.id, MessageState.UNKNOWN, T0 + 4, only_from=[SENDING]),  # c is sent by now
+        MessageUpdate("msg_missing", SENT, T0 + 4, only_from=[SENDING]),
+    ])
+    assert n == 3
+    assert await states(store, [a, b, c]) == ["queued", "delivered", "sent"]
+    assert [e["state"] for e in await store.message_history(a.id)] == ["queued"]
+    assert [e["state"] for e in await store.message_history(c.id)] == ["queued", "sending", "sent"]
+
+
+# --------------------------------------------------------------------------------------------
+# the window ledger
+# --------------------------------------------------------------------------------------------
+async def test_ledger_keeps_the_latest_expiry_and_removes_only_a_matching_one(store: SqlStore) -> None:
+    s = "sender:100"
+    await store.apply_updates([], [LedgerChange(s, "a", T0 + 10), LedgerChange(s, "b", T0 + 20),
+                                   LedgerChange(s, "a", T0 + 5), LedgerChange("sender:200", "a", T0 + 7)])
+    assert await store.load_ledger(s, T0) == [("a", T0 + 10), ("b", T0 + 20)]
+    await store.apply_updates([], [LedgerChange(s, "a", T0 + 5, remove=True),  # stale: a newer send counts
+                                   LedgerChange(s, "b", T0 + 20, remove=True),
+                                   LedgerChange(s, "c", T0 + 30, remove=True)])
+    assert await store.load_ledger(s, T0) == [("a", T0 + 10)]
+    await store.apply_updates([], [LedgerChange(s, "d", T0 + 1), LedgerChange(s, "d", T0 + 1, remove=True),
+                                   LedgerChange(s, "d", T0 + 2)])  # in order, for the same recipient
+    assert await store.load_ledger(s, T0) == [("d", T0 + 2), ("a", T0 + 10)]
+    assert await store.load_ledger(s, T0 + 2) == [("a", T0 + 10)]  # expired at T0 + 2
+    assert await store.prune_ledger(T0 + 7) == 2
+    assert await store.load_ledger(s, 0) == [("a", T0 + 10)]
+    assert await store.load_ledger("sender:200", 0) == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(
+    st.lists(st.tuples(st.sampled_from("abcd"), st.integers(1, 6), st.booleans()), max_size=8),
+    min_size=1, max_size=6,
+))
+async def test_ledger_matches_a_naive_model(store: SqlStore, batches: list[list[tuple[str, int, bool]]]) -> None:
+    scope = f"sender:{id(batches)}-{len(await store.list_scopes())}"
+    await store.upsert_scope(Scope(scope, "t1"))  # a fresh scope per example: examples share the store
+    model: dict[str, float] = {}
+    for batch in batches:
+        changes = [LedgerChange(scope, r, float(e), remove) for r, e, remove in batch]
+        await store.apply_updates([], changes)
+        for r, e, remove in batch:
+            if remove:
+                if model.get(r) == e:
+                    del model[r]
+            else:
+                model[r] = max(model.get(r, 0.0), float(e))
+        assert dict(await store.load_ledger(scope, 0.0)) == model
+
+
+# --------------------------------------------------------------------------------------------
+# leases
+# --------------------------------------------------------------------------------------------
+async def test_leases_acquire_renew_expire_and_release(store: SqlStore) -> None:
+    await seed(store, scopes=("100", "200", "300"))
+    assert await store.acquire_scopes("w1", T0, ttl=30, limit=2) == ["sender:100", "sender:200"]
+    assert await store.acquire_scopes("w2", T0 + 1, ttl=30, limit=5) == ["sender:300"]
+    assert await store.acquire_scopes("w2", T0 + 20, ttl=30, limit=5) == ["sender:300"]  # renew only
+    assert await store.acquire_scopes("w1", T0 + 25, ttl=30, limit=2) == ["sender:100", "sender:200"]
+    # w1 stops renewing: its leases run out at T0 + 55 and w2 takes them
+    assert await store.acquire_scopes("w2", T0 + 54, ttl=30, limit=5) == ["sender:300"]
+    assert await store.acquire_scopes("w2", T0 + 55, ttl=30, limit=5) == ["sender:100", "sender:200", "sender:300"]
+    assert await store.acquire_scopes("w1", T0 + 56, ttl=30, limit=2) == []
+    await store.release_scopes("w2")
+    assert await store.acquire_scopes("w1", T0 + 57, ttl=30, limit=1) == ["sender:100"]
+
+
+async def test_a_lost_lease_fences_off_every_write(store: SqlStore) -> None:
+    await seed(store)
+    m, = await store.insert_messages([new("1")], T0)
+    assert await store.acquire_scopes("w1", T0, ttl=10, limit=5) == ["sender:100", "sender:200"]
+    admit = [MessageUpdate(m.id, SENDING, T0 + 1, add_attempt=True, counted=True)]
+    slot = [LedgerChange("sender:100", "1", T0 + 1 + DAY)]
+    assert await store.apply_updates(admit, slot, lease=("w1", ["sender:100"])) == 1
+    await store.apply_updates([MessageUpdate(m.id, Q, T0 + 2)])
+
+    assert await store.acquire_scopes("w2", T0 + 11, ttl=10, limit=1) == ["sender:100"]  # w1's expired
+    with pytest.raises(LeaseLost, match="sender:100"):
+        await store.apply_updates(admit, [LedgerChange("sender:100", "2", T0 + DAY)],
+                                  lease=("w1", ["sender:100", "sender:200"]))
+    got = await store.get_message(m.id)
+    assert (got.state, got.attempts) == (Q, 1)
+    assert await store.load_ledger("sender:100", T0) == [("1", T0 + 1 + DAY)]
+    # an expired lease nobody took over still fences nothing: the owner column is the fence
+    assert await store.apply_updates([], [], lease=("w1", ["sender:200"])) == 0
+    with pytest.raises(LeaseLost):
+        await store.apply_updates([], [], lease=("w3", ["sender:404"]))
+
+
+def _take_scopes(url: str, worker: str, start: Any) -> list[str]:
+    start.wait(10)
+    store = open_store(url)
+
+    async def run() -> list[str]:
+        async with store:
+            return await store.acquire_scopes(worker, T0, ttl=60, limit=4)
+
+    return asyncio.run(run())
+
+
+async def test_workers_in_separate_processes_never_share_a_scope(store: SqlStore, store_url: str) -> None:
+    await seed(store, scopes=tuple(str(100 + i) for i in range(10)))
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(3) as pool:
+            pending = [pool.apply_async(_take_scopes, (store_url, f"w{i}", start)) for i in range(3)]
+            start.set()
+            taken = await asyncio.to_thread(lambda: [p.get(60) for p in pending])
+    assert sorted(len(t) for t in taken) == [2, 4, 4]
+    assert len({s for t in taken for s in t}) == 10
+
+
+# --------------------------------------------------------------------------------------------
+# bulk moves
+# --------------------------------------------------------------------------------------------
+async def test_requeue_where(store: SqlStore) -> None:
+    await seed(store)
+    later = dict(next_attempt_at=T0 + 500)
+    a, b, c, d = await store.insert_messages(
+        [new("1", campaign_id="c1"), new("2"), new("1", sender="200"), new("3", not_before=T0 + 900)], T0
+    )
+    await store.apply_updates([MessageUpdate(x.id, Q, T0, **later) for x in (a, b, c)])  # type: ignore[arg-type]
+    assert await store.requeue_where(sender_id="100", recipient="1", now=T0 + 5) == 1
+    assert (await store.get_message(a.id)).next_attempt_at == T0 + 5
+    assert await store.requeue_where(sender_id="100", recipient="1", now=T0 + 6) == 0  # already due
+    assert await store.requeue_where(scope_id="sender:200", now=T0 + 7) == 1
+    assert await store.requeue_where(campaign_id="c1", now=T0 + 8) == 0
+    assert await store.requeue_where(scope_id="sender:100", now=T0 + 9) == 1  # d waits for its start
+    assert [(await store.get_message(x.id)).next_attempt_at for x in (b, d)] == [T0 + 9, T0 + 900]
+    await store.apply_updates([MessageUpdate(b.id, SENDING, T0 + 10)])
+    await store.apply_updates([MessageUpdate(b.id, SENDING, T0 + 10, next_attempt_at=T0 + 600)])
+    assert await store.requeue_where(now=T0 + 11) == 0  # only queued messages move
+
+
+async def test_campaign_hold_resume_and_cancel(store: SqlStore) -> None:
+    await seed(store)
+    a, b, c = await store.insert_messages([new(str(i), campaign_id="c1") for i in range(3)], T0)
+    other, = await store.insert_messages([new("9", campaign_id="c2")], T0)
+    await store.apply_updates([MessageUpdate(a.id, SENT, T0 + 1)])
+    assert await store.set_campaign_hold("c1", True, T0 + 2) == 2
+    assert await states(store, [a, b, c, other]) == ["sent", "held", "held", "queued"]
+    assert await store.claim_due(["sender:100"], T0 + 3, 10) == [await store.get_message(other.id)]
+    assert await store.set_campaign_hold("c1", True, T0 + 3) == 0
+    assert await store.set_campaign_hold("c1", False, T0 + 4) == 2
+    assert await states(store, [b, c]) == ["queued", "queued"]
+    assert [e["state"] for e in await store.message_history(b.id)] == ["queued", "held", "queued"]
+    await store.set_campaign_hold("c1", True, T0 + 5)
+    await store.apply_updates([MessageUpdate(c.id, Q, T0 + 6, only_from=[Q])])  # held: untouched
+    assert await store.cancel_campaign_messages("c1", T0 + 7) == 2
+    assert await states(store, [a, b, c, other]) == ["sent", "canceled", "canceled", "queued"]
+    assert (await store.message_history(c.id))[-1] == {"at": T0 + 7, "state": "canceled",
+                                                        "reason": "campaign canceled"}
+
+
+async def test_recover_inflight_turns_sending_into_unknown(store: SqlStore) -> None:
+    await seed(store)
+    a, b, c = await store.insert_messages([new("1"), new("2"), new("3", sender="200")], T0)
+    await store.apply_updates([MessageUpdate(x.id, SENDING, T0 + 1) for x in (a, c)])
+    assert await store.recover_inflight(["sender:100"], T0 + 60) == 1
+    assert await states(store, [a, b, c]) == ["unknown", "queued", "sending"]
+    last = (await store.message_history(a.id))[-1]
+    assert last["state"] == "unknown" and last["at"] == T0 + 60 and "webhook" in last["reason"]
+    assert await store.recover_inflight(["sender:100", "sender:200"], T0 + 61) == 1
+    assert await store.recover_inflight([], T0 + 62) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# history queries
+# --------------------------------------------------------------------------------------------
+async def test_marketing_sends_since(store: SqlStore) -> None:
+    await seed(store)
+    await seed(store, "t2", scopes=("300",))
+    rows = await store.insert_messages([new("1"), new("1"), new("1"), new("1"), new("2"), new("2"),
+                                        new("1", category="UTILITY")], T0)
+    sent_old, sent_new, inflight, failed, unknown, _queued, utility = rows
+    await store.insert_messages([new("1", sender="300", tenant="t2")], T0)
+    await store.apply_updates([
+        MessageUpdate(sent_old.id, SENT, T0 + 10, sent_at=T0 + 10),
+        MessageUpdate(sent_new.id, MessageState.READ, T0 + 5000, sent_at=T0 + 4000),
+        MessageUpdate(inflight.id, SENDING, T0 + 4500),
+        MessageUpdate(failed.id, MessageState.FAILED, T0 + 4600),
+        MessageUpdate(unknown.id, MessageState.UNKNOWN, T0 + 4700),
+        MessageUpdate(utility.id, SENT, T0 + 4800, sent_at=T0 + 4800),
+    ])
+    assert await store.marketing_sends_since("t1", ["1", "2", "3"], T0 + 10) == {
+        "1": [T0 + 4000, T0 + 4500], "2": [T0 + 4700]}
+    assert await store.marketing_sends_since("t1", ["1"], T0) == {"1": [T0 + 10, T0 + 4000, T0 + 4500]}
+    assert await store.marketing_sends_since("t2", ["1"], T0) == {}
+    assert await store.marketing_sends_since("t1", [], T0) == {}
+
+
+async def test_counted_history(store: SqlStore) -> None:
+    await seed(store)
+    rows = await store.insert_messages([new("a"), new("b"), new("a"), new("c"), new("d")], T0)
+    sends = [(rows[0], 100.0, True), (rows[1], DAY + 5, True), (rows[2], DAY + 7, True),
+             (rows[3], DAY + 8, False), (rows[4], 2 * DAY, True)]
+    await store.apply_updates([MessageUpdate(m.id, SENT, T0 + at, counted=counted, sent_at=T0 + at)
+                               for m, at, counted in sends])
+    assert await store.distinct_counted("sender:100", T0, T0 + 3 * DAY) == 3
+    assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY) == 3  # (since, until]
+    assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY - 1) == 2
+    assert await store.distinct_counted("sender:200", T0, T0 + 3 * DAY) == 0
+    day0 = int(T0 // DAY)
+    assert await store.counted_days("sender:100", T0, T0 + 3 * DAY) == [
+        (day0, "a"), (day0 + 1, "b"), (day0 + 1, "a"), (day0 + 2, "d")]
+    shifted = await store.counted_days("sender:100", T0 + 100, T0 + 3 * DAY, day_offset=-DAY)
+    assert shifted == [(day0, "b"), (day0, "a"), (day0 + 1, "d")]
+
+
+# --------------------------------------------------------------------------------------------
+# recipients and service windows
+# --------------------------------------------------------------------------------------------
+async def test_opt_in_and_out(store: SqlStore) -> None:
+    assert await store.recipient_flags("t1", ["1"]) == {}
+    await store.set_opt_in("t1", "1", T0, "form")
+    await store.set_opt_out("t1", "2", T0, "STOP")
+    await store.set_opt_in("t2", "2", T0, "form")
+    assert await store.recipient_flags("t1", ["1", "2", "3"]) == {
+        "1": RecipientFlags(opted_in_at=T0), "2": RecipientFlags(opted_out_at=T0)}
+    await store.set_opt_out("t1", "1", T0 + 10, "STOP")
+    assert await store.recipient_flags("t1", ["1"]) == {"1": RecipientFlags(T0, T0 + 10)}
+    await store.set_opt_in("t1", "1", T0 + 20, "START")  # opting in again lifts the opt-out
+    assert await store.recipient_flags("t1", ["1"]) == {"1": RecipientFlags(T0 + 20, None)}
+    await store.set_opt_out("t1", "1", T0 + 15, "STOP")  # a late, older opt-out: ignored
+    assert await store.recipient_flags("t1", ["1"]) == {"1": RecipientFlags(T0 + 20, None)}
+    await store.set_opt_out("t1", "2", T0 + 30, "STOP")
+    await store.set_opt_in("t1", "2", T0 + 25, "import")  # an older opt-in keeps the later opt-out
+    assert await store.recipient_flags("t1", ["2"]) == {"2": RecipientFlags(T0 + 25, T0 + 30)}
+
+
+async def test_inbound_times_only_move_forward(store: SqlStore) -> None:
+    assert await store.record_inbound("100", "1", T0) is True
+    assert await store.record_inbound("100", "1", T0 + 5) is True
+    assert await store.record_inbound("100", "1", T0 + 2) is False
+    assert await store.record_inbound("100", "1", T0 + 5) is False
+    assert await store.record_inbound("200", "1", T0 + 1) is True
+    assert await store.last_inbound("100", ["1", "2"]) == {"1": T0 + 5}
+    assert await store.last_inbound("200", ["1"]) == {"1": T0 + 1}
+    assert await store.last_inbound("100", []) == {}
+
+
+# --------------------------------------------------------------------------------------------
+# campaigns and webhooks
+# --------------------------------------------------------------------------------------------
+async def test_campaigns(store: SqlStore) -> None:
+    campaign = Campaign("c1", "t1", "100", "spring", {"name": "promo", "language": {"code": "es"}}, "MARKETING",
+                        pacing="spread", spread_days=3, start_at=T0, deadline=T0 + 5 * DAY, quiet_hours=(21, 8),
+                        total=300, plan=[{"day": 0, "count": 100}], created_at=T0)
+    assert await store.create_campaign(campaign) == campaign
+    assert await store.get_campaign("c1") == campaign
+    with pytest.raises(ConflictError):
+        await store.create_campaign(campaign)
+    await store.create_campaign(Campaign("c2", "t1", "100", "b", {}, "UTILITY", created_at=T0 + 1))
+    await store.create_campaign(Campaign("c3", "t2", "300", "c", {}, "UTILITY", created_at=T0))
+    assert [c.id for c in await store.list_campaigns("t1")] == ["c1", "c2"]
+    updated = await store.update_campaign("c1", {"state": "paused", "quiet_hours": None, "plan": []})
+    assert (updated.state, updated.quiet_hours, updated.plan, updated.total) == ("paused", None, [], 300)
+    with pytest.raises(NotFound):
+        await store.get_campaign("c9")
+
+
+async def test_webhook_events_and_changes(store: SqlStore) -> None:
+    body = b'{"object":"whatsapp_business_account","entry":[]}\x00\xff'
+    assert await store.add_webhook_event("e1", body, T0) is True
+    assert await store.add_webhook_event("e1", b"again", T0 + 1) is False
+    assert await store.add_webhook_event("e0", b"{}", T0 + 2) is True
+    assert await store.unapplied_webhook_events() == [("e1", body), ("e0", b"{}")]
+    assert await store.unapplied_webhook_events(limit=1) == [("e1", body)]
+    await store.mark_webhook_applied("e1", T0 + 3)
+    await store.mark_webhook_applied("e0", T0 + 3, error="bad payload")
+    assert await store.unapplied_webhook_events() == []
+    with pytest.raises(NotFound):
+        await store.mark_webhook_applied("e9", T0)
+    assert await store.claim_change("wamid.1:delivered", T0) is True
+    assert await store.claim_change("wamid.1:delivered", T0 + 1) is False
+    assert await store.claim_change("wamid.1:read", T0 + 1) is True
+
+
+# --------------------------------------------------------------------------------------------
+# wake-ups
+# --------------------------------------------------------------------------------------------
+async def test_notify_wakes_listeners_until_they_stop(store: SqlStore, make_store: StoreFactory) -> None:
+    first, second = asyncio.Event(), asyncio.Event()
+    calls: list[str] = []
+
+    def on_wake() -> None:
+        calls.append("first")
+        first.set()
+
+    stop = await store.listen("wake", on_wake)
+    sender = store if isinstance(store, SQLiteStore) else await make_store()  # another process on PostgreSQL
+    await sender.notify("other-channel")
+    await sender.notify("wake")
+    await asyncio.wait_for(first.wait(), timeout=10)
+    assert calls == ["first"]
+    await stop()
+    await stop()  # idempotent
+    stop_second = await store.listen("wake", second.set)
+    await sender.notify("wake")
+    await asyncio.wait_for(second.wait(), timeout=10)  # delivered after the first stopped listening
+    assert calls == ["first"]
+    await stop_second()
