@@ -96,7 +96,8 @@ class Decision:
 ADMIT_IN_WINDOW = Decision(Gate.ADMIT, counted=False, reason="inside the customer service window")
 
 
-def _earliest_end(pauses: dict[str, float | None], now: float) -> tuple[str, float | None] | None:
+def _pause_in_force(pauses: dict[str, float | None], now: float) -> tuple[str, float | None] | None:
+    """The pause that holds sending longest at ``now`` (reason, end; ``None`` end: until an event)."""
     active = {r: t for r, t in pauses.items() if t is None or t > now}
     if not active:
         return None
@@ -117,11 +118,12 @@ def decide(window: RollingWindow, msg: MessageFacts, limits: ScopeLimits, now: f
             reason="free-form message outside the customer service window: the platform rejects it "
             "(131047); send a template, or wait for the recipient to write in",
         )
-    pause = _earliest_end(limits.paused, now)
-    if pause is not None:
-        return Decision(Gate.DEFER, until=pause[1], reason=f"counted sending paused: {pause[0]}")
-    if msg.category is Category.MARKETING:
-        pause = _earliest_end(limits.marketing_paused, now)
+    if limits.paused:
+        pause = _pause_in_force(limits.paused, now)
+        if pause is not None:
+            return Decision(Gate.DEFER, until=pause[1], reason=f"counted sending paused: {pause[0]}")
+    if msg.category is Category.MARKETING and limits.marketing_paused:
+        pause = _pause_in_force(limits.marketing_paused, now)
         if pause is not None:
             return Decision(Gate.DEFER, until=pause[1], reason=f"marketing paused: {pause[0]}")
     capacity = limits.capacity_for(msg.category)

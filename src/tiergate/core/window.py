@@ -43,7 +43,7 @@ class Slot:
 class RollingWindow:
     """Distinct recipients with a counted send in the last ``span`` seconds."""
 
-    __slots__ = ("_cache", "_exp_q", "_expiry", "_late", "_rcpt_q", "_version", "span")
+    __slots__ = ("_cache", "_exp_q", "_expiry", "_late", "_rcpt_q", "_shadow", "_version", "span")
 
     def __init__(self, span: float = DAY) -> None:
         self.span = float(span)
@@ -51,6 +51,9 @@ class RollingWindow:
         self._exp_q: deque[float] = deque()
         self._rcpt_q: deque[str] = deque()
         self._late: list[tuple[float, str]] = []
+        # Sends that did not move their recipient's expiry (same moment, or back-dated): the latest
+        # such expiry per recipient, so releasing the send that did move it never under-counts.
+        self._shadow: dict[str, float] = {}
         self._version = 0  # bumped on every change; keys the release-time cache
         self._cache: tuple[int, float, float | None] | None = None
 
@@ -119,7 +122,12 @@ class RollingWindow:
         expiry = self._expiry
         previous = expiry.get(recipient)
         if previous is not None:
-            if previous >= new:  # a back-dated send inside a later one changes nothing
+            if previous >= new:  # a same-moment or back-dated send inside a later one
+                shadow = self._shadow
+                if new > shadow.get(recipient, -_INF):
+                    shadow[recipient] = new
+                    if len(shadow) > len(expiry) + _COMPACT_SLACK:  # stale ones are harmless: bound them
+                        self._shadow = {r: e for r, e in shadow.items() if r in expiry}
                 return Slot(recipient, previous, previous)
             if previous <= sent_at:  # lapsed, not yet expired: the recipient was not counted
                 previous = None
@@ -185,7 +193,15 @@ class RollingWindow:
             return False
         previous = slot.previous
         if previous is not None and previous >= slot.expiry:
-            return False
+            return False  # this send moved nothing, so undoing it moves nothing
+        shadow = self._shadow.get(recipient)
+        if shadow is not None:  # a send that moved nothing still holds the recipient
+            if shadow >= slot.expiry:
+                del self._shadow[recipient]
+                return False
+            if previous is None or shadow > previous:
+                del self._shadow[recipient]
+                previous = shadow
         if previous is not None and previous > now:
             self._expiry[recipient] = previous
             heapq.heappush(self._late, (previous, recipient))
@@ -211,6 +227,8 @@ class RollingWindow:
         self._exp_q = deque(exp for exp, _ in live)
         self._rcpt_q = deque(rcpt for _, rcpt in live)
         self._late = []
+        expiry = self._expiry
+        self._shadow = {r: e for r, e in self._shadow.items() if r in expiry}
 
 
 def admit_stream(window: RollingWindow, recipients: Sequence[str], times: Sequence[float],
