@@ -279,6 +279,13 @@ async def test_classic_red_quality_blocks_upgrades_and_seven_red_days_downgrade(
     assert sandbox.tier_of("sender:1001") == "TIER_1K"
 
 
+async def test_classic_quality_never_undoes_a_verification() -> None:
+    sandbox, clock = await make("TIER_1K", start=T0, quality_sample=10**9)
+    sandbox.set_quality("1001", "RED")
+    assert await daily_campaign(sandbox, clock, [0] * 10) == []
+    assert sandbox.tier_of("sender:1001") == "TIER_1K"
+
+
 async def test_portfolio_moves_up_six_hours_after_crossing_half_the_limit() -> None:
     clock = VirtualClock(T0)
     sandbox = SandboxProvider(clock, seed=4)

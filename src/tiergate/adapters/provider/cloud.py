@@ -123,7 +123,7 @@ class CloudProvider:
                                     headers=self._headers) as resp:
                 status = resp.status
                 raw = await resp.read()
-                retry_after = resp.headers.get("Retry-After")
+                retry_after = None if status < 300 else resp.headers.get("Retry-After")
         except aiohttp.ConnectionTimeoutError as exc:
             return SendOutcome("failed", title="no connection to the platform (connect timeout): not sent",
                                details=self._describe(exc))

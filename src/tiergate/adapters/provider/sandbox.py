@@ -9,8 +9,9 @@ expiries instead of a FIFO) so it is an independent check of the engine, not a c
 Like the platform it produces webhooks in the exact JSON shapes: statuses (sent, delivered, read,
 failed) after configurable delays, inbound replies from a share of recipients (which open the
 customer service window), quality changes when too many recipients block the number, and tier
-changes from the policy (classic: at UTC day boundaries; portfolio: 6 h after the threshold is
-crossed), which it then enforces itself. ``poll_events(now)`` hands them out in time order.
+changes decided by the policy engine (``core.policy``: classic at UTC day boundaries, portfolio 6 h
+after a threshold is crossed), which it then enforces itself. ``poll_events(now)`` hands them out
+in time order.
 
 Everything is in memory, driven by the injected clock and seeded randomness: the same calls give
 the same answers. Each send costs O(log n).
@@ -23,30 +24,27 @@ import random
 import zlib
 from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from tiergate.adapters.provider import shapes
 from tiergate.clock import Clock
+from tiergate.core.policy import Policy, PolicyState, Timing, get_policy, parse_quality
 from tiergate.core.tiers import parse_tier
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome
 
 __all__ = ["Received", "SandboxProvider"]
 
 DAY = 86_400.0
-HOUR = 3_600.0
 SERVICE_WINDOW = DAY
-PORTFOLIO_UPGRADE_DELAY = 6 * HOUR
 _COMPACT_SLACK = 1024
-
-# The ladders the sandbox's platform climbs (limits from core.tiers).
-LADDERS = {
-    "classic": ("TIER_250", "TIER_1K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED"),
-    "portfolio": ("TIER_250", "TIER_2K", "TIER_10K", "TIER_100K", "TIER_UNLIMITED"),
-}
-_PORTFOLIO_ENTRY_VOLUME = 2_000  # distinct recipients in 30 days lift a portfolio off TIER_250
+_QUALITY_RANK = {"GREEN": 0, "UNKNOWN": 1, "YELLOW": 2, "RED": 3}
 _REPLY_TEXTS = ("Thanks!", "What are your opening hours?", "Yes please", "Can you call me?", "👍")
 _FAULT_KINDS = ("timeout", "reset", "5xx")
+
+
+def _when(item: tuple[Any, ...]) -> tuple[float, int]:
+    return item[0], item[1]
 
 
 class Received(NamedTuple):
@@ -106,16 +104,33 @@ class _DistinctWindow:
 
 @dataclass(eq=False)
 class _Scope:
+    """One limit scope: its policy state (tier, quality, pending upgrade) and its counts."""
+
     id: str
-    policy: str
-    tier: str
-    limit: int | None
+    policy: Policy
+    state: PolicyState
     senders: list[str] = field(default_factory=list)
     day: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(DAY))
-    week: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(7 * DAY))
-    month: _DistinctWindow = field(default_factory=lambda: _DistinctWindow(30 * DAY))
-    upgrade_at: float | None = None  # portfolio: when a crossed threshold takes effect
-    red_days: int = 0  # classic: consecutive day boundaries in RED
+    reach: dict[int, _DistinctWindow] = field(default_factory=dict)  # days -> distinct over them
+    # a threshold judged on every counted send: (window days, recipients); None when none applies now
+    watch: tuple[int, int] | None = None
+
+    @property
+    def tier(self) -> str:
+        return self.state.tier.name
+
+    @property
+    def limit(self) -> int | None:
+        return self.state.tier.limit
+
+    def reach_at(self, now: float) -> dict[int, int]:
+        return {days: window.count(now) for days, window in self.reach.items()}
+
+    def keep_counting(self, windows: Iterable[int]) -> None:
+        """Count distinct recipients over these windows (days) from now on, if not already."""
+        for days in windows:
+            if days not in self.reach:
+                self.reach[days] = _DistinctWindow(days * DAY)
 
 
 @dataclass(eq=False)
@@ -130,14 +145,7 @@ class _Sender:
 
     @property
     def status(self) -> str:
-        return "FLAGGED" if self.quality == "RED" and self.scope.policy == "classic" else "CONNECTED"
-
-
-def _limit_of(tier: str) -> int | None:
-    parsed = parse_tier(tier)
-    if not parsed.known:
-        raise ValueError(f"the sandbox cannot enforce the unknown tier {tier!r}")
-    return parsed.limit
+        return "FLAGGED" if self.quality == "RED" and self.scope.policy.downgrade is not None else "CONNECTED"
 
 
 class SandboxProvider:
@@ -196,7 +204,11 @@ class SandboxProvider:
         self._csw: dict[tuple[str, str], float] = {}  # (sender, recipient) -> latest inbound time
         self._blocked: set[tuple[str, str]] = set()
         self._timers: list[tuple[float, int, str, Any]] = []  # the platform's own future actions
-        self._outbox: list[tuple[float, int, str, Any]] = []  # webhook bodies waiting for their time
+        self._outbox: list[tuple[float, int, None, dict[str, Any]]] = []  # rare webhook bodies, by time
+        # Statuses, the bulk of the webhooks: one FIFO per delay. Sends come in clock order, so each
+        # FIFO is already in time order and costs O(1) per status instead of a heap's O(log n).
+        self._status_queues: dict[float, deque[tuple[Any, ...]]] = {
+            delay: deque() for delay in (sent_delay, delivery_delay, read_delay)}
         self._seq = 0
         self._serial = 0
         self._next_day: float | None = None
@@ -231,27 +243,31 @@ class SandboxProvider:
     # -- the Provider port ---------------------------------------------------------------------
     async def register_sender(self, info: SenderInfo) -> None:
         """Make a number known to the platform, in the scope its policy says, at the tier given."""
-        if info.policy not in LADDERS:
-            raise ValueError(f"unknown policy {info.policy!r}: use one of {', '.join(LADDERS)}")
-        if info.policy == "portfolio":
+        policy = get_policy(info.policy)
+        if policy.scope == "portfolio":
             if not info.portfolio_id:
-                raise ValueError("a sender under the portfolio policy needs a portfolio_id")
+                raise ValueError(f"a sender under the {policy.name} policy needs a portfolio_id")
             scope_id = f"portfolio:{info.portfolio_id}"
         else:
             scope_id = f"sender:{info.phone_number_id}"
-        limit = _limit_of(info.tier)
+        tier = parse_tier(info.tier)
+        if not tier.known:
+            raise ValueError(f"the sandbox cannot enforce the unknown tier {info.tier!r}")
         scope = self._scopes.get(scope_id)
         if scope is None:
-            scope = self._scopes[scope_id] = _Scope(scope_id, info.policy, info.tier, limit)
+            scope = _Scope(scope_id, policy, PolicyState(tier))
+            self._scopes[scope_id] = scope
         else:
-            scope.tier, scope.limit = info.tier, limit
+            scope.state = replace(scope.state, tier=tier)
+        scope.keep_counting(policy.reach_windows)  # (re)registration may lower the tier: count all again
         old = self._senders.get(info.phone_number_id)
         if old is not None and old.scope is not scope:
             old.scope.senders.remove(info.phone_number_id)
         if old is None or old.scope is not scope:
             scope.senders.append(info.phone_number_id)
-        quality = (info.quality or "GREEN").upper()
+        quality = parse_quality(info.quality or "GREEN")
         self._senders[info.phone_number_id] = _Sender(info, scope, quality, shapes.wa_id(info.display_phone_number))
+        self._refresh(scope)
         if self._next_day is None:
             now = self.clock.now()
             self._next_day = (now // DAY + 1) * DAY
@@ -259,7 +275,8 @@ class SandboxProvider:
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
         now = self.clock.now()
-        self._advance(now)
+        if self._timers and self._timers[0][0] <= now:
+            self._advance(now)
         fault = self._take_fault(phone_number_id) if self._faults else None
         if fault is not None and not fault[3]:
             return self._fault_outcome(fault[0])
@@ -293,22 +310,33 @@ class SandboxProvider:
     def poll_events(self, now: float) -> list[dict[str, Any]]:
         """Webhook bodies due by ``now``, oldest first."""
         self._advance(now)
-        outbox, bodies = self._outbox, []
+        due: list[tuple[Any, ...]] = []
+        for queue in self._status_queues.values():
+            while queue and queue[0][0] <= now:
+                due.append(queue.popleft())
+        outbox = self._outbox
         while outbox and outbox[0][0] <= now:
-            _, _, kind, data = heapq.heappop(outbox)
-            if kind != "status":
-                bodies.append(data)
+            due.append(heapq.heappop(outbox))
+        due.sort(key=_when)
+        bodies: list[dict[str, Any]] = []
+        i, n, most = 0, len(due), self.webhook_batch
+        while i < n:
+            item = due[i]
+            if item[2] is None:  # a prepared body
+                bodies.append(item[3])
+                i += 1
                 continue
-            batch = [data]
-            while (len(batch) < self.webhook_batch and outbox and outbox[0][0] <= now
-                   and outbox[0][2] == "status" and outbox[0][3][0] == data[0]):
-                batch.append(heapq.heappop(outbox)[3])
-            bodies.append(self._status_body(batch))
+            j = i + 1
+            while j < n and j - i < most and due[j][2] == item[2]:
+                j += 1
+            bodies.append(self._status_body(due[i:j]))
+            i = j
         return bodies
 
     def next_event_at(self) -> float | None:
         """When the platform next does something (a webhook falls due or a day boundary passes)."""
-        heads = [q[0][0] for q in (self._outbox, self._timers) if q]
+        heads: list[float] = [q[0][0] for q in (self._outbox, self._timers) if q]
+        heads += [q[0][0] for q in self._status_queues.values() if q]
         return min(heads) if heads else None
 
     async def aclose(self) -> None:
@@ -323,16 +351,16 @@ class SandboxProvider:
         self._advance(self.clock.now())
 
     def verify(self, phone_number_id: str, at: float | None = None) -> str:
-        """Business verification: lifts the scope off its entry tier (TIER_250). Returns the tier."""
+        """Business verification: lifts the scope to the policy's verified tier. Returns the tier."""
         scope = self._sender(phone_number_id).scope
-        ladder = LADDERS[scope.policy]
-        if scope.tier == ladder[0]:
-            self._set_tier(scope, ladder[1], self.clock.now() if at is None else at, "UPGRADE")
+        when = self.clock.now() if at is None else at
+        self._apply(scope, scope.policy.verify(scope.state, when), when)
         return scope.tier
 
     def set_quality(self, phone_number_id: str, quality: str, at: float | None = None) -> None:
         """Force a number's quality rating (reported by webhook like a platform-made change)."""
-        self._change_quality(self._sender(phone_number_id), quality.upper(), self.clock.now() if at is None else at)
+        when = self.clock.now() if at is None else at
+        self._change_quality(self._sender(phone_number_id), parse_quality(quality), when)
 
     def inject_fault(self, kind: int | str, *, count: int = 1, sender: str | None = None,
                      reached: bool = False) -> None:
@@ -348,11 +376,11 @@ class SandboxProvider:
         self._serial += 1
         wamid = shapes.make_wamid(to, self._serial, self.seed)
         is_template = body.get("type", "text") == "template"
-        in_window = self._csw_open(pnid, to, now)
+        in_window = self._csw_open(pnid, to, now) if self._csw else False
         counted = False
         if not is_template and not in_window:
             outcome, code = "outside_window", 131047
-        elif (pnid, to) in self._blocked:
+        elif self._blocked and (pnid, to) in self._blocked:
             outcome, code = "blocked", 131026
         elif self.undeliverable_share and self._undeliverable(to):
             outcome, code = "undeliverable", 131026
@@ -371,7 +399,7 @@ class SandboxProvider:
             error = shapes.status_error(code, details=(
                 "Message failed to send: the messaging limit of this number's tier was exceeded."
                 if code == 131048 else None))
-            self._emit_status(now + self.sent_delay, pnid, wamid, "failed", to, counted, category, error)
+            self._emit_status(self.sent_delay, now, pnid, wamid, "failed", to, counted, category, error)
         else:
             self._after_delivery(sender, to, wamid, now, counted, category)
         return SendOutcome("accepted", wamid=wamid, http_status=200, message_status="accepted",
@@ -383,12 +411,11 @@ class SandboxProvider:
         if not day.contains(to, now) and scope.limit is not None and day.count(now) >= scope.limit:
             return False
         day.add(to, now)
-        scope.week.add(to, now)
-        if scope.policy == "portfolio":
-            if scope.tier == LADDERS["portfolio"][0]:
-                scope.month.add(to, now)
-            if scope.upgrade_at is None:
-                self._consider_upgrade(scope, now)
+        for window in scope.reach.values():
+            window.add(to, now)
+        watch = scope.watch
+        if watch is not None and scope.reach[watch[0]].count(now) >= watch[1]:
+            self._observe(scope, now)
         return True
 
     def _after_delivery(self, sender: _Sender, to: str, wamid: str, now: float, counted: bool,
@@ -396,11 +423,11 @@ class SandboxProvider:
         pnid, rng = sender.info.phone_number_id, self._rng
         statuses = self.statuses
         if "sent" in statuses:
-            self._emit_status(now + self.sent_delay, pnid, wamid, "sent", to, counted, category)
+            self._emit_status(self.sent_delay, now, pnid, wamid, "sent", to, counted, category)
         if "delivered" in statuses:
-            self._emit_status(now + self.delivery_delay, pnid, wamid, "delivered", to, counted, category)
+            self._emit_status(self.delivery_delay, now, pnid, wamid, "delivered", to, counted, category)
         if "read" in statuses and self.read_share and rng.random() < self.read_share:
-            self._emit_status(now + self.read_delay, pnid, wamid, "read", to, counted, category)
+            self._emit_status(self.read_delay, now, pnid, wamid, "read", to, counted, category)
         sender.delivered_today += 1
         if self.reply_share and rng.random() < self.reply_share:
             text = "STOP" if self.stop_share and rng.random() < self.stop_share else rng.choice(_REPLY_TEXTS)
@@ -408,36 +435,58 @@ class SandboxProvider:
         if self.block_share and rng.random() < self.block_share:
             self._timer(now + self.delivery_delay, "block", (pnid, to))
 
-    def _upgrade_target(self, scope: _Scope, now: float) -> str | None:
-        """The policy's upgrade rule: the tier the scope moves to if it qualifies at ``now``, else None.
+    # -- the policy: core.policy decides, the sandbox counts, reports and enforces --------------
+    def _refresh(self, scope: _Scope) -> None:
+        """Feed the scope's current quality to its policy state; re-arm the per-send threshold watch.
 
-        The one place the rule lives in the sandbox. classic: from TIER_1K up, distinct counted
-        recipients in the last 7 days >= 2x the limit, quality not RED (checked at day boundaries).
-        portfolio: TIER_250 -> TIER_2K at 2,000 distinct in 30 days; above, 7-day distinct >= half
-        the limit; all numbers GREEN (the move happens 6 h after this first holds).
+        A portfolio is judged by its worst number ("high quality across all numbers").
         """
-        ladder = LADDERS[scope.policy]
-        if scope.limit is None or scope.tier not in ladder or scope.tier == ladder[-1]:
-            return None
-        target = ladder[ladder.index(scope.tier) + 1]
-        qualities = {self._senders[s].quality for s in scope.senders}
-        if scope.policy == "classic":
-            if scope.tier == ladder[0] or "RED" in qualities:
-                return None
-            return target if scope.week.count(now) >= 2 * scope.limit else None
-        if qualities - {"GREEN"}:
-            return None
-        if scope.tier == ladder[0]:
-            return target if scope.month.count(now) >= _PORTFOLIO_ENTRY_VOLUME else None
-        return target if 2 * scope.week.count(now) >= scope.limit else None
+        senders = [self._senders[p] for p in scope.senders]
+        quality = max((s.quality for s in senders), key=lambda q: _QUALITY_RANK.get(q, 1), default="GREEN")
+        flagged = any(s.status == "FLAGGED" for s in senders)
+        state = scope.state
+        if (state.quality, state.flagged) != (quality, flagged):
+            scope.state = state = replace(state, quality=quality, flagged=flagged)
+        self._prune_reach(scope)
+        rule = scope.policy.upgrade_rule(state.tier)
+        if (rule is None or rule.timing is not Timing.ON_CROSSING or state.pending_upgrade_at is not None
+                or not rule.allows(state.quality, state.flagged)):
+            scope.watch = None
+        else:
+            scope.watch = (rule.window_days, rule.threshold(state.tier))
 
-    def _consider_upgrade(self, scope: _Scope, now: float) -> None:
-        if self._upgrade_target(scope, now) is not None:
-            scope.upgrade_at = now + PORTFOLIO_UPGRADE_DELAY
-            self._timer(scope.upgrade_at, "promote", scope.id)
+    @staticmethod
+    def _prune_reach(scope: _Scope) -> None:
+        """Stop counting over windows no rule can use any more (the 30-day entry rule, once past it)."""
+        policy = scope.policy
+        rung = policy.rung_of(scope.state.tier) or 0
+        if policy.downgrade is not None:
+            rung = min(rung, policy.downgrade.floor_rung)
+        needed = {rule.window_days for rule in policy.upgrades if rule.last_rung is None or rule.last_rung >= rung}
+        for days in [d for d in scope.reach if d not in needed]:
+            del scope.reach[days]
+
+    def _observe(self, scope: _Scope, now: float) -> None:
+        """A threshold judged continuously may be reached: let the policy schedule the upgrade."""
+        self._apply(scope, scope.policy.observe(scope.state, scope.reach_at(now), now), now)
+
+    def _apply(self, scope: _Scope, new: PolicyState, at: float) -> None:
+        """Adopt the policy's new state: report and enforce a tier change, arm a scheduled upgrade."""
+        old = scope.state
+        scope.state = new
+        if new.tier != old.tier:
+            event = "UPGRADE" if new.tier.capacity() > old.tier.capacity() else "DOWNGRADE"
+            self._report_tier(scope, old.tier.name, at, event)
+        if new.pending_upgrade_at is not None and new.pending_upgrade_at != old.pending_upgrade_at:
+            self._timer(new.pending_upgrade_at, "upgrade_due", scope.id)
+        self._refresh(scope)
+        if scope.watch is not None:
+            watch = scope.watch
+            if scope.reach[watch[0]].count(at) >= watch[1]:  # already past the next threshold
+                self._observe(scope, at)
 
     def _day_boundary(self, at: float) -> None:
-        """Quality from the day's blocks, then classic tier changes (portfolio scopes move on their own)."""
+        """Quality from the day's blocks, then each scope's end-of-day policy rules."""
         for sender in self._senders.values():
             if sender.delivered_today >= self.quality_sample:
                 rate = sender.blocked_today / sender.delivered_today
@@ -446,36 +495,19 @@ class SandboxProvider:
                 self._change_quality(sender, quality, at)
             sender.delivered_today = sender.blocked_today = 0
         for scope in self._scopes.values():
-            if scope.policy != "classic" or not scope.senders:
-                continue
-            ladder = LADDERS["classic"]
-            if self._senders[scope.senders[0]].quality == "RED":
-                scope.red_days += 1
-                if scope.red_days >= 7 and scope.tier in ladder and scope.tier != ladder[0]:
-                    self._set_tier(scope, ladder[ladder.index(scope.tier) - 1], at, "DOWNGRADE")
-                    scope.red_days = 0
-                continue
-            scope.red_days = 0
-            target = self._upgrade_target(scope, at)
-            if target is not None:
-                self._set_tier(scope, target, at, "UPGRADE")
+            if scope.senders:
+                self._apply(scope, scope.policy.end_of_day(scope.state, scope.reach_at(at), at), at)
 
-    def _promote(self, scope_id: str, at: float) -> None:
+    def _upgrade_due(self, scope_id: str, at: float) -> None:
         scope = self._scopes[scope_id]
-        scope.upgrade_at = None
-        ladder = LADDERS[scope.policy]
-        if scope.tier in ladder and scope.tier != ladder[-1]:
-            self._set_tier(scope, ladder[ladder.index(scope.tier) + 1], at, "UPGRADE")
-        self._consider_upgrade(scope, at)
+        if scope.state.pending_upgrade_at is not None and scope.state.pending_upgrade_at <= at:
+            self._apply(scope, scope.policy.apply_due(scope.state, at), at)
 
-    def _set_tier(self, scope: _Scope, tier: str, at: float, event: str) -> None:
-        """Enforce ``tier`` from ``at`` on and report it the way the platform does."""
-        old = scope.tier
-        scope.tier, scope.limit = tier, _limit_of(tier)
-        if scope.policy == "portfolio" and tier != LADDERS["portfolio"][0]:
-            scope.month = _DistinctWindow(30 * DAY)  # only needed on the entry tier
+    def _report_tier(self, scope: _Scope, old: str, at: float, event: str) -> None:
+        """Report the scope's new tier the way the platform does (it is enforced from ``at`` on)."""
+        tier = scope.tier
         self.stats[f"tier:{event.lower()}"] += 1
-        portfolio = scope.policy == "portfolio"
+        portfolio = scope.policy.scope == "portfolio"
         limit_key = "max_daily_conversations_per_business" if portfolio else "current_limit"
         for pnid in scope.senders:
             sender = self._senders[pnid]
@@ -500,8 +532,10 @@ class SandboxProvider:
         elif old == "RED":
             value["event"] = "UNFLAGGED"
         self._emit(at, shapes.webhook(sender.info.waba_id, [("phone_number_quality_update", value)]))
-        if sender.scope.policy == "portfolio" and sender.scope.upgrade_at is None:
-            self._consider_upgrade(sender.scope, at)
+        scope = sender.scope
+        self._refresh(scope)
+        if scope.watch is not None:
+            self._observe(scope, at)
 
     # -- time ----------------------------------------------------------------------------------
     def _advance(self, now: float) -> None:
@@ -519,8 +553,8 @@ class SandboxProvider:
                 self._blocked.add(data)
                 self._senders[data[0]].blocked_today += 1
                 self.stats["blocks"] += 1
-            elif kind == "promote":
-                self._promote(data, at)
+            elif kind == "upgrade_due":
+                self._upgrade_due(data, at)
             elif kind == "day":
                 self._day_boundary(at)
                 self._next_day = at + DAY
@@ -532,13 +566,12 @@ class SandboxProvider:
 
     def _emit(self, at: float, body: dict[str, Any]) -> None:
         self._seq += 1
-        heapq.heappush(self._outbox, (at, self._seq, "body", body))
+        heapq.heappush(self._outbox, (at, self._seq, None, body))
 
-    def _emit_status(self, at: float, pnid: str, wamid: str, status: str, to: str, counted: bool,
+    def _emit_status(self, delay: float, now: float, pnid: str, wamid: str, status: str, to: str, counted: bool,
                      category: str, error: dict[str, Any] | None = None) -> None:
         self._seq += 1
-        heapq.heappush(self._outbox, (at, self._seq, "status", (pnid, wamid, status, to, at, counted, category,
-                                                                 error)))
+        self._status_queues[delay].append((now + delay, self._seq, pnid, wamid, status, to, counted, category, error))
 
     def _emit_inbound(self, at: float, pnid: str, rcpt: str, text: str) -> None:
         sender = self._senders[pnid]
@@ -549,12 +582,12 @@ class SandboxProvider:
         self.stats["inbound"] += 1
         self._emit(at, shapes.webhook(sender.info.waba_id, [("messages", value)]))
 
-    def _status_body(self, batch: list[Any]) -> dict[str, Any]:
-        pnid = batch[0][0]
+    def _status_body(self, batch: list[tuple[Any, ...]]) -> dict[str, Any]:
+        pnid = batch[0][2]
         sender = self._senders[pnid]
         items = [shapes.status_item(wamid, status, at, to, billable=counted, category=category,
                                     errors=[error] if error else None)
-                 for _, wamid, status, to, at, counted, category, error in batch]
+                 for at, _, _, wamid, status, to, counted, category, error in batch]
         value = {"messaging_product": "whatsapp",
                  "metadata": shapes.metadata(sender.display, pnid), "statuses": items}
         return shapes.webhook(sender.info.waba_id, [("messages", value)])
