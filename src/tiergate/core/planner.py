@@ -326,7 +326,7 @@ def plan(audience: int, policy: Policy | str = "classic", start: Tier | str | Po
 
 
 def _fill_steady_days(engine: _Greedy, remaining: int, pace: float, max_days: int) -> int:
-    """Every remaining day sends ``pace`` (the last one the rest); leaves the last day open."""
+    """Fill every day but the last at ``pace``; returns what the last day (stepped normally) sends."""
     if pace == math.inf:
         return remaining  # unlimited: the normal step sends everything today
     per_day = int(pace)
@@ -334,12 +334,11 @@ def _fill_steady_days(engine: _Greedy, remaining: int, pace: float, max_days: in
         raise ValueError(
             f"the audience can never be reached: {engine.state.tier.name} leaves no room for this campaign"
             " (the reservation takes it all)")
-    full_days, rest = divmod(remaining, per_day)
-    if rest == 0:
-        full_days -= 1
-        rest = per_day
+    full_days = (remaining - 1) // per_day
     if len(engine.days) + full_days + 1 > max_days:
         raise ValueError(_too_long(max_days, engine, per_day))
+    if full_days == 0:
+        return remaining
     tier, first = engine.state.tier, engine.day - engine.first_day + 1
     sent = engine.sent
     engine.days.extend(PlanDay(first + i, tier, per_day, sent + per_day * (i + 1)) for i in range(full_days))
@@ -348,11 +347,9 @@ def _fill_steady_days(engine: _Greedy, remaining: int, pace: float, max_days: in
     engine.t = day_start(engine.day, engine.utc_offset)
     engine.boundary = day_start(engine.day + 1, engine.utc_offset)
     engine.day_tier, engine.day_send, engine.sent_today = tier, 0, 0
-    # The last day is stepped normally. The skipped days are not in the ledger, which cannot matter:
-    # the tier is frozen, and a day can always hold ``per_day`` (see the module docstring).
-    engine.settle()
-    engine.send(rest)
-    return 0
+    # The skipped days are not in the ledger. That cannot change the last day: the tier is frozen and
+    # a day always holds ``per_day`` (see the module docstring), so it sends its share in full.
+    return remaining - per_day * full_days
 
 
 def _too_long(max_days: int, engine: _Greedy, per_day: int | None = None) -> str:
@@ -385,8 +382,12 @@ def forecast(policy: Policy | str, state: PolicyState, now: float, *,
     if not rule.allows(state.quality, state.flagged):
         why = "FLAGGED" if state.flagged and rule.blocked_when_flagged else f"quality {state.quality}"
         return Forecast(tier, above, "blocked", reason=f"{why} prevents upgrades")
-    engine = _Greedy(rules, state, history, now, utc_offset, daily_cap, reserve)
     today = day_index(now, utc_offset)
+    if state.pending_upgrade_at is not None:
+        at = state.pending_upgrade_at
+        return Forecast(tier, above, "earned", at=at, needed=0, days=day_index(at, utc_offset) - today,
+                        reason="the threshold was crossed; the upgrade is scheduled")
+    engine = _Greedy(rules, state, history, now, utc_offset, daily_cap, reserve)
     if rule.timing is Timing.DAY_BOUNDARY:
         since = day_start(today - rule.window_days + 1, utc_offset)
         reach = engine.ledger.between(since, day_start(today + 1, utc_offset))
