@@ -4,7 +4,10 @@ Tests point ``CloudProvider`` at it to see exactly what reached the "platform" (
 make it misbehave the ways the real one does: 5xx pages, requests that hang past the client's
 timeout, connection resets, rate-limit and spam error codes, slow and garbled answers. Without
 faults it does nothing but answer correctly and fast (no access log, no extra output), so the
-benchmark can measure clients against it.
+benchmark can measure clients against it. Optionally (``webhook_url``) it also plays Meta's
+webhook sender: for each accepted message it POSTs signed ``statuses`` webhooks (sent, delivered)
+to tiergate, and ``emit_webhook(body)`` delivers any body a test builds (inbound messages, tier
+updates), so the cloud path can be tested end to end, reconciliation of unknown outcomes included.
 
 In-process (on the running event loop)::
 
@@ -44,10 +47,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import aiohttp
 import orjson
 from aiohttp import web
 
 from tiergate.adapters.provider import shapes
+from tiergate.core.signature import sign
 
 __all__ = ["AcceptedMessage", "FakeGraph", "FakeGraphProcess", "Fault"]
 
@@ -110,7 +115,9 @@ class FakeGraph:
 
     def __init__(self, *, token: str = "fake-token", seed: int = 0, version: str = "v24.0",
                  host: str = "127.0.0.1", port: int = 0, record: bool = True, strict_numbers: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, webhook_url: str | None = None,
+                 app_secret: str = "fake-app-secret", webhook_statuses: tuple[str, ...] = ("sent", "delivered"),
+                 waba_id: str = "fake-waba") -> None:
         self.token = token
         self.seed = seed
         self.version = version
@@ -129,6 +136,12 @@ class FakeGraph:
         self._auth = f"Bearer {token}"
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self.webhook_url = webhook_url
+        self.app_secret = app_secret
+        self.webhook_statuses = webhook_statuses
+        self.waba_id = waba_id
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._hook_session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
 
     # -- configuration -----------------------------------------------------------------------
@@ -180,6 +193,10 @@ class FakeGraph:
 
     async def stop(self) -> None:
         self._stopping.set()  # requests held for a "timeout" fault end now
+        await self.flush_webhooks()
+        if self._hook_session is not None:
+            await self._hook_session.close()
+            self._hook_session = None
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -198,6 +215,7 @@ class FakeGraph:
         app.router.add_put("/_fake/faults", self._ctl_faults)
         app.router.add_put("/_fake/phone_numbers/{node}", self._ctl_number)
         app.router.add_post("/_fake/reset", self._ctl_reset)
+        app.router.add_post("/_fake/webhooks", self._ctl_webhook)
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_get("/{version}/{node}", self._get_node)
         return app
@@ -246,7 +264,52 @@ class FakeGraph:
             bucket = self.accepted[sender]
             self.wamids[wamid] = (sender, len(bucket))
             bucket.append(AcceptedMessage(shapes.wa_id(to), body, self.clock()))
+        if self.webhook_url and self.webhook_statuses:
+            self._deliver_later(self._status_webhooks(sender, shapes.wa_id(to), wamid, body))
         return wamid
+
+    # -- webhooks (optional: only with a webhook_url) ------------------------------------------
+    def _status_webhooks(self, sender: str, to: str, wamid: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        state = self._number(sender, create=True)
+        assert state is not None
+        meta = shapes.metadata(shapes.wa_id(state["display_phone_number"]), sender)
+        billable = body.get("type") == "template"
+        return [shapes.webhook(self.waba_id, [("messages", {
+            "messaging_product": "whatsapp", "metadata": meta,
+            "statuses": [shapes.status_item(wamid, status, self.clock(), to, billable=billable)]})])
+            for status in self.webhook_statuses]
+
+    def emit_webhook(self, body: dict[str, Any]) -> asyncio.Task[None]:
+        """POST ``body`` to the webhook URL, signed like Meta (X-Hub-Signature-256); returns the task."""
+        if not self.webhook_url:
+            raise RuntimeError("this fake has no webhook_url")
+        return self._deliver_later([body])
+
+    async def flush_webhooks(self) -> None:
+        """Wait until every webhook scheduled so far has been delivered (or failed)."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
+
+    def _deliver_later(self, bodies: list[dict[str, Any]]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._deliver(bodies))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+        return task
+
+    async def _deliver(self, bodies: list[dict[str, Any]]) -> None:
+        """Deliver in order (sent before delivered), like the platform usually does."""
+        assert self.webhook_url is not None
+        if self._hook_session is None:
+            self._hook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        for body in bodies:
+            raw = orjson.dumps(body)
+            headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(self.app_secret, raw)}
+            try:
+                async with self._hook_session.post(self.webhook_url, data=raw, headers=headers) as resp:
+                    await resp.read()
+                    self.stats["webhooks_delivered" if resp.status < 300 else "webhooks_refused"] += 1
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                self.stats["webhooks_failed"] += 1
 
     async def _hold(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -344,6 +407,12 @@ class FakeGraph:
     async def _ctl_number(self, request: web.Request) -> web.Response:
         return _json(self.set_phone_number(request.match_info["node"], **await request.json()))
 
+    async def _ctl_webhook(self, request: web.Request) -> web.Response:
+        if not self.webhook_url:
+            return web.Response(status=409, text="this fake has no webhook_url")
+        self.emit_webhook(await request.json())
+        return _json({"queued": True})
+
     async def _ctl_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return _json({"ok": True})
@@ -366,12 +435,15 @@ class FakeGraphProcess:
     """Run the fake in a child process (``python -m tests.fakes.fake_graph``) and control it over HTTP."""
 
     def __init__(self, *, token: str = "fake-token", seed: int = 0, port: int = 0, record: bool = True,
-                 uvloop: bool = False, startup_timeout: float = 20.0) -> None:
+                 uvloop: bool = False, webhook_url: str | None = None, app_secret: str = "fake-app-secret",
+                 startup_timeout: float = 20.0) -> None:
         self.token = token
         self._args = [sys.executable, "-m", "tests.fakes.fake_graph", "--port", str(port), "--token", token,
                       "--seed", str(seed)]
         if not record:
             self._args.append("--no-record")
+        if webhook_url:
+            self._args += ["--webhook-url", webhook_url, "--app-secret", app_secret]
         if uvloop:
             self._args.append("--uvloop")
         self._startup_timeout = startup_timeout
@@ -422,6 +494,9 @@ class FakeGraphProcess:
     def reset(self) -> None:
         self._call("POST", "/_fake/reset", {})
 
+    def emit_webhook(self, body: dict[str, Any]) -> None:
+        self._call("POST", "/_fake/webhooks", body)
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
@@ -444,7 +519,8 @@ class FakeGraphProcess:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record)
+    fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record,
+                     webhook_url=args.webhook_url, app_secret=args.app_secret)
     for spec in args.fault:
         kind, _, share = spec.partition(":")
         fake.add_fault(kind, float(share or 1.0))
@@ -466,6 +542,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-record", action="store_true", help="count accepted messages without keeping them")
     parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
+    parser.add_argument("--webhook-url", help="POST signed status webhooks for accepted messages here")
+    parser.add_argument("--app-secret", default="fake-app-secret", help="signs the webhooks (X-Hub-Signature-256)")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND[:SHARE]",
                         help="inject a fault from the start, e.g. 131056:0.1 or timeout:0.01")
     args = parser.parse_args(argv)

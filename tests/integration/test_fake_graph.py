@@ -6,12 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 from tests.fakes.fake_graph import FakeGraph, FakeGraphProcess, Fault
 from tests.fakes.fixtures import FAKE_TOKEN, fake_graph  # noqa: F401  (the fixture, used below)
 
+from tiergate.adapters.provider import shapes
 from tiergate.adapters.provider.cloud import CloudProvider
 from tiergate.clock import VirtualClock
+from tiergate.core.signature import verify_signature
+from tiergate.core.webhooks import InboundMessage, StatusUpdate, parse_webhook
 
 TOKEN = "fake-graph-token-77aa"
 
@@ -156,3 +161,57 @@ async def test_the_process_takes_faults_and_number_state_over_http(fake_process:
     fine = await process_client.send("4", template("+4930123000"))
     assert (timed_out.status, limited.code, fine.status) == ("unknown", 130429, "accepted")
     assert (await process_client.get_phone_number("4", ["quality_rating"]))["quality_rating"] == "RED"
+
+
+class WebhookReceiver:
+    """A stand-in for tiergate's webhook endpoint: keeps what arrives and whether it was signed right."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.bodies: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        self.app = web.Application()
+        self.app.router.add_post("/webhooks/whatsapp", self._receive)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        self.url = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if not verify_signature(self.secret, raw, request.headers.get("X-Hub-Signature-256")):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        self.bodies.append(orjson.loads(raw))
+        return web.Response(text="ok")
+
+    async def __aenter__(self) -> WebhookReceiver:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/webhooks/whatsapp"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+
+async def test_the_fake_can_send_signed_status_webhooks_like_meta() -> None:
+    async with WebhookReceiver("s3cret") as receiver, FakeGraph(token=TOKEN, webhook_url=receiver.url,
+                                                                app_secret="s3cret") as fake:
+        provider = CloudProvider(fake.base_url, TOKEN, timeout=0.3)
+        accepted = await provider.send("1", template("+4915100000001"))
+        fake.add_fault("timeout", count=1, delay=5.0, reached=True)  # the platform has it; the client never hears
+        unknown = await provider.send("1", template("+4915100000002"))
+        await provider.aclose()
+        fake.emit_webhook({"object": "whatsapp_business_account", "entry": [{"id": "fake-waba", "changes": [
+            {"field": "messages", "value": shapes.inbound_value("1", "1", "4915100000003", "wamid.in", 1e9, "hi",
+                                                                "Ann")}]}]})
+        await fake.flush_webhooks()
+    assert unknown.status == "unknown"
+    assert receiver.bad_signatures == 0
+    events = [e for body in receiver.bodies for e in parse_webhook(body)]
+    statuses = [(e.status, e.recipient_id) for e in events if isinstance(e, StatusUpdate)]
+    assert sorted(statuses) == [("delivered", "4915100000001"), ("delivered", "4915100000002"),
+                                ("sent", "4915100000001"), ("sent", "4915100000002")]
+    assert accepted.wamid in {e.wamid for e in events if isinstance(e, StatusUpdate)}
+    assert [e.wa_id for e in events if isinstance(e, InboundMessage)] == ["4915100000003"]
+    assert fake.stats["webhooks_delivered"] == 5
