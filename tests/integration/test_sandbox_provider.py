@@ -385,3 +385,29 @@ async def test_violations_match_a_brute_force_count(limit: int, sends: list[tupl
             expected += 1
         await sandbox.send("1001", template(recipient))
     assert sandbox.violations == expected
+
+
+async def test_registering_again_keeps_the_tier_and_quality_the_platform_decided() -> None:
+    sandbox, clock = await make("TIER_1K", start=T0)
+    await daily_campaign(sandbox, clock, [1000, 1000])
+    assert sandbox.tier_of("sender:1001") == "TIER_10K"
+    await sandbox.register_sender(info(tier="TIER_1K", quality="UNKNOWN"))  # a tiergate that lags behind
+    assert sandbox.tier_of("sender:1001") == "TIER_10K"
+    assert sandbox.quality_of("1001") == "GREEN"
+
+
+async def test_set_tier_is_reported_and_enforced() -> None:
+    sandbox, clock = await make("TIER_1K")
+    sandbox.set_tier("1001", "TIER_250")
+    updates = [e for e in events(sandbox, clock.now()) if isinstance(e, TierUpdate)]
+    assert [(u.tier.name, u.event) for u in updates] == [("TIER_250", "DOWNGRADE")]
+    await send_many(sandbox, people("4917", 251))
+    assert sandbox.violations == 1
+
+
+async def test_an_unknown_quality_at_registration_starts_green() -> None:
+    clock = VirtualClock(T0)
+    sandbox = SandboxProvider(clock)
+    await sandbox.register_sender(info("3001", "TIER_2K", "portfolio", "p", quality="UNKNOWN"))
+    assert sandbox.quality_of("3001") == "GREEN"
+    assert (await sandbox.get_phone_number("3001", ["quality_rating"]))["quality_rating"] == "GREEN"

@@ -242,7 +242,13 @@ class SandboxProvider:
 
     # -- the Provider port ---------------------------------------------------------------------
     async def register_sender(self, info: SenderInfo) -> None:
-        """Make a number known to the platform, in the scope its policy says, at the tier given."""
+        """Make a number known to the platform, in the scope its policy says.
+
+        The tier and quality given start a *new* scope and number (an unknown quality starts as
+        GREEN). After that the sandbox is the platform: registering again, or another number of the
+        same portfolio, keeps the tier and quality it has decided (a tiergate that has not yet
+        applied an upgrade webhook must not undo the upgrade). ``set_tier`` changes it on purpose.
+        """
         policy = get_policy(info.policy)
         if policy.scope == "portfolio":
             if not info.portfolio_id:
@@ -256,17 +262,22 @@ class SandboxProvider:
         scope = self._scopes.get(scope_id)
         if scope is None:
             scope = _Scope(scope_id, policy, PolicyState(tier))
+            scope.keep_counting(policy.reach_windows)
             self._scopes[scope_id] = scope
-        else:
-            scope.state = replace(scope.state, tier=tier)
-        scope.keep_counting(policy.reach_windows)  # (re)registration may lower the tier: count all again
-        old = self._senders.get(info.phone_number_id)
-        if old is not None and old.scope is not scope:
-            old.scope.senders.remove(info.phone_number_id)
-        if old is None or old.scope is not scope:
+        sender = self._senders.get(info.phone_number_id)
+        if sender is None:
+            quality = parse_quality(info.quality or "GREEN")
+            sender = _Sender(info, scope, "GREEN" if quality == "UNKNOWN" else quality,
+                             shapes.wa_id(info.display_phone_number))
+            self._senders[info.phone_number_id] = sender
             scope.senders.append(info.phone_number_id)
-        quality = parse_quality(info.quality or "GREEN")
-        self._senders[info.phone_number_id] = _Sender(info, scope, quality, shapes.wa_id(info.display_phone_number))
+        else:
+            sender.info, sender.display = info, shapes.wa_id(info.display_phone_number)
+            if sender.scope is not scope:  # moved to another scope (a policy or portfolio change)
+                sender.scope.senders.remove(info.phone_number_id)
+                self._refresh(sender.scope)
+                sender.scope = scope
+                scope.senders.append(info.phone_number_id)
         self._refresh(scope)
         if self._next_day is None:
             now = self.clock.now()
@@ -356,6 +367,16 @@ class SandboxProvider:
         when = self.clock.now() if at is None else at
         self._apply(scope, scope.policy.verify(scope.state, when), when)
         return scope.tier
+
+    def set_tier(self, phone_number_id: str, tier: str, at: float | None = None) -> None:
+        """Set the tier of the number's scope (as the platform would), reported by webhook."""
+        scope = self._sender(phone_number_id).scope
+        parsed = parse_tier(tier)
+        if not parsed.known:
+            raise ValueError(f"the sandbox cannot enforce the unknown tier {tier!r}")
+        scope.keep_counting(scope.policy.reach_windows)  # a lower tier may need a window again
+        when = self.clock.now() if at is None else at
+        self._apply(scope, replace(scope.state, tier=parsed, pending_upgrade_at=None), when)
 
     def set_quality(self, phone_number_id: str, quality: str, at: float | None = None) -> None:
         """Force a number's quality rating (reported by webhook like a platform-made change)."""
