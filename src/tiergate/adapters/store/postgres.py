@@ -44,13 +44,16 @@ def _pg(query: str) -> str:
     return query.replace("%", "%%").replace("?", "%s")
 
 
+ColumnTypes = dict[tuple[str, str], str]  # (table, column) -> SQL type, e.g. "double precision"
+
+
 class _PgTx:
-    """The four primitives over one pooled connection."""
+    """The primitives over one pooled connection; the ``*_many`` ones are one statement per call."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_types")
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._conn = conn
+    def __init__(self, conn: psycopg.AsyncConnection[Any], types: ColumnTypes) -> None:
+        self._conn, self._types = conn, types
 
     async def execute(self, query: str, params: Sequence[Any] = ()) -> int:
         cursor = await self._conn.execute(_pg(query), params)
@@ -70,6 +73,51 @@ class _PgTx:
     async def fetchall(self, query: str, params: Sequence[Any] = ()) -> list[Row]:
         cursor = await self._conn.execute(_pg(query), params)
         return await cursor.fetchall()
+
+    async def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          suffix: str = "") -> int:
+        if not rows:
+            return 0
+        arrays, casts = self._arrays(table, columns, rows)
+        cursor = await self._conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({casts}) {suffix}", arrays
+        )
+        return cursor.rowcount
+
+    async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          extra: str = "", key: str = "id") -> int:
+        if not rows:
+            return 0
+        names = [*columns, key]
+        arrays, casts = self._arrays(table, names, rows)
+        sets = ", ".join([*(f"{c} = v.{c}" for c in columns), *([extra] if extra else [])])
+        cursor = await self._conn.execute(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({casts}) AS v ({', '.join(names)}) "
+            f"WHERE t.{key} = v.{key}",
+            arrays,
+        )
+        return cursor.rowcount
+
+    async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        arrays, casts = self._arrays(table, columns, rows)
+        match = " AND ".join(f"t.{c} = v.{c}" for c in columns)
+        cursor = await self._conn.execute(
+            f"DELETE FROM {table} AS t USING unnest({casts}) AS v ({', '.join(columns)}) WHERE {match}", arrays
+        )
+        return cursor.rowcount
+
+    def _arrays(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[Any], str]:
+        """One array parameter per column, and ``%s::type[], ...`` to unnest them with."""
+        types = [self._types[(table, c)] for c in columns]
+        arrays: list[Any] = []
+        for sql_type, values in zip(types, zip(*rows, strict=True), strict=True):
+            if sql_type == "double precision":  # an int among floats would make psycopg guess an int array
+                arrays.append([None if v is None else float(v) for v in values])
+            else:
+                arrays.append(list(values))
+        return arrays, ", ".join(f"%s::{t}[]" for t in types)
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -152,6 +200,7 @@ class PostgresStore(SqlStore):
         self.subscriptions: set[_Subscription] = set()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._namespace = ""  # the schema the tables live in, prefixed to notification channels
+        self._types: ColumnTypes = {}
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -186,7 +235,14 @@ class PostgresStore(SqlStore):
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest, "big", signed=True),))
             if self.schema is not None:
                 await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            await self._migrate(_PgTx(conn))
+            await self._migrate(_PgTx(conn, self._types))
+            rows = await (await conn.execute(
+                "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+                "JOIN pg_class AS c ON c.oid = a.attrelid JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped",
+                (self._namespace,),
+            )).fetchall()
+            self._types = {(table, column): sql_type for table, column, sql_type in rows}
 
     async def close(self) -> None:
         for subscription in list(self.subscriptions):
@@ -206,12 +262,12 @@ class PostgresStore(SqlStore):
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self._open_pool().connection() as conn, conn.transaction():
-            yield _PgTx(conn)
+            yield _PgTx(conn, self._types)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Tx]:
         async with self._open_pool().connection() as conn:
-            yield _PgTx(conn)
+            yield _PgTx(conn, self._types)
 
     # -- wake-ups between processes ----------------------------------------------------------
     def _channel(self, channel: str) -> str:

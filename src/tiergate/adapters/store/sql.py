@@ -7,8 +7,9 @@ written once, with ``?`` placeholders, in SQL both engines accept (``ON CONFLICT
 indexes, ``TRUE``); the PostgreSQL adapter rewrites the placeholders. Only the schema differs per
 dialect (``migrations/NNNN_name.<dialect>.sql``).
 
-Lock order on PostgreSQL: every multi-row writer touches scope rows, then message rows, then ledger
-rows, each sorted by key, so concurrent batches wait for each other instead of deadlocking.
+Lock order on PostgreSQL: multi-row writers touch scope rows, then message rows, then ledger rows,
+each statement in key order, so concurrent batches mostly queue up behind each other; the rare
+deadlock left (two batches whose statements interleave) rolls back and is retried (``_retried``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
-from itertools import groupby
-from operator import attrgetter
+from itertools import compress, groupby
+from operator import attrgetter, is_not
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
@@ -42,12 +43,66 @@ Row = tuple[Any, ...]
 
 
 class Tx(Protocol):
-    """The four primitives a dialect provides, bound to one connection (inside a transaction or not)."""
+    """The primitives a dialect provides, bound to one connection (inside a transaction or not).
+
+    The ``*_many`` methods write many rows with one statement shape; ``RowsByExecutemany`` gives
+    them for any dialect through ``executemany``. PostgreSQL runs them as one set-based statement
+    over ``unnest``ed arrays instead: a statement per row costs it far more than a row per statement.
+    """
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...  # rows changed
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int: ...  # total changed
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    async def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          suffix: str = "") -> int:
+        """INSERT the rows; ``suffix`` is an ON CONFLICT clause (its target rows must be distinct)."""
+        ...
+
+    async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          extra: str = "", key: str = "id") -> int:
+        """Per row ``(*values, key value)``: SET each column to its value (and ``extra`` assignments)
+        WHERE ``key`` matches. A key appears at most once in ``rows``."""
+        ...
+
+    async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        """DELETE the rows whose ``columns`` equal one of ``rows``."""
+        ...
+
+
+class RowsByExecutemany:
+    """The ``*_many`` primitives of ``Tx`` as one ``executemany`` each (any dialect)."""
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise NotImplementedError
+
+    async def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          suffix: str = "") -> int:
+        return await self.executemany(_insert_sql(table, tuple(columns), suffix), rows)
+
+    async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                          extra: str = "", key: str = "id") -> int:
+        return await self.executemany(_update_sql(table, tuple(columns), extra, key), rows)
+
+    async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        return await self.executemany(_delete_sql(table, tuple(columns)), rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...], suffix: str) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_marks(len(columns))}) {suffix}"
+
+
+@functools.lru_cache(maxsize=256)
+def _update_sql(table: str, columns: tuple[str, ...], extra: str, key: str) -> str:
+    sets = ", ".join([*(f"{c} = ?" for c in columns), *([extra] if extra else [])])
+    return f"UPDATE {table} SET {sets} WHERE {key} = ?"
+
+
+@functools.lru_cache(maxsize=256)
+def _delete_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"DELETE FROM {table} WHERE {' AND '.join(f'{c} = ?' for c in columns)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,8 +138,10 @@ class _Table(Generic[R]):
 
     def __init__(self, name: str, record: type[R], what: str, *, json: Sequence[str] = (),
                  bools: Sequence[str] = (), rename: dict[str, str] | None = None,
-                 decode: dict[str, Callable[[Any], Any]] | None = None) -> None:
+                 decode: dict[str, Callable[[Any], Any]] | None = None,
+                 reader: Callable[[Row], R] | None = None) -> None:
         self.name, self.record, self.what = name, record, what
+        self._reader = reader
         self.fields = [f.name for f in fields(record)]  # type: ignore[arg-type]
         renames = rename or {}
         self.columns = [renames.get(f, f) for f in self.fields]
@@ -106,6 +163,8 @@ class _Table(Generic[R]):
         return values
 
     def from_row(self, row: Row) -> R:
+        if self._reader is not None:
+            return self._reader(row)
         values = list(row)
         for i, decode in self._decode_at:
             values[i] = decode(values[i])
@@ -127,28 +186,34 @@ SCOPES = _Table("scopes", Scope, "scope", bools=["trust_model"])
 SENDERS = _Table("senders", Sender, "sender", json=["paused", "marketing_paused"])
 CAMPAIGNS = _Table("campaigns", Campaign, "campaign", json=["template", "plan", "quiet_hours"],
                    decode={"quiet_hours": _pair})
-MESSAGES = _Table("messages", Message, "message", json=["body", "metadata"], bools=["counted"],
-                  rename={"to": "recipient"},
-                  decode={"state": MessageState, "error_detail": lambda v: v or ""})
+_STATES = {state.value: state for state in MessageState}
 
-_INSERT_MESSAGE = MESSAGES.insert.replace(") VALUES (", ", not_before) VALUES (?, ")
-_INSERT_EVENT = "INSERT INTO message_events (message_id, at, state, reason) VALUES (?, ?, ?, ?)"
-_UPDATE_MESSAGE = """UPDATE messages SET state = ?, updated_at = ?,
-    reason = COALESCE(?, reason),
-    next_attempt_at = COALESCE(?, next_attempt_at),
-    attempts = attempts + ?,
-    wamid = COALESCE(?, wamid),
-    error_code = COALESCE(?, error_code),
-    error_detail = COALESCE(?, error_detail),
-    counted = COALESCE(?, counted),
-    slot_expiry = CASE WHEN ? THEN NULL ELSE COALESCE(?, slot_expiry) END,
-    slot_previous = CASE WHEN ? THEN NULL ELSE COALESCE(?, slot_previous) END,
-    sent_at = COALESCE(?, sent_at)
-WHERE id = ?"""
-_LEDGER_UPSERT = """INSERT INTO window_ledger (scope_id, recipient, expiry) VALUES (?, ?, ?)
-ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry
-WHERE excluded.expiry > window_ledger.expiry"""
-_LEDGER_REMOVE = "DELETE FROM window_ledger WHERE scope_id = ? AND recipient = ? AND expiry = ?"
+
+def _message_from_row(row: Row) -> Message:
+    """The hot path of claim_due: about twice as fast as the generic decoder."""
+    (id_, tenant_id, sender_id, scope_id, to, kind, category, body, priority, state, reason, attempts,
+     next_attempt_at, idempotency_key, expires_at, campaign_id, metadata, wamid, counted, slot_previous,
+     slot_expiry, error_code, error_detail, created_at, updated_at, sent_at) = row
+    return Message(id_, tenant_id, sender_id, scope_id, to, kind, category, orjson.loads(body), priority,
+                   _STATES[state], reason, attempts, next_attempt_at, idempotency_key, expires_at, campaign_id,
+                   {} if metadata == "{}" else orjson.loads(metadata), wamid, bool(counted), slot_previous,
+                   slot_expiry, error_code, error_detail or "", created_at, updated_at, sent_at)
+
+
+MESSAGES = _Table("messages", Message, "message", json=["body", "metadata"], bools=["counted"],
+                  rename={"to": "recipient"}, reader=_message_from_row)
+
+# What a new message sets; the other columns start at their defaults (fewer values to bind).
+_NEW_MESSAGE_COLUMNS = ("id", "tenant_id", "sender_id", "scope_id", "recipient", "kind", "category", "body",
+                        "priority", "state", "reason", "next_attempt_at", "not_before", "idempotency_key",
+                        "expires_at", "campaign_id", "metadata", "created_at", "updated_at")
+_EVENT_COLUMNS = ("message_id", "at", "state", "reason")
+_LEDGER_COLUMNS = ("scope_id", "recipient", "expiry")
+_LEDGER_KEEP_LATEST = ("ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry "
+                       "WHERE excluded.expiry > window_ledger.expiry")
+# MessageUpdate fields that set the column of the same name when not None.
+_OPTIONAL_FIELDS = ("reason", "next_attempt_at", "wamid", "error_code", "error_detail", "counted",
+                    "slot_expiry", "slot_previous", "sent_at")
 _CLAIM_ORDER = "priority, next_attempt_at, created_at"
 # Sends that count against the marketing frequency cap (a 'sending' one may already have left).
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
@@ -159,6 +224,52 @@ _DAY = 86_400.0
 
 def _state(value: str) -> str:
     return str(MessageState(value))
+
+
+_optional_values = attrgetter(*_OPTIONAL_FIELDS)
+_NONES = (None,) * len(_OPTIONAL_FIELDS)
+_SLOT_FIELDS = tuple(f.startswith("slot_") for f in _OPTIONAL_FIELDS)
+
+
+def _update_groups(
+    updates: Sequence[MessageUpdate],
+) -> Iterator[tuple[int, tuple[str, ...], str, list[tuple[Any, ...]]]]:
+    """(generation, columns, extra assignments, rows) per statement shape.
+
+    Each update sets only what it carries, so an engine maintains only the indexes on those
+    columns. A message's n-th update of the batch is in generation n: generations run in order, so
+    each message's updates apply in order, and a statement touches each message at most once.
+    """
+    seen: dict[str, int] = {}
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for u in updates:
+        generation = seen.get(u.id, 0)
+        seen[u.id] = generation + 1
+        values = _optional_values(u)
+        given = tuple(map(is_not, values, _NONES))  # which optional fields this update sets
+        if u.clear_slot:
+            given = tuple(g and not slot for g, slot in zip(given, _SLOT_FIELDS, strict=True))
+        groups.setdefault((generation, given, u.add_attempt, u.clear_slot), []).append(
+            (str(u.state), u.at, *compress(values, given), u.id)
+        )
+    for (generation, given, add_attempt, clear_slot), rows in sorted(groups.items(), key=lambda g: g[0][0]):
+        extra = [*(["attempts = attempts + 1"] if add_attempt else []),
+                 *(["slot_expiry = NULL", "slot_previous = NULL"] if clear_slot else [])]
+        yield generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), rows
+
+
+_NEXT_DUE = """WITH RECURSIVE levels (scope_id, priority) AS (
+    SELECT v.column1, (SELECT priority FROM messages WHERE scope_id = v.column1 AND state = 'queued'
+                       ORDER BY priority LIMIT 1)
+    FROM (VALUES {values}) AS v
+    UNION ALL
+    SELECT l.scope_id, (SELECT priority FROM messages WHERE scope_id = l.scope_id AND state = 'queued'
+                        AND priority > l.priority ORDER BY priority LIMIT 1)
+    FROM levels AS l WHERE l.priority IS NOT NULL
+)
+SELECT MIN((SELECT next_attempt_at FROM messages WHERE scope_id = l.scope_id AND state = 'queued'
+            AND priority = l.priority ORDER BY next_attempt_at LIMIT 1))
+FROM levels AS l WHERE l.priority IS NOT NULL"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,6 +332,7 @@ class SqlStore(ABC):
     dialect: str = ""  # picks the migration files
     lock_rows: str = ""  # appended to SELECTs of rows the transaction then changes (" FOR UPDATE")
     skip_locked: str = ""  # appended to the lease-taking SELECT so workers never take the same scope
+    claim_hint: str = ""  # after "FROM messages" in claim_due, where the planner needs telling
     max_params: int = 500  # ids per IN (...) list
 
     def __init__(self) -> None:
@@ -418,28 +530,31 @@ class SqlStore(ABC):
             scope_of = await self._scopes_of_senders(tx, {m.sender_id for m in messages})
             out: list[Message] = []
             fresh: list[Message] = []
-            rows: list[list[Any]] = []
+            rows: list[tuple[Any, ...]] = []
             first_of_key: dict[tuple[str, str], int] = {}
+            dumps = orjson.dumps
             for i, (new, message_id) in enumerate(zip(messages, ids, strict=True)):
                 if new.idempotency_key is not None:
                     first = first_of_key.setdefault((new.tenant_id, new.idempotency_key), i)
                     if first != i:
                         out.append(out[first])
                         continue
+                scope_id = scope_of[new.sender_id]
+                state = new.state if type(new.state) is MessageState else MessageState(new.state)
+                due = now if new.not_before is None else new.not_before
                 message = Message(
-                    id=message_id, tenant_id=new.tenant_id, sender_id=new.sender_id,
-                    scope_id=scope_of[new.sender_id], to=new.to, kind=new.kind, category=new.category,
-                    body=new.body, priority=new.priority, state=MessageState(new.state), reason=new.reason,
-                    next_attempt_at=now if new.not_before is None else new.not_before,
-                    idempotency_key=new.idempotency_key, expires_at=new.expires_at,
-                    campaign_id=new.campaign_id, metadata=new.metadata, created_at=now, updated_at=now,
+                    message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category, new.body,
+                    new.priority, state, new.reason, next_attempt_at=due, idempotency_key=new.idempotency_key,
+                    expires_at=new.expires_at, campaign_id=new.campaign_id, metadata=new.metadata,
+                    created_at=now, updated_at=now,
                 )
                 out.append(message)
                 fresh.append(message)
-                row = MESSAGES.to_row(message)
-                row.append(new.not_before)
-                rows.append(row)
-            await tx.executemany(_INSERT_MESSAGE, rows)
+                rows.append((message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category,
+                             dumps(new.body).decode(), new.priority, state.value, new.reason, due, new.not_before,
+                             new.idempotency_key, new.expires_at, new.campaign_id, dumps(new.metadata).decode(),
+                             now, now))
+            await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows, "ON CONFLICT DO NOTHING")
             if first_of_key:  # rows whose key existed were not inserted: answer with the originals
                 originals = await self._messages_by_key(tx, list(first_of_key))
                 replaced = {out[i].id: originals[key] for key, i in first_of_key.items()
@@ -447,7 +562,8 @@ class SqlStore(ABC):
                 if replaced:
                     out = [replaced.get(m.id, m) for m in out]
                     fresh = [m for m in fresh if m.id not in replaced]
-            await tx.executemany(_INSERT_EVENT, [(m.id, now, str(m.state), m.reason or "accepted") for m in fresh])
+            await tx.insert_many("message_events", _EVENT_COLUMNS,
+                                 [(m.id, now, m.state.value, m.reason or "accepted") for m in fresh])
         return out
 
     async def _scopes_of_senders(self, tx: Tx, sender_ids: set[str]) -> dict[str, str]:
@@ -499,7 +615,7 @@ class SqlStore(ABC):
         """
         if not scope_ids or limit <= 0:
             return []
-        per_scope = (f"SELECT * FROM ({MESSAGES.select} WHERE scope_id = ? AND state = 'queued' "
+        per_scope = (f"SELECT * FROM ({MESSAGES.select}{self.claim_hint} WHERE scope_id = ? AND state = 'queued' "
                      f"AND next_attempt_at <= ? ORDER BY {_CLAIM_ORDER} LIMIT ?) AS s{{}}")
         claimed: list[Message] = []
         async with self.reader() as tx:
@@ -517,16 +633,17 @@ class SqlStore(ABC):
         return claimed[:limit]
 
     async def next_due_at(self, scope_ids: Sequence[str]) -> float | None:
-        """When the earliest queued message of these scopes is due (one index probe per scope)."""
+        """When the earliest queued message of these scopes is due.
+
+        A skip-scan of ``messages_claim``: per scope, walk its distinct priorities (one probe each)
+        and take the first due time of each, so no second index has to follow every state change.
+        """
         if not scope_ids:
             return None
-        first = ("SELECT * FROM (SELECT next_attempt_at AS due FROM messages WHERE scope_id = ? "
-                 "AND state = 'queued' ORDER BY next_attempt_at LIMIT 1) AS s{}")
         earliest: float | None = None
         async with self.reader() as tx:
-            for chunk in _chunks(sorted(set(scope_ids)), 100):
-                query = " UNION ALL ".join(first.format(i) for i in range(len(chunk)))
-                row = await tx.fetchone(f"SELECT MIN(due) FROM ({query}) AS firsts", chunk)
+            for chunk in _chunks(sorted(set(scope_ids)), self.max_params):
+                row = await tx.fetchone(_NEXT_DUE.format(values=", ".join(["(?)"] * len(chunk))), chunk)
                 if row is not None and row[0] is not None:
                     earliest = row[0] if earliest is None else min(earliest, row[0])
         return earliest
@@ -550,14 +667,12 @@ class SqlStore(ABC):
                 await self._check_lease(tx, lease[0], lease[1])
             kept = await self._passing_guards(tx, ordered)
             changed = 0
-            if kept:
-                changed = await tx.executemany(_UPDATE_MESSAGE, [
-                    (str(u.state), u.at, u.reason, u.next_attempt_at, 1 if u.add_attempt else 0, u.wamid,
-                     u.error_code, u.error_detail, u.counted, u.clear_slot, u.slot_expiry, u.clear_slot,
-                     u.slot_previous, u.sent_at, u.id)
-                    for u in kept
-                ])
-                await tx.executemany(_INSERT_EVENT, [(u.id, u.at, str(u.state), u.reason or "") for u in kept])
+            for generation, columns, extra, rows in _update_groups(kept):
+                count = await tx.update_many("messages", columns, rows, extra)
+                if generation == 0:
+                    changed += count
+            await tx.insert_many("message_events", _EVENT_COLUMNS,
+                                 [(u.id, u.at, str(u.state), u.reason or "") for u in kept])
             await self._apply_ledger(tx, ledger)
         return changed
 
@@ -575,12 +690,16 @@ class SqlStore(ABC):
             raise LeaseLost(f"worker {worker_id!r} no longer holds scope(s) {', '.join(lost)}")
 
     async def _passing_guards(self, tx: Tx, ordered: list[MessageUpdate]) -> list[MessageUpdate]:
-        """The updates whose ``only_from`` (if any) admits the state the message has when they apply."""
-        guarded = sorted({u.id for u in ordered if u.only_from is not None})
-        if not guarded:
+        """The updates whose ``only_from`` (if any) admits the state the message has when they apply.
+
+        Guarded messages are read with the dialect's row lock, so their state cannot change between
+        this check and the write (a status webhook racing the dispatcher's outcome, say).
+        """
+        wanted = sorted({u.id for u in ordered if u.only_from is not None})
+        if not wanted:
             return ordered
         state: dict[str, str] = {}
-        for chunk in _chunks(guarded, self.max_params):
+        for chunk in _chunks(wanted, self.max_params):
             rows = await tx.fetchall(
                 f"SELECT id, state FROM messages WHERE id IN ({_marks(len(chunk))}) ORDER BY id{self.lock_rows}",
                 chunk,
@@ -595,12 +714,22 @@ class SqlStore(ABC):
         return kept
 
     async def _apply_ledger(self, tx: Tx, ledger: Sequence[LedgerChange]) -> None:
-        # Sorted by key (lock order); stable, so changes to one recipient keep their order. Runs of
-        # upserts or removals go out as one executemany each.
+        # Sorted by key (lock order); stable, so the changes to one recipient keep their order, and
+        # each run of upserts or of removals is one statement. Within a run of upserts only the
+        # latest expiry of a recipient matters (and a statement may touch a row only once).
         ordered = sorted(ledger, key=attrgetter("scope_id", "recipient"))
         for remove, run in groupby(ordered, key=attrgetter("remove")):
-            await tx.executemany(_LEDGER_REMOVE if remove else _LEDGER_UPSERT,
-                                 [(c.scope_id, c.recipient, c.expiry) for c in run])
+            if remove:
+                removals = [(c.scope_id, c.recipient, c.expiry) for c in run]
+                await tx.delete_many("window_ledger", _LEDGER_COLUMNS, removals)
+                continue
+            latest: dict[tuple[str, str], float] = {}
+            for c in run:
+                key = (c.scope_id, c.recipient)
+                if key not in latest or c.expiry > latest[key]:
+                    latest[key] = c.expiry
+            await tx.insert_many("window_ledger", _LEDGER_COLUMNS, [(*key, e) for key, e in latest.items()],
+                                 _LEDGER_KEEP_LATEST)
 
     async def _move(self, tx: Tx, where: str, params: Sequence[Any], state: str, reason: str, now: float) -> int:
         """Move every message matching ``where`` to ``state``, with a history row for each."""

@@ -117,17 +117,16 @@ CREATE TABLE messages (
 );
 CREATE UNIQUE INDEX messages_idempotency ON messages (tenant_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- claim_due: due queued messages of a scope, most urgent first, read straight off the index
+-- claim_due reads due queued messages of a scope straight off this index, most urgent first;
+-- next_due_at skip-scans it (one probe per priority level) instead of keeping a second index.
 CREATE INDEX messages_claim ON messages (scope_id, priority, next_attempt_at, created_at)
     WHERE state = 'queued';
--- next_due_at: the earliest queued message of a scope, one index probe
-CREATE INDEX messages_due ON messages (scope_id, next_attempt_at) WHERE state = 'queued';
--- requeue_where(sender, recipient) when a customer service window opens
-CREATE INDEX messages_queued_recipient ON messages (sender_id, recipient) WHERE state = 'queued';
+-- requeue_where(sender, recipient) when a window opens, marketing_sends_since: never changes
+-- after insert, so state updates do not touch it.
+CREATE INDEX messages_recipient ON messages (recipient);
 CREATE INDEX messages_sending ON messages (scope_id) WHERE state = 'sending';
 CREATE INDEX messages_campaign ON messages (campaign_id) WHERE campaign_id IS NOT NULL;
 CREATE INDEX messages_wamid ON messages (wamid) WHERE wamid IS NOT NULL;
-CREATE INDEX messages_marketing ON messages (tenant_id, recipient) WHERE category = 'MARKETING';
 CREATE INDEX messages_counted ON messages (scope_id, sent_at) WHERE counted = TRUE AND sent_at IS NOT NULL;
 
 CREATE TABLE message_events (

@@ -1,0 +1,187 @@
+"""Storage throughput: enqueue + claim + admission write + outcome write, per adapter, with a baseline.
+
+Each batch of messages goes through what the dispatcher does to it in storage:
+``insert_messages`` (the batch), ``claim_due`` (the same number), ``apply_updates`` to ``sending``
+with a window-ledger row per recipient (the admission transaction), ``apply_updates`` to ``sent``.
+The baseline, measured in the same run on the same engine, is a bare ``executemany`` INSERT of the
+same rows (same columns and JSON bodies, primary key only) in one transaction per batch: the ratio
+says what the full path costs over the cheapest possible write of the messages alone.
+
+    python bench/bench_store.py                       # SQLite and PostgreSQL, 100k messages
+    python bench/bench_store.py --n 20000 --no-postgres --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from tiergate.adapters.store import open_store
+from tiergate.adapters.store.ids import new_ids
+from tiergate.adapters.store.sql import SqlStore
+from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.ports import LedgerChange, MessageUpdate
+
+DAY = 86_400.0
+T0 = 1_700_000_000.0
+SCOPE = "sender:100"
+BASELINE_COLUMNS = ("id", "tenant_id", "sender_id", "scope_id", "recipient", "kind", "category", "body",
+                    "priority", "state", "next_attempt_at", "metadata", "created_at", "updated_at")
+
+
+def batches(n: int, size: int) -> list[list[NewMessage]]:
+    out = []
+    for start in range(0, n, size):
+        out.append([
+            NewMessage(
+                tenant_id="t1", sender_id="100", to=f"57300{i:07d}", kind="template", category="MARKETING",
+                body={"messaging_product": "whatsapp", "to": f"57300{i:07d}", "type": "template",
+                      "template": {"name": "spring_sale", "language": {"code": "es"}}},
+                campaign_id="c1",
+            )
+            for i in range(start, min(n, start + size))
+        ])
+    return out
+
+
+def baseline_rows(batch: list[NewMessage], now: float) -> list[tuple[Any, ...]]:
+    ids = new_ids("msg", len(batch), now)
+    return [(mid, m.tenant_id, m.sender_id, SCOPE, m.to, m.kind, m.category, orjson.dumps(m.body).decode(),
+             m.priority, "queued", now, "{}", now, now) for mid, m in zip(ids, batch, strict=True)]
+
+
+_BASELINE_DDL = ("CREATE TABLE bare_messages (id TEXT PRIMARY KEY, tenant_id TEXT, sender_id TEXT, scope_id TEXT, "
+                 "recipient TEXT, kind TEXT, category TEXT, body TEXT, priority INTEGER, state TEXT, "
+                 "next_attempt_at DOUBLE PRECISION, metadata TEXT, created_at DOUBLE PRECISION, "
+                 "updated_at DOUBLE PRECISION)")
+_BASELINE_INSERT = (f"INSERT INTO bare_messages ({', '.join(BASELINE_COLUMNS)}) "
+                    f"VALUES ({', '.join(['{}'] * len(BASELINE_COLUMNS))})")
+
+
+def sqlite_baseline(work: list[list[NewMessage]], path: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(_BASELINE_DDL)
+    insert = _BASELINE_INSERT.format(*["?"] * len(BASELINE_COLUMNS))
+    started = time.perf_counter()
+    for i, batch in enumerate(work):
+        rows = baseline_rows(batch, T0 + i)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+async def postgres_baseline(work: list[list[NewMessage]], url: str, schema: str) -> float:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                     options=f"-c search_path={schema}") as conn:
+        await conn.execute(_BASELINE_DDL)
+        insert = _BASELINE_INSERT.format(*["%s"] * len(BASELINE_COLUMNS))
+        started = time.perf_counter()
+        for i, batch in enumerate(work):
+            rows = baseline_rows(batch, T0 + i)
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.executemany(insert, rows)
+        return time.perf_counter() - started
+
+
+async def pipeline(store: SqlStore, work: list[list[NewMessage]]) -> dict[str, float]:
+    """Seconds spent in each step over the whole run (and in total)."""
+    await store.create_tenant(Tenant("t1", "bench", created_at=T0))
+    await store.upsert_scope(Scope(SCOPE, "t1", tier="TIER_UNLIMITED"))
+    await store.create_sender(Sender("100", "t1", "+57 300", SCOPE, created_at=T0))
+    spent = {"insert": 0.0, "claim": 0.0, "admit": 0.0, "outcome": 0.0}
+
+    async def timed(step: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        result = await call()
+        spent[step] += time.perf_counter() - started
+        return result
+
+    for i, batch in enumerate(work):
+        now = T0 + i
+        await timed("insert", lambda b=batch, t=now: store.insert_messages(b, t))
+        claimed = await timed("claim", lambda t=now, k=len(batch): store.claim_due([SCOPE], t, k))
+        assert len(claimed) == len(batch), "claimed fewer than inserted"
+        admit = [MessageUpdate(m.id, MessageState.SENDING, now, reason="admitted", add_attempt=True, counted=True,
+                               slot_expiry=now + DAY) for m in claimed]
+        slots = [LedgerChange(SCOPE, m.to, now + DAY) for m in claimed]
+        await timed("admit", lambda u=admit, s=slots: store.apply_updates(u, s, lease=None))
+        sent = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", wamid=f"wamid.{m.id}", sent_at=now)
+                for m in claimed]
+        await timed("outcome", lambda u=sent: store.apply_updates(u))
+    spent["total"] = sum(spent.values())
+    counts = await store.count_by_state()
+    assert counts == {"sent": sum(len(b) for b in work)}, counts
+    return spent
+
+
+def report(engine: str, n: int, spent: dict[str, float], baseline: float) -> dict[str, Any]:
+    rate = n / spent["total"]
+    base_rate = n / baseline
+    row = {"engine": engine, "messages": n, "messages_per_s": round(rate), "baseline_inserts_per_s": round(base_rate),
+           "ratio": round(rate / base_rate, 3),
+           "step_us_per_message": {k: round(v / n * 1e6, 2) for k, v in spent.items()}}
+    steps = "  ".join(f"{k} {v:.1f}" for k, v in row["step_us_per_message"].items())
+    print(f"{engine:<10} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f}   {steps}")
+    return row
+
+
+async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> dict[str, Any]:
+    baseline = sqlite_baseline(work, os.path.join(folder, "baseline.db"))
+    async with open_store(os.path.join(folder, "tiergate.db")) as store:
+        spent = await pipeline(store, work)
+    return report("sqlite", n, spent, baseline)
+
+
+async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> dict[str, Any]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            baseline = await postgres_baseline(work, url, schema)
+            async with open_store(url, schema=schema) as store:
+                spent = await pipeline(store, work)
+        finally:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    return report("postgres", n, spent, baseline)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="messages (default 100,000)")
+    parser.add_argument("--batch", type=int, default=1000, help="messages per batch (default 1,000)")
+    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
+                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    work = batches(args.n, args.batch)
+    print(f"{'engine':<10} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7}   "
+          "us per message by step")
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        results.append(await run_sqlite(work, args.n, folder))
+    if not args.no_postgres:
+        results.append(await run_postgres(work, args.n, args.postgres_url))
+    if args.json:
+        args.json.write_text(json.dumps({"batch": args.batch, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
