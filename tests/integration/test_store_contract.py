@@ -693,3 +693,37 @@ async def test_notify_wakes_listeners_until_they_stop(store: SqlStore, make_stor
     await asyncio.wait_for(second.wait(), timeout=10)  # delivered after the first stopped listening
     assert calls == ["first"]
     await stop_second()
+
+
+async def test_a_listener_survives_a_lost_connection_and_a_failing_callback(pg_url: str) -> None:
+    async with open_store(pg_url) as store:
+        assert isinstance(store, PostgresStore)
+        store.reconnect_delay = 0.01
+        woken = asyncio.Event()
+        calls = 0
+
+        def flaky() -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a listener bug")
+            woken.set()
+
+        stop = await store.listen("wake", flaky)
+        await store.notify("wake")  # the first call raises: logged, the subscription lives on
+        [subscription] = store.subscriptions
+        assert subscription.conn is not None
+        async with store.reader() as tx:
+            await tx.execute("SELECT pg_terminate_backend(?)", (subscription.conn.info.backend_pid,))
+        await asyncio.wait_for(woken.wait(), timeout=10)  # reconnected: one wake-up for what it missed
+        woken.clear()
+        await store.notify("wake")
+        await asyncio.wait_for(woken.wait(), timeout=10)
+        await stop()
+        assert store.subscriptions == set()
+
+
+async def test_sqlite_creates_the_folder_of_its_file(tmp_path: Any) -> None:
+    async with open_store(f"sqlite:///{tmp_path}/new/folder/tiergate.db") as store:
+        await seed(store)
+    assert (tmp_path / "new" / "folder" / "tiergate.db").exists()

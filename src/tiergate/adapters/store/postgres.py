@@ -35,7 +35,6 @@ __all__ = ["PostgresStore"]
 log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_RECONNECT_DELAY = 1.0
 
 
 @functools.lru_cache(maxsize=2048)
@@ -154,14 +153,20 @@ class _Subscription:
             try:
                 if self.conn is None:
                     await self.connect()
-                    self.callback()  # notifications may have been missed while disconnected
+                    self.wake()  # notifications may have been missed while disconnected
                 assert self.conn is not None
                 async for _ in self.conn.notifies():
-                    self.callback()
-            except psycopg.OperationalError as exc:
+                    self.wake()
+            except psycopg.Error as exc:
                 log.warning("LISTEN %s lost its connection (%s); reconnecting", self.channel, exc)
             await self.drop()
-            await asyncio.sleep(_RECONNECT_DELAY)
+            await asyncio.sleep(self.store.reconnect_delay)
+
+    def wake(self) -> None:
+        try:
+            self.callback()
+        except Exception:  # a failing listener must not end the subscription
+            log.exception("listener of %s failed", self.channel)
 
     async def drop(self) -> None:
         conn, self.conn = self.conn, None
@@ -198,6 +203,7 @@ class PostgresStore(SqlStore):
         if self.schema is not None:
             self.connect_kwargs["options"] = f"-c search_path={self.schema}"
         self.subscriptions: set[_Subscription] = set()
+        self.reconnect_delay = 1.0  # seconds between attempts to restore a lost LISTEN connection
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
         self._namespace = ""  # the schema the tables live in, prefixed to notification channels
         self._types: ColumnTypes = {}

@@ -391,10 +391,10 @@ class SqlStore(ABC):
             return [row[0] for row in await tx.fetchall("SELECT version FROM schema_migrations ORDER BY version")]
 
     # -- generic record helpers --------------------------------------------------------------
-    async def _create(self, table: _Table[R], record: R) -> R:
+    async def _create(self, table: _Table[R], record: R, taken: str = "") -> R:
         async with self.transaction() as tx:
             if not await tx.execute(table.insert, table.to_row(record)):
-                raise ConflictError(f"{table.what} {getattr(record, 'id', '')!r} already exists")
+                raise ConflictError(f"{table.what} {getattr(record, 'id', '')!r} already exists{taken}")
         return record
 
     async def _get(self, table: _Table[R], record_id: str) -> R:
@@ -423,7 +423,7 @@ class SqlStore(ABC):
     # -- tenants and API keys ----------------------------------------------------------------
     async def create_tenant(self, tenant: Tenant) -> Tenant:
         """ConflictError when the id or the name is taken (names identify tenants to operators)."""
-        return await self._create(TENANTS, tenant)
+        return await self._create(TENANTS, tenant, f", or the name {tenant.name!r} is taken")
 
     async def get_tenant(self, tenant_id: str) -> Tenant:
         return await self._get(TENANTS, tenant_id)
@@ -439,7 +439,7 @@ class SqlStore(ABC):
         return await self._update(TENANTS, tenant_id, fields)
 
     async def create_api_key(self, key: ApiKey) -> ApiKey:
-        return await self._create(API_KEYS, key)
+        return await self._create(API_KEYS, key, ", or a key with this hash does")
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         found = await self._list(API_KEYS, "WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
