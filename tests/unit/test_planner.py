@@ -298,7 +298,7 @@ def test_to_dict_is_the_cli_contract() -> None:
 
 def test_empty_audience_and_unlimited() -> None:
     empty = plan(0, "classic", "TIER_1K")
-    assert empty.days == () and empty.total_days == 0 and empty.final_tier.name == "TIER_1K"
+    assert len(empty.days) == 0 and empty.days == () and empty.total_days == 0 and empty.final_tier.name == "TIER_1K"
     assert as_rows(plan(10_000_000, "classic", "TIER_UNLIMITED")) == [(1, "TIER_UNLIMITED", 10_000_000)]
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from tiergate.core.admission import Category, ScopeLimits
 from tiergate.core.policy import Policy, PolicyState, Timing, day_index, day_start, get_policy
@@ -36,6 +36,7 @@ __all__ = [
     "Forecast",
     "Plan",
     "PlanDay",
+    "PlanDays",
     "forecast",
     "history_from_reach",
     "plan",
@@ -53,12 +54,71 @@ class PlanDay:
     cumulative: int
 
 
+class PlanDays(Sequence[PlanDay]):
+    """A plan's days, stored as runs of identical days and built into ``PlanDay`` rows on demand.
+
+    A steady stretch of 40,000 days (10M recipients at TIER_250) is one run, so planning stays
+    proportional to the tier changes, not to the length of the output.
+    """
+
+    __slots__ = ("_runs", "_starts")
+
+    def __init__(self, runs: Sequence[tuple[int, int, Tier, int, int]] = ()) -> None:
+        # (first day, number of days, tier, send each day, cumulative before the first day)
+        self._runs = tuple(runs)
+        starts, total = [], 0
+        for run in self._runs:
+            starts.append(total)
+            total += run[1]
+        self._starts = (*starts, total)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, index: int) -> PlanDay: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[PlanDay]: ...
+    def __getitem__(self, index: int | slice) -> PlanDay | list[PlanDay]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("plan day out of range")
+        run = bisect_right(self._starts, index) - 1
+        first, _, tier, send, before = self._runs[run]
+        k = index - self._starts[run]
+        return PlanDay(first + k, tier, send, before + send * (k + 1))
+
+    def __iter__(self) -> Iterator[PlanDay]:
+        for first, count, tier, send, before in self._runs:
+            for k in range(count):
+                yield PlanDay(first + k, tier, send, before + send * (k + 1))
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """The rows of the JSON contract: day, tier, send, cumulative."""
+        return [{"day": first + k, "tier": tier.name, "send": send, "cumulative": before + send * (k + 1)}
+                for first, count, tier, send, before in self._runs for k in range(count)]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash(self._runs)
+
+    def __repr__(self) -> str:
+        return f"PlanDays({len(self)} days in {len(self._runs)} runs)"
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     policy: str
     start_tier: Tier
     audience: int
-    days: tuple[PlanDay, ...]
+    days: PlanDays
     total_days: int  # the day the last recipient is reached (0 for an empty audience)
     final_tier: Tier  # in force when the day after the last one starts
 
@@ -68,8 +128,7 @@ class Plan:
             "policy": self.policy,
             "start_tier": self.start_tier.name,
             "audience": self.audience,
-            "days": [{"day": d.day, "tier": d.tier.name, "send": d.send, "cumulative": d.cumulative}
-                     for d in self.days],
+            "days": self.days.as_dicts(),
             "total_days": self.total_days,
             "final_tier": self.final_tier.name,
         }
@@ -153,8 +212,18 @@ class _Ledger:
         return self.times[-1] if self.times else -math.inf
 
 
+_CAPACITIES: dict[tuple[Tier, float], float] = {}
+
+
 def _capacity(tier: Tier, reserve: float) -> float:
-    return ScopeLimits(limit=tier.limit, reserve_fraction=reserve).capacity_for(Category.MARKETING)
+    """The campaign's (marketing) share of the tier's limit, as admission computes it."""
+    key = (tier, reserve)
+    capacity = _CAPACITIES.get(key)
+    if capacity is None:
+        capacity = ScopeLimits(limit=tier.limit, reserve_fraction=reserve).capacity_for(Category.MARKETING)
+        if len(_CAPACITIES) < 4096:
+            _CAPACITIES[key] = capacity
+    return capacity
 
 
 class _Greedy:
@@ -174,7 +243,8 @@ class _Greedy:
         self.sent_today = 0
         self.sent = 0
         self.tier_since = start  # when the tier in force last changed (or the plan started)
-        self.days: list[PlanDay] = []
+        self.runs: list[tuple[int, int, Tier, int, int]] = []  # see PlanDays
+        self.day_count = 0
         self.day_tier = state.tier
         self.day_send = 0
 
@@ -219,7 +289,8 @@ class _Greedy:
 
     def close_day(self) -> None:
         """Record the day and move to the next boundary, where the day-boundary rules are judged."""
-        self.days.append(PlanDay(self.day - self.first_day + 1, self.day_tier, self.day_send, self.sent))
+        self.runs.append((self.day - self.first_day + 1, 1, self.day_tier, self.day_send, self.sent - self.day_send))
+        self.day_count += 1
         self.t = self.boundary
         policy, before = self.policy, self.state.tier
         self.state = policy.apply_due(self.state, self.t)
@@ -306,7 +377,7 @@ def plan(audience: int, policy: Policy | str = "classic", start: Tier | str | Po
             engine.t = at
             continue
         engine.close_day()
-        if len(engine.days) >= max_days:
+        if engine.day_count >= max_days:
             raise ValueError(_too_long(max_days, engine))
         pace = engine.frozen_pace()
         if pace is not None:
@@ -320,7 +391,7 @@ def plan(audience: int, policy: Policy | str = "classic", start: Tier | str | Po
                 break
             engine.t = at
         engine.close_day()
-    days = tuple(engine.days)
+    days = PlanDays(engine.runs)
     return Plan(policy=rules.name, start_tier=state.tier, audience=audience, days=days,
                 total_days=len(days), final_tier=engine.state.tier)
 
@@ -335,13 +406,14 @@ def _fill_steady_days(engine: _Greedy, remaining: int, pace: float, max_days: in
             f"the audience can never be reached: {engine.state.tier.name} leaves no room for this campaign"
             " (the reservation takes it all)")
     full_days = (remaining - 1) // per_day
-    if len(engine.days) + full_days + 1 > max_days:
+    if engine.day_count + full_days + 1 > max_days:
         raise ValueError(_too_long(max_days, engine, per_day))
     if full_days == 0:
         return remaining
     tier, first = engine.state.tier, engine.day - engine.first_day + 1
     sent = engine.sent
-    engine.days.extend(PlanDay(first + i, tier, per_day, sent + per_day * (i + 1)) for i in range(full_days))
+    engine.runs.append((first, full_days, tier, per_day, sent))
+    engine.day_count += full_days
     engine.sent = sent + per_day * full_days
     engine.day += full_days
     engine.t = day_start(engine.day, engine.utc_offset)
@@ -406,7 +478,7 @@ def forecast(policy: Policy | str, state: PolicyState, now: float, *,
 
 def _run_until_tier_moves(engine: _Greedy, tier: Tier, horizon_days: int) -> bool:
     """Send as fast as allowed until the tier moves (True) or provably never will (False)."""
-    while len(engine.days) <= horizon_days:
+    while engine.day_count <= horizon_days:
         engine.settle()
         if engine.state.tier != tier:
             return True

@@ -135,6 +135,14 @@ class PolicyState:
 
 
 @dataclass(frozen=True, slots=True)
+class _Place:
+    rung: int | None
+    above: Tier | None
+    below: Tier | None
+    rule: VolumeUpgrade | None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A policy era: data (ladder, rules) plus the engine that applies them to a ``PolicyState``."""
 
@@ -146,6 +154,8 @@ class Policy:
     upgrades: tuple[VolumeUpgrade, ...]
     downgrade: QualityDowngrade | None = None
     _capacities: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    _places: dict[Tier, _Place] = field(init=False, repr=False, compare=False)
+    _windows: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         capacities = tuple(t.capacity() for t in self.ladder)
@@ -156,6 +166,8 @@ class Policy:
         if not 0 <= self.verified_rung < len(self.ladder):
             raise ValueError(f"policy {self.name}: verified_rung outside the ladder")
         object.__setattr__(self, "_capacities", capacities)
+        object.__setattr__(self, "_places", {})
+        object.__setattr__(self, "_windows", tuple(sorted({rule.window_days for rule in self.upgrades})))
 
     # -- the ladder -------------------------------------------------------------------------
     @property
@@ -169,36 +181,41 @@ class Policy:
     @property
     def reach_windows(self) -> tuple[int, ...]:
         """The window lengths (days) the rules count distinct recipients over."""
-        return tuple(sorted({rule.window_days for rule in self.upgrades}))
+        return self._windows
 
     def rung_of(self, tier: Tier) -> int | None:
         """The rung whose rules apply to ``tier``: its own, or the highest below an off-ladder tier
         (0 below the ladder). ``None`` for a tier the parser did not understand."""
-        if not tier.known:
-            return None
-        capacity = tier.capacity()
-        below = [i for i, c in enumerate(self._capacities) if c <= capacity]
-        return below[-1] if below else 0
+        return self._place(tier).rung
 
     def tier_above(self, tier: Tier) -> Tier | None:
-        if not tier.known:
-            return None
-        capacity = tier.capacity()
-        return next((t for t, c in zip(self.ladder, self._capacities, strict=True) if c > capacity), None)
+        return self._place(tier).above
 
     def tier_below(self, tier: Tier) -> Tier | None:
-        if not tier.known:
-            return None
-        capacity = tier.capacity()
-        lower = [t for t, c in zip(self.ladder, self._capacities, strict=True) if c < capacity]
-        return lower[-1] if lower else None
+        return self._place(tier).below
 
     def upgrade_rule(self, tier: Tier) -> VolumeUpgrade | None:
         """The volume rule that can lift ``tier`` one rung (``None``: top, verification only, unknown)."""
-        rung = self.rung_of(tier)
-        if rung is None or self.tier_above(tier) is None:
-            return None
-        return next((rule for rule in self.upgrades if rule.covers(rung)), None)
+        return self._place(tier).rule
+
+    def _place(self, tier: Tier) -> _Place:
+        """Where ``tier`` sits on the ladder, worked out once per tier (the planner asks often)."""
+        place = self._places.get(tier)
+        if place is None:
+            place = self._places[tier] = self._locate(tier)
+        return place
+
+    def _locate(self, tier: Tier) -> _Place:
+        if not tier.known:
+            return _Place(None, None, None, None)
+        capacity = tier.capacity()
+        pairs = list(zip(self.ladder, self._capacities, strict=True))
+        below_or_equal = [i for i, (_, c) in enumerate(pairs) if c <= capacity]
+        rung = below_or_equal[-1] if below_or_equal else 0
+        above = next((t for t, c in pairs if c > capacity), None)
+        lower = [t for t, c in pairs if c < capacity]
+        rule = None if above is None else next((r for r in self.upgrades if r.covers(rung)), None)
+        return _Place(rung, above, lower[-1] if lower else None, rule)
 
     # -- events -----------------------------------------------------------------------------
     def verify(self, state: PolicyState, at: float) -> PolicyState:
