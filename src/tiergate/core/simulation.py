@@ -16,7 +16,6 @@ import math
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from tiergate.core.admission import Category, Gate, MessageFacts, ScopeLimits, decide
@@ -27,12 +26,6 @@ from tiergate.core.window import DAY, RollingWindow
 __all__ = ["count_violations", "run_simulation"]
 
 UNIQUE_DAYS = 7
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    at: float
-    recipient: str
 
 
 def run_simulation(policy: str | Policy = "classic", start_tier: str | Tier = "TIER_1K",
@@ -60,7 +53,7 @@ def run_simulation(policy: str | Policy = "classic", start_tier: str | Tier = "T
     window = RollingWindow()
     history = SendHistory(windows={UNIQUE_DAYS, *rules.reach_windows}, utc_offset=utc_offset)
     backlog: deque[str] = deque()
-    log: list[_Send] = []
+    log: list[tuple[float, str]] = []  # every counted send, for the independent checker
     limits_in_force: list[tuple[float, int | None]] = []  # (from, limit) for the checker
     rows: list[dict[str, Any]] = []
     first_day = day_index(0.0, utc_offset)
@@ -79,15 +72,16 @@ def run_simulation(policy: str | Policy = "classic", start_tier: str | Tier = "T
                 limits_in_force.append((now, state.tier.limit))
             limits = ScopeLimits(limit=state.tier.limit, reserve_fraction=reserve)
             retry_at: float | None = None
+            admitted: list[str] = []
             while backlog:
                 decision = decide(window, MessageFacts(backlog[0], True, category, False), limits, now)
                 if decision.gate is not Gate.ADMIT:
                     retry_at = decision.until  # the rest are new recipients too: they wait as well
                     break
-                recipient = backlog.popleft()
-                history.record(recipient, now)
-                log.append(_Send(now, recipient))
-                sent += 1
+                admitted.append(backlog.popleft())
+            history.record_many(admitted, now)
+            log.extend((now, recipient) for recipient in admitted)
+            sent += len(admitted)
             state = rules.observe(state, history.rolling_reach(now), now)
             wake = min(t for t in (end, retry_at, state.pending_upgrade_at) if t is not None and t > now)
             if wake >= end:
@@ -110,7 +104,7 @@ def run_simulation(policy: str | Policy = "classic", start_tier: str | Tier = "T
         "start_tier": tier.name,
         "days": rows,
         "final_tier": state.tier.name,
-        "violations": count_violations([(s.at, s.recipient) for s in log], limits_in_force),
+        "violations": count_violations(log, limits_in_force),
     }
 
 

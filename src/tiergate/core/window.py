@@ -134,6 +134,27 @@ class RollingWindow:
         self._put(recipient, new)
         return Slot(recipient, new, previous)
 
+    def record_many(self, recipients: Iterable[str], sent_at: float) -> None:
+        """Count sends to ``recipients`` all at ``sent_at`` (a batch decided at one instant)."""
+        new = sent_at + self.span
+        expiry, exp_q = self._expiry, self._exp_q
+        if exp_q and exp_q[-1] > new:  # back-dated: the careful path
+            for recipient in recipients:
+                self.record(recipient, sent_at)
+            return
+        get, push_exp, push_rcpt = expiry.get, exp_q.append, self._rcpt_q.append
+        for recipient in recipients:
+            previous = get(recipient)
+            if previous is not None and previous >= new:
+                self.record(recipient, sent_at)  # a same-moment duplicate: keep its shadow
+                continue
+            expiry[recipient] = new
+            push_exp(new)
+            push_rcpt(recipient)
+        self._version += 1
+        if len(exp_q) + len(self._late) > _COMPACT_FACTOR * len(expiry) + _COMPACT_SLACK:
+            self._compact()
+
     def _put(self, recipient: str, expiry: float) -> None:
         self._expiry[recipient] = expiry
         exp_q = self._exp_q
@@ -156,9 +177,19 @@ class RollingWindow:
         if (exp_q and exp_q[0] <= now) or self._late:
             self.expire(now)
         expiry = self._expiry
-        if recipient in expiry or len(expiry) < capacity:
-            return self.record(recipient, now)
-        return self.release_time_for(capacity, now)
+        previous = expiry.get(recipient)  # after expire(): counted until later than now, or None
+        if previous is None and len(expiry) >= capacity:
+            return self.release_time_for(capacity, now)
+        new = now + self.span
+        if (previous is not None and previous >= new) or (exp_q and exp_q[-1] > new):
+            return self.record(recipient, now)  # out of time order: the careful path
+        expiry[recipient] = new  # the hot path, inlined: record() + _put() in time order
+        exp_q.append(new)
+        self._rcpt_q.append(recipient)
+        self._version += 1
+        if len(exp_q) + len(self._late) > _COMPACT_FACTOR * len(expiry) + _COMPACT_SLACK:
+            self._compact()
+        return Slot(recipient, new, previous)
 
     def release_time_for(self, capacity: float, now: float) -> float | None:
         """Earliest time a new recipient fits in ``capacity`` if nothing else is sent or released.

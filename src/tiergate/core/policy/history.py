@@ -34,16 +34,26 @@ class SendHistory:
 
     def record(self, recipient: str, at: float) -> None:
         """A counted send to ``recipient`` at ``at``."""
-        previous = self._latest.get(recipient)
-        if previous is not None and previous >= at:
-            return  # an older send of someone already reached later changes no count
+        self.record_many((recipient,), at)
+
+    def record_many(self, recipients: Iterable[str], at: float) -> None:
+        """Counted sends to ``recipients``, all at ``at``."""
+        latest = self._latest
+        fresh = []
+        for recipient in recipients:
+            previous = latest.get(recipient)
+            if previous is not None:
+                if previous >= at:
+                    continue  # an older send of someone already reached later changes no count
+                self._forget_day_of(recipient, previous)
+            latest[recipient] = at
+            fresh.append(recipient)
+        if not fresh:
+            return
         day = day_index(at, self.utc_offset)
-        if previous is not None:
-            self._forget_day_of(recipient, previous)
-        self._latest[recipient] = at
-        self._by_day.setdefault(day, set()).add(recipient)
+        self._by_day.setdefault(day, set()).update(fresh)
         for window in self._rolling.values():
-            window.record(recipient, at)
+            window.record_many(fresh, at)
         if self._last_day is None or day > self._last_day:
             self._last_day = day
             self._prune(day - self._keep_days)
