@@ -6,6 +6,7 @@ Times are whole seconds (with a short span) so the naive arithmetic is exact.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -284,3 +285,23 @@ def test_a_back_dated_send_holds_the_recipient_after_a_release() -> None:
     assert window.release(later, 60.0)
     assert window.expiry_of("a") == 110.0
     assert window.usage(109.0) == 1 and window.usage(110.0) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(recipients, max_size=6), st.sampled_from([0, 0, 10, 50, 120])), max_size=25))
+def test_record_many_equals_one_by_one(batches: list[tuple[list[str], int]]) -> None:
+    many, single = RollingWindow(span=SPAN), RollingWindow(span=SPAN)
+    now = 0.0
+    for names, gap in batches:
+        now += gap
+        many.record_many(names, now)
+        for name in names:
+            single.record(name, now)
+        assert many.usage(now) == single.usage(now)
+    assert sorted(many.items()) == sorted(single.items())
+
+
+def test_unlimited_capacity_admits_everyone() -> None:
+    window = RollingWindow()
+    assert all(admit_stream(window, [f"r{i}" for i in range(1000)], [float(i) for i in range(1000)], math.inf))
+    assert isinstance(window.try_admit("x", 2000.0, math.inf), Slot)
