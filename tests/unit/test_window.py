@@ -105,7 +105,7 @@ def test_release_undoes_only_this_send() -> None:
     assert first.previous is None
     again = window.record("a", 50.0)
     assert again.previous == 100.0
-    assert window.release(again, 60.0)  # the send at 0 still counts a until 100
+    assert not window.release(again, 60.0)  # the send at 0 still counts a, until 100 now
     assert window.expiry_of("a") == 100.0
     assert window.usage(99.0) == 1 and window.usage(100.0) == 0
     assert not window.release(again, 60.0)  # twice changes nothing
@@ -213,8 +213,11 @@ def test_window_matches_the_naive_model(ops: list[tuple[str, str, int, int]], ca
         now += gap
         if op == "release" and slots:
             slot, send_id = slots.pop(pick % len(slots))
-            window.release(slot, now)
+            counted_before = slot.recipient in naive.counted(now)
+            released = window.release(slot, now)
             naive.release(send_id)
+            if counted_before:  # True exactly when the recipient stops counting
+                assert released == (slot.recipient not in naive.counted(now))
         else:
             expected = naive.admits(recipient, now, capacity)
             result = window.try_admit(recipient, now, capacity)
@@ -282,7 +285,7 @@ def test_a_back_dated_send_holds_the_recipient_after_a_release() -> None:
     window = RollingWindow(span=SPAN)
     later = window.record("a", 50.0)  # expiry 150
     window.record("a", 10.0)  # back-dated: holds "a" until 110
-    assert window.release(later, 60.0)
+    assert not window.release(later, 60.0)  # still counted, by the back-dated send
     assert window.expiry_of("a") == 110.0
     assert window.usage(109.0) == 1 and window.usage(110.0) == 0
 

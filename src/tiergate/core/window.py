@@ -215,9 +215,11 @@ class RollingWindow:
     def release(self, slot: Slot, now: float) -> bool:
         """Undo a counted admission the platform definitely did not deliver.
 
-        Only this send's effect is undone: if the recipient was counted by an earlier send that still
-        runs, their expiry goes back to it; if they were counted again since, nothing changes (never
-        under-count). Returns True when the window changed; ``expiry_of`` then tells what remains.
+        Only this send's effect is undone: if another send still counts the recipient (an earlier one
+        still running, or one at the same moment), their expiry goes back to it; if they were counted
+        again since, nothing changes (never under-count). Returns True when the recipient no longer
+        counts at all (a persisted ledger row can go); False when they still do, possibly until an
+        earlier time (``expiry_of`` says when; keeping the later row persisted is the safe side).
         """
         recipient = slot.recipient
         if self._expiry.get(recipient) != slot.expiry:
@@ -233,12 +235,12 @@ class RollingWindow:
             if previous is None or shadow > previous:
                 del self._shadow[recipient]
                 previous = shadow
+        self._version += 1
         if previous is not None and previous > now:
             self._expiry[recipient] = previous
             heapq.heappush(self._late, (previous, recipient))
-        else:
-            del self._expiry[recipient]
-        self._version += 1
+            return False
+        del self._expiry[recipient]
         return True
 
     def load(self, entries: Iterable[tuple[str, float]], now: float) -> None:
