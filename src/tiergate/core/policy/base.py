@@ -148,7 +148,7 @@ class Policy:
 
     name: str
     summary: str
-    scope: str  # "sender": each phone number is a scope; "portfolio": a business portfolio is
+    scope: str  # "sender" (each phone number is a scope) or "portfolio" (one scope per business portfolio)
     ladder: tuple[Tier, ...]
     verified_rung: int
     upgrades: tuple[VolumeUpgrade, ...]
@@ -202,6 +202,8 @@ class Policy:
         """Where ``tier`` sits on the ladder, worked out once per tier (the planner asks often)."""
         place = self._places.get(tier)
         if place is None:
+            if len(self._places) > 256:  # unknown tier strings could be many: stay bounded
+                self._places.clear()
             place = self._places[tier] = self._locate(tier)
         return place
 
