@@ -732,14 +732,17 @@ class SqlStore(ABC):
                                  _LEDGER_KEEP_LATEST)
 
     async def _move(self, tx: Tx, where: str, params: Sequence[Any], state: str, reason: str, now: float) -> int:
-        """Move every message matching ``where`` to ``state``, with a history row for each."""
-        await tx.execute(
-            f"INSERT INTO message_events (message_id, at, state, reason) SELECT id, ?, ?, ? FROM messages {where}",
-            (now, state, reason, *params),
+        """Move every message matching ``where`` to ``state``, with a history row for each one moved.
+
+        The history follows the UPDATE's own RETURNING list: a row a concurrent writer changed first
+        (so the UPDATE skipped it) gets no history row.
+        """
+        moved = await tx.fetchall(
+            f"UPDATE messages SET state = ?, reason = ?, updated_at = ? {where} RETURNING id",
+            (state, reason, now, *params),
         )
-        return await tx.execute(
-            f"UPDATE messages SET state = ?, reason = ?, updated_at = ? {where}", (state, reason, now, *params)
-        )
+        await tx.insert_many("message_events", _EVENT_COLUMNS, [(row[0], now, state, reason) for row in moved])
+        return len(moved)
 
     @_retried
     async def requeue_where(
