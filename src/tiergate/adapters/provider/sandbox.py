@@ -48,7 +48,7 @@ def _when(item: tuple[Any, ...]) -> tuple[float, int]:
 
 
 class Received(NamedTuple):
-    """One message the sandbox accepted, with what became of it.
+    """One message the sandbox accepted (``at``: when), with what became of it.
 
     ``outcome``: ``delivered``, ``violation`` (over the limit: failed 131048), ``undeliverable``
     (131026), ``blocked`` (the recipient had blocked the number: 131026) or ``outside_window``
@@ -58,7 +58,7 @@ class Received(NamedTuple):
 
     phone_number_id: str
     to: str
-    time: float
+    at: float
     wamid: str
     counted: bool
     outcome: str
