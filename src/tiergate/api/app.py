@@ -1,0 +1,468 @@
+"""The HTTP API: FastAPI over the gateway's services. Parse, authenticate, render; no logic here."""
+
+
+import csv
+import io
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tiergate.api import schemas as s
+from tiergate.core.model import MessageState
+from tiergate.ports import NotFound
+from tiergate.service.auth import Principal
+from tiergate.service.gateway import Gateway
+from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest, SenderRequest
+from tiergate.service.metrics import METRICS
+from tiergate.service.views import campaign_view, message_view, sender_view
+
+__all__ = ["ApiError", "create_app"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def _error(status: int, message: str, field: str | None = None, details: list[Any] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"message": message}
+    if field:
+        body["field"] = field
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuses request bodies over a size (413) before the app reads them; webhooks get more room."""
+
+    def __init__(self, app: ASGIApp, default: int, webhook: int) -> None:
+        self.app = app
+        self.default = default
+        self.webhook = webhook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.webhook if scope["path"].startswith("/webhooks/") else self.default
+        if scope["path"].startswith("/v1/campaigns"):
+            limit = max(limit, 50_000_000)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise ApiError(413, f"request body over {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RateLimiter:
+    """A sliding one-minute window of requests per API key (429 with Retry-After beyond it)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.hits: dict[str, deque[float]] = defaultdict(deque)
+
+    def check(self, key_id: str) -> float | None:
+        now = time.monotonic()
+        q = self.hits[key_id]
+        while q and q[0] <= now - 60:
+            q.popleft()
+        if len(q) >= self.per_minute:
+            return 60 - (now - q[0])
+        q.append(now)
+        return None
+
+
+def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
+    settings = gateway.settings
+    app = FastAPI(
+        title="tiergate",
+        version="0.1.0",
+        description="Governed sending for the WhatsApp Business Platform.",
+        lifespan=lifespan,
+        responses={401: {"model": s.ErrorResponse}, 404: {"model": s.ErrorResponse},
+                   422: {"model": s.ErrorResponse}, 429: {"model": s.ErrorResponse}},
+    )
+    app.state.gateway = gateway
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.field, headers=exc.headers)
+
+    @app.exception_handler(IntakeError)
+    async def _intake_error(_: Request, exc: IntakeError) -> JSONResponse:
+        return _error(exc.status, str(exc), exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                   for e in exc.errors()]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"][1:]) or None
+        return _error(422, f"{where + ': ' if where else ''}{first['msg']}", where, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        who = await gateway.auth.authenticate(authorization[7:].strip())
+        if who is None:
+            raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        retry = limiter.check(who.key_id)
+        if retry is not None:
+            raise ApiError(429, "too many requests for this API key", headers={"Retry-After": str(int(retry) + 1)})
+        return who
+
+    Who = Annotated[Principal, Depends(principal)]
+
+    async def admin(who: Who) -> Principal:
+        if not who.is_admin:
+            raise ApiError(403, "this needs an admin key")
+        return who
+
+    Admin = Annotated[Principal, Depends(admin)]
+
+    def now() -> float:
+        return gateway.clock.now()
+
+    async def own_sender(who: Principal, sender_id: str) -> Any:
+        try:
+            sender = await gateway.store.get_sender(sender_id)
+        except NotFound:
+            sender = None
+        if sender is None or sender.tenant_id != who.tenant.id:
+            raise ApiError(404, f"sender {sender_id!r} not found")
+        return sender
+
+    # -- health and metrics ------------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        await gateway.store.count_by_state(tenant_id="-")
+        return {"status": "ok", "provider": gateway.provider.name, "time": now()}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        await gateway.refresh_gauges()
+        return Response(generate_latest(METRICS.registry), media_type="text/plain; version=0.0.4")
+
+    # -- senders -----------------------------------------------------------------------------
+    @app.post("/v1/senders", status_code=201, response_model=s.SenderOut, tags=["senders"])
+    async def create_sender(body: s.SenderIn, who: Who) -> Any:
+        sender = await gateway.intake.register_sender(who.tenant, SenderRequest(
+            phone_number_id=body.phone_number_id, display_phone_number=body.display_phone_number,
+            portfolio_id=body.portfolio_id, tier=str(body.tier), quality=body.quality, policy=body.policy,
+            throughput_mps=body.throughput_mps, timezone=body.timezone, reserve_fraction=body.reserve_fraction,
+            trust_model=body.trust_model))
+        gateway.dispatcher.wake()
+        return await sender_view(gateway.store, sender, now())
+
+    @app.get("/v1/senders", response_model=list[s.SenderOut], tags=["senders"])
+    async def list_senders(who: Who) -> Any:
+        return [await sender_view(gateway.store, x, now(), with_forecast=False)
+                for x in await gateway.store.list_senders(who.tenant.id)]
+
+    @app.get("/v1/senders/{sender_id}", response_model=s.SenderOut, tags=["senders"])
+    async def get_sender(sender_id: str, who: Who) -> Any:
+        return await sender_view(gateway.store, await own_sender(who, sender_id), now())
+
+    @app.patch("/v1/senders/{sender_id}", response_model=s.SenderOut, tags=["senders"])
+    async def patch_sender(sender_id: str, body: s.SenderPatch, who: Who) -> Any:
+        sender = await own_sender(who, sender_id)
+        try:
+            sender = await gateway.state.operator_update(sender, body.model_dump(exclude_none=True))
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        return await sender_view(gateway.store, sender, now())
+
+    @app.get("/v1/senders/{sender_id}/events", tags=["senders"])
+    async def sender_events(sender_id: str, who: Who, limit: int = Query(100, ge=1, le=1000)) -> Any:
+        await own_sender(who, sender_id)
+        return await gateway.store.sender_events(sender_id, limit)
+
+    # -- messages ----------------------------------------------------------------------------
+    def _message_request(body: s.MessageIn) -> MessageRequest:
+        return MessageRequest(
+            sender=body.sender, to=body.to, template=body.template.model_dump() if body.template else None,
+            text=body.text, category=body.category, idempotency_key=body.idempotency_key,
+            expires_at=body.expires_at, not_before=body.not_before, metadata=body.metadata)
+
+    @app.post("/v1/messages", status_code=202, response_model=s.MessageOut, tags=["messages"])
+    async def post_message(body: s.MessageIn, who: Who) -> Any:
+        if body.template is None and body.text is None:
+            raise ApiError(422, "give either 'template' or 'text'", "template")
+        if body.template is not None and body.text is not None:
+            raise ApiError(422, "give 'template' or 'text', not both", "text")
+        message = await gateway.intake.submit(who.tenant, _message_request(body))
+        METRICS.enqueued.inc()
+        gateway.dispatcher.wake()
+        return message_view(message)
+
+    @app.get("/v1/messages/{message_id}", response_model=s.MessageOut, tags=["messages"])
+    async def get_message(message_id: str, who: Who) -> Any:
+        try:
+            m = await gateway.store.get_message(message_id)
+        except NotFound:
+            m = None
+        if m is None or m.tenant_id != who.tenant.id:
+            raise ApiError(404, f"message {message_id!r} not found")
+        return message_view(m, await gateway.store.message_history(m.id))
+
+    @app.get("/v1/messages", response_model=list[s.MessageOut], tags=["messages"])
+    async def list_messages(who: Who, campaign_id: str | None = None, state: str | None = None,
+                            limit: int = Query(100, ge=1, le=1000)) -> Any:
+        if state is not None and state not in {x.value for x in MessageState}:
+            raise ApiError(422, f"state: one of {', '.join(x.value for x in MessageState)}", "state")
+        return [message_view(m) for m in await gateway.store.list_messages(
+            who.tenant.id, campaign_id=campaign_id, state=state, limit=limit)]
+
+    # -- campaigns ---------------------------------------------------------------------------
+    async def _create_campaign(who: Principal, req: CampaignRequest) -> Any:
+        if len(req.recipients) > settings.max_campaign_recipients:
+            raise ApiError(413, f"at most {settings.max_campaign_recipients} recipients per request", "recipients")
+        campaign, errors = await gateway.campaigns.create(who.tenant, req)
+        gateway.dispatcher.wake()
+        view = await campaign_view(gateway.store, campaign, now())
+        view["row_errors"] = [{"row": e.row, "error": e.error} for e in errors]
+        return view
+
+    @app.post("/v1/campaigns", status_code=201, response_model=s.CampaignOut, tags=["campaigns"])
+    async def post_campaign(body: s.CampaignIn, who: Who) -> Any:
+        recipients = [{"to": r} if isinstance(r, str) else r.model_dump(exclude_none=True)
+                      for r in body.recipients]
+        return await _create_campaign(who, CampaignRequest(
+            sender=body.sender, template=body.template.model_dump(), recipients=recipients, name=body.name,
+            category=body.category, start_at=body.start_at, deadline=body.deadline,
+            quiet_hours=body.quiet_hours, pacing=body.pacing, spread_days=body.spread_days))
+
+    @app.post("/v1/campaigns/csv", status_code=201, response_model=s.CampaignOut, tags=["campaigns"])
+    async def post_campaign_csv(
+        who: Who,
+        file: Annotated[UploadFile, File(description="CSV: a 'to' column, optional 'param1'..'paramN'")],
+        sender: Annotated[str, Form()],
+        template: Annotated[str, Form()],
+        language: Annotated[str, Form()] = "en_US",
+        category: Annotated[str, Form()] = "MARKETING",
+        name: Annotated[str, Form()] = "",
+        start_at: Annotated[float | None, Form()] = None,
+        deadline: Annotated[float | None, Form()] = None,
+        pacing: Annotated[str, Form()] = "fastest",
+        spread_days: Annotated[int | None, Form()] = None,
+    ) -> Any:
+        raw = await file.read()
+        rows, row_errors = parse_recipients_csv(raw, settings.max_campaign_recipients)
+        result = await _create_campaign(who, CampaignRequest(
+            sender=sender, template={"name": template, "language": language}, recipients=rows, name=name,
+            category=category, start_at=start_at, deadline=deadline, pacing=pacing, spread_days=spread_days))
+        result["row_errors"] = row_errors + result["row_errors"]
+        return result
+
+    async def own_campaign(who: Principal, campaign_id: str) -> Any:
+        try:
+            c = await gateway.store.get_campaign(campaign_id)
+        except NotFound:
+            c = None
+        if c is None or c.tenant_id != who.tenant.id:
+            raise ApiError(404, f"campaign {campaign_id!r} not found")
+        return c
+
+    @app.get("/v1/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
+    async def list_campaigns(who: Who) -> Any:
+        return [await campaign_view(gateway.store, c, now()) for c in await gateway.store.list_campaigns(who.tenant.id)]
+
+    @app.get("/v1/campaigns/{campaign_id}", response_model=s.CampaignOut, tags=["campaigns"])
+    async def get_campaign(campaign_id: str, who: Who) -> Any:
+        return await campaign_view(gateway.store, await own_campaign(who, campaign_id), now())
+
+    def _campaign_action(action: str) -> Callable[[str, Principal], Awaitable[Any]]:
+        async def handler(campaign_id: str, who: Who) -> Any:
+            c = await own_campaign(who, campaign_id)
+            try:
+                c = await gateway.campaigns.act(c, action)
+            except ValueError as exc:
+                raise ApiError(409, str(exc)) from None
+            gateway.dispatcher.wake()
+            return await campaign_view(gateway.store, c, now())
+
+        handler.__name__ = f"campaign_{action}"
+        return handler
+
+    for action in ("pause", "resume", "cancel"):
+        app.post(f"/v1/campaigns/{{campaign_id}}/{action}", response_model=s.CampaignOut,
+                 tags=["campaigns"])(_campaign_action(action))
+
+    # -- recipients --------------------------------------------------------------------------
+    @app.post("/v1/recipients/{to}/opt-in", status_code=204, tags=["recipients"])
+    async def opt_in(to: str, who: Who, body: s.OptIn | None = None) -> Response:
+        from tiergate.service.intake import normalize_phone
+        await gateway.store.set_opt_in(who.tenant.id, normalize_phone(to), now(), (body or s.OptIn()).source)
+        return Response(status_code=204)
+
+    @app.post("/v1/recipients/{to}/opt-out", status_code=204, tags=["recipients"])
+    async def opt_out(to: str, who: Who, body: s.OptIn | None = None) -> Response:
+        from tiergate.service.intake import normalize_phone
+        await gateway.store.set_opt_out(who.tenant.id, normalize_phone(to), now(), (body or s.OptIn()).source)
+        return Response(status_code=204)
+
+    # -- tenants and keys (admin) ------------------------------------------------------------
+    def tenant_out(t: Any) -> dict[str, Any]:
+        return {"id": t.id, "name": t.name, "require_opt_in": t.require_opt_in,
+                "marketing_cap_24h": t.marketing_cap_24h, "stop_keywords": t.stop_keywords}
+
+    @app.post("/v1/tenants", status_code=201, response_model=s.TenantOut, tags=["admin"])
+    async def create_tenant(body: s.TenantIn, _: Admin) -> Any:
+        try:
+            t = await gateway.auth.create_tenant(body.name, require_opt_in=body.require_opt_in,
+                                                 marketing_cap_24h=body.marketing_cap_24h)
+        except ValueError as exc:
+            raise ApiError(409, str(exc), "name") from None
+        return tenant_out(t)
+
+    @app.get("/v1/tenants", response_model=list[s.TenantOut], tags=["admin"])
+    async def list_tenants(_: Admin) -> Any:
+        return [tenant_out(t) for t in await gateway.store.list_tenants()]
+
+    @app.get("/v1/tenant", response_model=s.TenantOut, tags=["tenant"])
+    async def my_tenant(who: Who) -> Any:
+        return tenant_out(who.tenant)
+
+    @app.patch("/v1/tenant", response_model=s.TenantOut, tags=["tenant"])
+    async def patch_tenant(body: s.TenantPatch, who: Who) -> Any:
+        t = await gateway.store.update_tenant(who.tenant.id, body.model_dump(exclude_none=True))
+        gateway.dispatcher.invalidate_tenant(t.id)
+        return tenant_out(t)
+
+    def key_out(k: Any, plaintext: str | None = None) -> dict[str, Any]:
+        return {"id": k.id, "tenant_id": k.tenant_id, "prefix": k.prefix, "is_admin": k.is_admin,
+                "label": k.label, "created_at": k.created_at, "revoked_at": k.revoked_at, "key": plaintext}
+
+    @app.post("/v1/keys", status_code=201, response_model=s.KeyOut, tags=["admin"])
+    async def create_key(body: s.KeyIn, _: Admin) -> Any:
+        try:
+            k, plaintext = await gateway.auth.create_key(body.tenant_id, admin=body.admin, label=body.label)
+        except NotFound:
+            raise ApiError(404, f"tenant {body.tenant_id!r} not found", "tenant_id") from None
+        return key_out(k, plaintext)
+
+    @app.get("/v1/keys", response_model=list[s.KeyOut], tags=["admin"])
+    async def list_keys(_: Admin) -> Any:
+        return [key_out(k) for k in await gateway.store.list_api_keys()]
+
+    @app.delete("/v1/keys/{key_id}", status_code=204, tags=["admin"])
+    async def revoke_key(key_id: str, _: Admin) -> Response:
+        try:
+            await gateway.store.revoke_api_key(key_id, now())
+        except NotFound:
+            raise ApiError(404, f"key {key_id!r} not found") from None
+        return Response(status_code=204)
+
+    # -- the drop-in Cloud API endpoint --------------------------------------------------------
+    @app.post("/graph/{version}/{phone_number_id}/messages", tags=["drop-in"])
+    async def graph_messages(version: str, phone_number_id: str, request: Request, who: Who,
+                             x_tiergate_category: Annotated[str | None, Header()] = None,
+                             x_idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+        return await gateway.dropin.send(who.tenant, phone_number_id, await request.body(),
+                                         x_tiergate_category, x_idempotency_key)
+
+    # -- platform webhooks -------------------------------------------------------------------
+    @app.get("/webhooks/whatsapp", tags=["webhooks"], response_class=PlainTextResponse)
+    async def webhook_verify(
+        hub_mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+        hub_verify_token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+        hub_challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+    ) -> Response:
+        if gateway.webhooks.verify_handshake(hub_mode, hub_verify_token):
+            return PlainTextResponse(hub_challenge or "")
+        return _error(403, "verification failed: hub.mode must be 'subscribe' and hub.verify_token must match")
+
+    @app.post("/webhooks/whatsapp", tags=["webhooks"])
+    async def webhook_receive(
+        request: Request,
+        x_hub_signature_256: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        started = time.perf_counter()
+        raw = await request.body()
+        status, message = await gateway.webhooks.receive(raw, x_hub_signature_256)
+        METRICS.webhook_latency.observe(time.perf_counter() - started)
+        if status >= 400:
+            return _error(status, message)
+        return JSONResponse({"status": "ok", "message": message})
+
+    gateway.mount_extras(app)
+    return app
+
+
+def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """CSV rows -> recipients. A header with 'to' (or phone) is required; param columns become body params.
+
+    Malformed rows are reported per row and the rest kept; a file that is not CSV at all is a 422.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(422, "the CSV file is not UTF-8 text", "file") from None
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise ApiError(422, f"not a CSV file: {exc}", "file") from None
+    key = next((h for h in ("to", "phone", "wa_id", "number") if h in header), None)
+    if key is None:
+        raise ApiError(422, "the CSV needs a header row with a 'to' column", "file")
+    reader.fieldnames = header
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    params = [h for h in header if h.startswith("param")]
+    try:
+        for i, row in enumerate(reader, start=1):
+            if i > max_rows:
+                raise ApiError(413, f"at most {max_rows} rows per CSV file", "file")
+            if None in row or any(v is None for v in row.values()):
+                errors.append({"row": i, "error": "wrong number of columns"})
+                continue
+            to = (row.get(key) or "").strip()
+            if not to:
+                errors.append({"row": i, "error": "empty 'to'"})
+                continue
+            entry: dict[str, Any] = {"to": to}
+            values = [row[p] for p in params if row.get(p)]
+            if values:
+                entry["components"] = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}]
+            rows.append(entry)
+    except csv.Error as exc:
+        raise ApiError(422, f"malformed CSV: {exc}", "file") from None
+    return rows, errors
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data)

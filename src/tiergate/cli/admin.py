@@ -1,0 +1,150 @@
+"""Operator commands on the store: ``keys``, ``status``, ``sync``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.serve import load_settings
+from tiergate.ports import NotFound
+
+T = TypeVar("T")
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _run(database_url: str | None, body: Callable[[Any], Awaitable[T]]) -> T:
+    from tiergate.service.gateway import Gateway
+
+    settings = load_settings(database_url=database_url)
+
+    async def main() -> T:
+        try:
+            gateway = await Gateway.open(settings)
+        except Exception as exc:
+            fail(f"cannot open {settings.database_url!r}: {exc}", "check TIERGATE_DATABASE_URL / --database-url")
+        try:
+            return await body(gateway)
+        finally:
+            await gateway.close()
+
+    return asyncio.run(main())
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+DB = typer.Option(None, "--database-url", help="SQLite path or postgresql:// URL [TIERGATE_DATABASE_URL]")
+
+
+@keys_app.command("create")
+def keys_create(tenant: str = typer.Option(..., help="Tenant name (created if new)"),
+                admin: bool = typer.Option(False, help="An admin key (manages tenants and keys)"),
+                label: str = typer.Option("", help="A note to recognise the key by"),
+                database_url: str = DB) -> None:
+    """Create an API key for a tenant and print it once."""
+    async def body(gw: Any) -> str:
+        t = await gw.store.find_tenant_by_name(tenant)
+        if t is None:
+            try:
+                t = await gw.auth.create_tenant(tenant)
+            except ValueError as exc:
+                fail(str(exc))
+        _, plaintext = await gw.auth.create_key(t.id, admin=admin, label=label)
+        return str(plaintext)
+
+    key = _run(database_url, body)
+    console.print(f"[bold]new API key for {tenant}[/] (shown once, store it now):")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(json_out: bool = typer.Option(False, "--json"), database_url: str = DB) -> None:
+    """List API keys (prefixes only: keys are stored hashed)."""
+    async def body(gw: Any) -> list[dict[str, Any]]:
+        names = {t.id: t.name for t in await gw.store.list_tenants()}
+        return [{"id": k.id, "tenant": names.get(k.tenant_id, k.tenant_id), "prefix": k.prefix,
+                 "admin": k.is_admin, "label": k.label, "created_at": k.created_at, "revoked_at": k.revoked_at}
+                for k in await gw.store.list_api_keys()]
+
+    rows = _run(database_url, body)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("id", "tenant", "prefix", "admin", "label", "created", "revoked")
+    for r in rows:
+        table.add_row(r["id"], r["tenant"], r["prefix"] + "…", "yes" if r["admin"] else "", r["label"],
+                      _when(r["created_at"]), _when(r["revoked_at"]))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: str = DB) -> None:
+    """Revoke a key by id: requests with it get 401 from now on."""
+    async def body(gw: Any) -> None:
+        try:
+            await gw.store.revoke_api_key(key_id, gw.clock.now())
+        except NotFound:
+            fail(f"no key with id {key_id!r}", "see `tiergate keys list`")
+
+    _run(database_url, body)
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
+def status(json_out: bool = typer.Option(False, "--json"), database_url: str = DB) -> None:
+    """Senders at a glance: tier, used/limit, next release, quality, paused reasons."""
+    from tiergate.service.views import sender_view
+
+    async def body(gw: Any) -> list[dict[str, Any]]:
+        now = gw.clock.now()
+        out = []
+        for s in await gw.store.list_senders():
+            view = await sender_view(gw.store, s, now)
+            view.pop("_releases", None)
+            out.append(view)
+        return out
+
+    rows = _run(database_url, body)
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no senders yet: register one with POST /v1/senders")
+        return
+    table = Table("sender", "scope", "tier", "used / limit", "next release", "quality", "status", "paused")
+    for r in rows:
+        limit = "∞" if r["limit"] is None else f"{r['limit']:,}"
+        paused = "; ".join(list(r["paused_reasons"]) + list(r["marketing_paused_reasons"])) or "-"
+        table.add_row(r["id"], r["scope_id"], r["tier"], f"{r['used_24h']:,} / {limit}", _when(r["next_release_at"]),
+                      r["quality"], r["status"], paused)
+    console.print(table)
+
+
+@app.command()
+def sync(json_out: bool = typer.Option(False, "--json"), database_url: str = DB) -> None:
+    """Read every sender's tier, quality, status and throughput from the Graph API once."""
+    async def body(gw: Any) -> Any:
+        return await gw.sync.sync_all()
+
+    report = _run(database_url, body)
+    data = {"checked": report.checked, "changed": report.changed, "errors": report.errors,
+            "throttled": report.throttled}
+    if json_out:
+        print_json(data)
+    else:
+        console.print(f"checked {report.checked} senders; {len(report.changed)} changes")
+        for line in report.changed:
+            console.print(f"  {line}")
+        for line in report.errors:
+            console.print(f"  [red]{line}[/]")
+    if report.errors and not report.checked:
+        raise typer.Exit(1)

@@ -1,0 +1,60 @@
+"""Campaigns: one template to an audience, planned over days, paused, resumed or canceled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tiergate.clock import Clock
+from tiergate.core.model import Campaign, Tenant
+from tiergate.core.window import DAY
+from tiergate.ports import Store
+from tiergate.service.forecast import plan_for_scope
+from tiergate.service.intake import CampaignRequest, Intake, RowError
+
+__all__ = ["Campaigns"]
+
+
+class Campaigns:
+    def __init__(self, store: Store, clock: Clock, intake: Intake) -> None:
+        self.store = store
+        self.clock = clock
+        self.intake = intake
+
+    async def create(self, tenant: Tenant, req: CampaignRequest) -> tuple[Campaign, list[RowError]]:
+        sender = await self.intake.sender_of(tenant, req.sender)
+        scope = await self.store.get_scope(sender.scope_id)
+        plan: list[dict[str, Any]] = []
+        if req.pacing == "fastest":
+            plan = await plan_for_scope(self.store, scope, len(req.recipients), self.clock.now())
+        elif req.spread_days:
+            per_day = -(-len(req.recipients) // req.spread_days)
+            left, cumulative = len(req.recipients), 0
+            for day in range(1, req.spread_days + 1):
+                send = min(per_day, left)
+                left -= send
+                cumulative += send
+                plan.append({"day": day, "tier": scope.tier, "send": send, "cumulative": cumulative})
+        return await self.intake.create_campaign(tenant, req, plan)
+
+    async def act(self, campaign: Campaign, action: str) -> Campaign:
+        now = self.clock.now()
+        if campaign.state in ("canceled", "done"):
+            raise ValueError(f"campaign is {campaign.state}; it cannot be {action}d")
+        if action == "pause":
+            if campaign.state == "paused":
+                return campaign
+            await self.store.set_campaign_hold(campaign.id, True, now)
+            return await self.store.update_campaign(campaign.id, {"state": "paused"})
+        if action == "resume":
+            if campaign.state != "paused":
+                return campaign
+            await self.store.set_campaign_hold(campaign.id, False, now)
+            return await self.store.update_campaign(campaign.id, {"state": "running"})
+        if action == "cancel":
+            await self.store.cancel_campaign_messages(campaign.id, now)
+            return await self.store.update_campaign(campaign.id, {"state": "canceled"})
+        raise ValueError(f"unknown action {action!r}")
+
+    @staticmethod
+    def eta_from_plan(campaign: Campaign) -> float | None:
+        return campaign.start_at + len(campaign.plan) * DAY if campaign.plan else None

@@ -1,0 +1,428 @@
+"""The dispatcher: claim what is due, admit it through the core, send it, record what happened.
+
+A step function over an injected clock: ``step()`` does one batch and returns when it next needs
+to run (the earliest of: more due work now, the next due message, the next token). Real time runs
+it in a loop that sleeps until then or until woken; simulation jumps the clock straight there.
+
+Admission and the state change commit in one transaction (``sending`` + the window-ledger row)
+before anything is sent, so a crash can neither lose a message nor count a recipient twice; a
+restart turns what was ``sending`` into ``unknown`` instead of re-sending it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tiergate.clock import Clock
+from tiergate.core.admission import Category, Gate, MessageFacts, ScopeLimits, decide
+from tiergate.core.model import Message, MessageState, Scope, Sender, Tenant
+from tiergate.core.outcomes import OutcomePlan, plan_outcome
+from tiergate.core.throttle import PairRate, TokenBucket
+from tiergate.core.tiers import parse_tier
+from tiergate.core.window import DAY, RollingWindow, Slot
+from tiergate.ports import LeaseLost, LedgerChange, MessageUpdate, Provider, SendOutcome, Store
+from tiergate.service.localtime import quiet_until
+from tiergate.service.metrics import METRICS
+
+log = logging.getLogger("tiergate.dispatcher")
+
+__all__ = ["Dispatcher", "DispatcherConfig"]
+
+CSW_SPAN = DAY
+
+
+@dataclass(slots=True)
+class DispatcherConfig:
+    batch_size: int = 500
+    send_concurrency: int = 64
+    idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
+    lease_ttl: float = 30.0
+    max_scopes: int = 10_000
+    pause_on_spam_limit: float = 3600.0  # 131048: pause counted sending this long (and alert)
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class ScopeRuntime:
+    """What this worker holds in memory for one scope it owns."""
+
+    scope: Scope
+    window: RollingWindow
+    senders: dict[str, Sender] = field(default_factory=dict)
+    parks: list[float] = field(default_factory=list)  # heap: times assigned to capacity-parked messages
+    parks_limit: int | None = None
+    _releases: tuple[float, list[float]] | None = None  # (now, sorted expiries) cached per step
+
+    def park_slot(self, now: float, limit: int | None) -> float | None:
+        """The time the next capacity-parked message should wake: the k-th slot to free.
+
+        k counts messages already parked for a future slot, so each release wakes one message
+        instead of the whole backlog. The heap is reset when the limit changes.
+        """
+        if limit != self.parks_limit:
+            self.parks.clear()
+            self.parks_limit = limit
+        while self.parks and self.parks[0] <= now:
+            heapq.heappop(self.parks)
+        if self._releases is None or self._releases[0] != now:
+            self._releases = (now, self.window.releases(now))
+        rel = self._releases[1]
+        if not rel:
+            return None
+        k = len(self.parks)
+        at = rel[k % len(rel)] + (k // len(rel)) * DAY
+        heapq.heappush(self.parks, at)
+        return at
+
+
+class Dispatcher:
+    """Moves queued messages to the provider, never over a scope's limit."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        clock: Clock,
+        *,
+        worker_id: str = "embedded",
+        wall_clock: Clock | None = None,
+        config: DispatcherConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.clock = clock
+        self.wall = wall_clock or clock
+        self.worker_id = worker_id
+        self.config = config or DispatcherConfig()
+        self._rng = random.Random(self.config.seed)
+        self._scopes: dict[str, ScopeRuntime] = {}
+        self._tenants: dict[str, Tenant] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._pairs: dict[str, PairRate] = defaultdict(PairRate)
+        self._wake = asyncio.Event()
+        self._sem = asyncio.Semaphore(self.config.send_concurrency)
+        self.sent_total = 0
+
+    # -- ownership ---------------------------------------------------------------------------
+    async def refresh_scopes(self) -> list[str]:
+        """Renew leases, take free scopes, load windows of new ones, and reload scope settings."""
+        owned = await self.store.acquire_scopes(
+            self.worker_id, self.wall.now(), self.config.lease_ttl, self.config.max_scopes
+        )
+        now = self.clock.now()
+        owned_set = set(owned)
+        for gone in [s for s in self._scopes if s not in owned_set]:
+            del self._scopes[gone]
+        new = [s for s in owned if s not in self._scopes]
+        if new:
+            recovered = await self.store.recover_inflight(new, now)
+            if recovered:
+                log.warning("%d in-flight sends of a previous owner are now 'unknown'", recovered)
+        for scope_id in owned:
+            scope = await self.store.get_scope(scope_id)
+            rt = self._scopes.get(scope_id)
+            if rt is None:
+                rt = ScopeRuntime(scope, RollingWindow())
+                rt.window.load(await self.store.load_ledger(scope_id, now), now)
+                self._scopes[scope_id] = rt
+            rt.scope = scope
+            rt.senders = {s.id: s for s in await self.store.senders_of_scope(scope_id)}
+        return owned
+
+    def window_of(self, scope_id: str) -> RollingWindow | None:
+        rt = self._scopes.get(scope_id)
+        return rt.window if rt else None
+
+    def release_slot(self, scope_id: str, recipient: str, expiry: float, now: float) -> None:
+        """A webhook said a counted send was definitely not delivered: free its slot here too."""
+        rt = self._scopes.get(scope_id)
+        if rt is not None:
+            rt.window.release(Slot(recipient, expiry, None), now)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _tenant(self, tenant_id: str) -> Tenant:
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            tenant = await self.store.get_tenant(tenant_id)
+            self._tenants[tenant_id] = tenant
+        return tenant
+
+    def invalidate_tenant(self, tenant_id: str) -> None:
+        self._tenants.pop(tenant_id, None)
+
+    def _bucket(self, sender: Sender) -> TokenBucket:
+        bucket = self._buckets.get(sender.id)
+        if bucket is None or bucket.rate != sender.throughput_mps:
+            bucket = TokenBucket(float(sender.throughput_mps))
+            self._buckets[sender.id] = bucket
+        return bucket
+
+    # -- one step ------------------------------------------------------------------------------
+    async def step(self, refresh: bool = True) -> float | None:
+        """Run one batch. Returns when to run next (``now`` when more is due at once)."""
+        if refresh or not self._scopes:
+            await self.refresh_scopes()
+        scope_ids = list(self._scopes)
+        if not scope_ids:
+            return None
+        now = self.clock.now()
+        messages = await self.store.claim_due(scope_ids, now, self.config.batch_size)
+        if not messages:
+            return await self.store.next_due_at(scope_ids)
+        try:
+            to_send, throttled_until = await self._admit(messages, now)
+        except LeaseLost:
+            log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
+            self._scopes.clear()
+            return now
+        if to_send:
+            await self._send(to_send, now)
+        # Everything claimed was decided, or skipped for a throttle (those stay due, unwritten).
+        if len(messages) >= self.config.batch_size and to_send:
+            return now
+        nxt = await self.store.next_due_at(scope_ids)
+        if throttled_until is not None:
+            # What is still due now is what the throttle held back: come back when a token is there.
+            return throttled_until if nxt is None or nxt <= now else min(throttled_until, nxt)
+        return None if nxt is None else max(now, nxt)
+
+    async def _admit(
+        self, messages: Sequence[Message], now: float
+    ) -> tuple[list[tuple[Message, Sender, Slot | None]], float | None]:
+        by_tenant: dict[str, set[str]] = defaultdict(set)
+        by_sender: dict[str, set[str]] = defaultdict(set)
+        marketing: dict[str, set[str]] = defaultdict(set)
+        for m in messages:
+            by_tenant[m.tenant_id].add(m.to)
+            by_sender[m.sender_id].add(m.to)
+            if m.category == Category.MARKETING:
+                marketing[m.tenant_id].add(m.to)
+        inbound = {s: await self.store.last_inbound(s, sorted(r)) for s, r in by_sender.items()}
+        flags = {t: await self.store.recipient_flags(t, sorted(r)) for t, r in by_tenant.items()}
+        tenants = {t: await self._tenant(t) for t in by_tenant}
+        mk_sent: dict[str, dict[str, list[float]]] = {}
+        for t, rcpts in marketing.items():
+            if tenants[t].marketing_cap_24h > 0:
+                mk_sent[t] = await self.store.marketing_sends_since(t, sorted(rcpts), now - DAY)
+
+        updates: list[MessageUpdate] = []
+        ledger: list[LedgerChange] = []
+        to_send: list[tuple[Message, Sender, Slot | None]] = []
+        throttled_until: float | None = None
+
+        def park(m: Message, until: float | None, reason: str) -> None:
+            at = until if until is not None else now + self.config.idle_wait * 12
+            if m.expires_at is not None and at >= m.expires_at:
+                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now,
+                                             reason=f"expired: {reason}; it could not go before expires_at"))
+                return
+            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, reason=reason, next_attempt_at=at))
+
+        for m in messages:
+            rt = self._scopes[m.scope_id]
+            sender = rt.senders.get(m.sender_id)
+            if sender is None:
+                updates.append(MessageUpdate(m.id, MessageState.FAILED, now, reason="sender no longer exists"))
+                continue
+            if m.expires_at is not None and m.expires_at <= now:
+                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now,
+                                             reason="expired before it could be sent"))
+                continue
+            tenant = tenants[m.tenant_id]
+            flag = flags[m.tenant_id].get(m.to)
+            category = Category.parse(m.category)
+            is_template = m.kind == "template"
+            if category is Category.MARKETING and flag is not None and flag.opted_out_at is not None:
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now,
+                                             reason="recipient opted out of marketing"))
+                continue
+            if is_template and tenant.require_opt_in and (flag is None or flag.opted_in_at is None):
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now,
+                                             reason="no recorded opt-in for this recipient (require_opt_in)"))
+                continue
+            pair = self._pairs[sender.id]
+            ready = pair.ready_at(m.to)
+            if ready > now:
+                park(m, ready, "pair rate: one message per ~6 s to the same recipient")
+                continue
+            if category is Category.MARKETING and m.tenant_id in mk_sent:
+                times = sorted(mk_sent[m.tenant_id].get(m.to, []))
+                cap = tenant.marketing_cap_24h
+                if len(times) >= cap:
+                    park(m, times[-cap] + DAY,
+                         f"marketing frequency cap: {cap} per recipient per 24 h")
+                    continue
+            quiet = m.metadata.get("quiet")
+            if quiet:
+                quiet_end = quiet_until(now, (int(quiet[0]), int(quiet[1])), str(quiet[2]))
+                if quiet_end is not None:
+                    park(m, quiet_end, "quiet hours in the recipient's local time")
+                    continue
+            last_in = inbound[m.sender_id].get(m.to)
+            csw_open = last_in is not None and last_in + CSW_SPAN > now
+            bucket = self._bucket(sender)
+            cost = 2.0 if (category is Category.MARKETING and sender.quality == "YELLOW") else 1.0
+            if bucket.available(now) < cost:
+                at = bucket.next_token_at(now, cost)
+                throttled_until = at if throttled_until is None else min(throttled_until, at)
+                continue  # stays due; no write: it is picked up again when a token is there
+            limits = ScopeLimits(
+                limit=self._limit(rt.scope),
+                reserve_fraction=rt.scope.reserve_fraction,
+                paused=sender.paused,
+                marketing_paused=sender.marketing_paused,
+            )
+            decision = decide(rt.window, MessageFacts(m.to, is_template, category, csw_open), limits, now)
+            if decision.gate is Gate.REJECT:
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, reason=decision.reason))
+                continue
+            if decision.gate is Gate.DEFER:
+                until = decision.until
+                if decision.reason.startswith("messaging limit"):
+                    until = rt.park_slot(now, limits.limit) or until
+                park(m, until, decision.reason)
+                continue
+            bucket.take(now, cost)
+            slot = decision.slot
+            updates.append(
+                MessageUpdate(
+                    m.id, MessageState.SENDING, now, reason="admitted: " + decision.reason,
+                    add_attempt=True, counted=decision.counted,
+                    slot_expiry=slot.expiry if slot else None,
+                    slot_previous=slot.previous if slot else None,
+                )
+            )
+            if slot is not None:
+                ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry))
+            pair.sent(m.to, now)
+            to_send.append((m, sender, slot))
+            METRICS.admitted.labels(counted=str(decision.counted).lower()).inc()
+
+        deferred = sum(1 for u in updates if u.state is MessageState.QUEUED)
+        if deferred:
+            METRICS.deferred.inc(deferred)
+        if updates:
+            try:
+                await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
+            except LeaseLost:
+                # Nothing was written: undo the in-memory admissions before giving the scope up.
+                for m, _s, slot in to_send:
+                    owner = self._scopes.get(m.scope_id)
+                    if slot is not None and owner is not None:
+                        owner.window.release(slot, now)
+                raise
+        return to_send, throttled_until
+
+    @staticmethod
+    def _limit(scope: Scope) -> int | None:
+        """The platform's tier; the model's prediction only where the scope trusts it and it is higher."""
+        tier = parse_tier(scope.tier)
+        if scope.trust_model and scope.predicted_tier:
+            predicted = parse_tier(scope.predicted_tier)
+            if predicted.known and predicted.capacity() > tier.capacity():
+                tier = predicted
+        return tier.limit
+
+    async def _send(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+        async def one(m: Message) -> SendOutcome:
+            async with self._sem:
+                try:
+                    return await self.provider.send(m.sender_id, m.body)
+                except Exception as exc:  # the request may have left: never re-send silently
+                    log.exception("provider raised on send %s", m.id)
+                    return SendOutcome("unknown", title=f"provider error: {type(exc).__name__}")
+
+        outcomes = await asyncio.gather(*(one(m) for m, _, _ in batch))
+        done_at = self.clock.now()
+        updates: list[MessageUpdate] = []
+        ledger: list[LedgerChange] = []
+        pauses: dict[str, tuple[str, float]] = {}
+        for (m, sender, slot), outcome in zip(batch, outcomes, strict=True):
+            plan = plan_outcome(outcome.status, outcome.code, outcome.title, outcome.details,
+                                attempts=m.attempts + 1, now=done_at, jitter=self._rng.random(),
+                                http_status=outcome.http_status, retry_after=outcome.retry_after,
+                                message_status=outcome.message_status)
+            self._apply_plan(m, sender, slot, plan, outcome, done_at, updates, ledger, pauses)
+        await self.store.apply_updates(updates, ledger)
+        for sender_id, (reason, until) in pauses.items():
+            await self.pause_sender(sender_id, reason, until, done_at)
+
+    def _apply_plan(self, m: Message, sender: Sender, slot: Slot | None, plan: OutcomePlan,
+                    outcome: SendOutcome, now: float, updates: list[MessageUpdate],
+                    ledger: list[LedgerChange], pauses: dict[str, tuple[str, float]]) -> None:
+        if plan.state is MessageState.SENT:
+            self.sent_total += 1
+            METRICS.sent.inc()
+        elif plan.state is MessageState.FAILED:
+            METRICS.failed.labels(code=str(outcome.code)).inc()
+        next_at = plan.next_attempt_at
+        if plan.recipient_wait_until is not None:
+            self._pairs[sender.id].hold(m.to, plan.recipient_wait_until)
+        updates.append(
+            MessageUpdate(
+                m.id, plan.state, now, reason=plan.reason, next_attempt_at=next_at,
+                wamid=outcome.wamid, error_code=outcome.code,
+                error_detail=(outcome.details or outcome.title) or None,
+                sent_at=now if plan.state is MessageState.SENT else None,
+                clear_slot=plan.release_slot,
+            )
+        )
+        if plan.release_slot and slot is not None:
+            rt = self._scopes.get(m.scope_id)
+            if rt is not None and rt.window.release(slot, now):
+                ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
+        if plan.pause_sender:
+            pauses[sender.id] = (plan.pause_sender, now + self.config.pause_on_spam_limit)
+
+    async def pause_sender(self, sender_id: str, reason: str, until: float | None, now: float) -> None:
+        sender = await self.store.get_sender(sender_id)
+        paused = dict(sender.paused)
+        paused[reason] = until
+        await self.store.update_sender(sender_id, {"paused": paused})
+        await self.store.add_sender_event(sender_id, now, "paused", reason)
+        log.warning("ALERT sender %s paused: %s", sender_id, reason)
+        rt = self._scopes.get(sender.scope_id)
+        if rt is not None and sender_id in rt.senders:
+            rt.senders[sender_id].paused = paused
+
+    # -- loops -----------------------------------------------------------------------------------
+    async def run_until_idle(self, max_steps: int = 1_000_000) -> int:
+        """Step while work is due now (tests and the CLI): returns the number of steps taken."""
+        steps = 0
+        while steps < max_steps:
+            steps += 1
+            nxt = await self.step(refresh=steps == 1)
+            if nxt is None or nxt > self.clock.now():
+                break
+        return steps
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Real time: step, then sleep until the next wake-up, a wake() call, or stop."""
+        last_refresh = -math.inf
+        while not stop.is_set():
+            try:
+                refresh = self.wall.now() - last_refresh >= self.config.lease_ttl / 3
+                if refresh:
+                    last_refresh = self.wall.now()
+                nxt = await self.step(refresh=refresh)
+            except Exception:
+                log.exception("dispatcher step failed; retrying shortly")
+                nxt = self.clock.now() + 1.0
+            now = self.clock.now()
+            wait = self.config.idle_wait if nxt is None else min(max(nxt - now, 0.0), self.config.idle_wait)
+            if wait <= 0:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)

@@ -1,0 +1,65 @@
+"""The drop-in endpoint: Meta's exact request and response shapes, governed by tiergate.
+
+An app that already talks to the Cloud API changes only its base URL. Answers carry tiergate's
+message id in ``messages[0].id`` (the platform's wamid is assigned when the message really goes;
+``GET /v1/messages/{id}`` shows it) and errors use Meta's error object and codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+
+from tiergate.core.model import Tenant
+from tiergate.ids import new_id
+from tiergate.service.intake import Intake, IntakeError, MessageRequest
+
+__all__ = ["DropIn", "meta_error"]
+
+
+def meta_error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
+                   "error_data": {"messaging_product": "whatsapp", "details": details or message},
+                   "fbtrace_id": new_id("trace")}},
+        status_code=status,
+    )
+
+
+class DropIn:
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def send(self, tenant: Tenant, phone_number_id: str, raw: bytes, category: str | None,
+                   idempotency_key: str | None) -> JSONResponse:
+        try:
+            body: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return meta_error(400, 100, "Invalid parameter", "the request body is not JSON")
+        if not isinstance(body, dict):
+            return meta_error(400, 100, "Invalid parameter", "the request body must be a JSON object")
+        if body.get("messaging_product") != "whatsapp":
+            return meta_error(400, 100, "Invalid parameter", "messaging_product must be 'whatsapp'")
+        kind = body.get("type", "text")
+        if not isinstance(kind, str) or kind not in body:
+            return meta_error(400, 100, "Invalid parameter", f"the body needs a '{kind}' object for type {kind!r}")
+        to = body.get("to")
+        try:
+            message = await self.intake.submit(tenant, MessageRequest(
+                sender=phone_number_id, to=to if isinstance(to, str) else "", body=body, category=category,
+                idempotency_key=idempotency_key,
+            ))
+        except IntakeError as exc:
+            if exc.status == 404:
+                return meta_error(400, 100, "Invalid parameter", f"unknown phone number id {phone_number_id}")
+            code = 131047 if "131047" in str(exc) else (131026 if exc.field == "to" else 100)
+            return meta_error(400, code, "Message could not be accepted", str(exc))
+        except ValueError as exc:
+            return meta_error(400, 100, "Invalid parameter", str(exc))
+        return JSONResponse({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": message.to}],
+            "messages": [{"id": message.id, "message_status": "accepted"}],
+        })

@@ -1,0 +1,85 @@
+"""The policy model applied to stored scopes: upgrade forecasts and campaign plans.
+
+The platform decides tiers; this is what the model predicts from the scope's counted history,
+for the API, the dashboard and campaign plans (and for admission only where a scope trusts it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tiergate.core.planner import forecast, plan
+from tiergate.core.policy import PolicyState, day_start, get_policy, parse_quality
+from tiergate.core.tiers import parse_tier
+from tiergate.core.window import DAY
+from tiergate.ports import Store
+
+__all__ = ["forecast_scope", "history_batches", "plan_for_scope", "policy_state", "utc_offset"]
+
+HISTORY_DAYS = 30
+
+
+def utc_offset(tz_name: str, at: float) -> float:
+    """The scope's offset from UTC in seconds at ``at`` (0 for UTC or an unknown zone)."""
+    try:
+        offset = datetime.fromtimestamp(at, UTC).astimezone(ZoneInfo(tz_name)).utcoffset()
+    except Exception:
+        return 0.0
+    return offset.total_seconds() if offset else 0.0
+
+
+def policy_state(scope: Any) -> PolicyState:
+    return PolicyState(tier=parse_tier(scope.tier), quality=parse_quality(scope.quality or "UNKNOWN"),
+                       red_streak=scope.red_days, pending_upgrade_at=scope.upgrade_pending_at)
+
+
+async def history_batches(store: Store, scope: Any, now: float, offset: float) -> list[tuple[float, int]]:
+    """(time, recipients whose latest counted send was then) over the last 30 days.
+
+    Recipients still in the 24 h window keep their exact send time (from the ledger); older ones
+    are placed at the start of the local day of their latest send, which is all day-based rules need.
+    """
+    in_window = {r: exp - DAY for r, exp in await store.load_ledger(scope.id, now)}
+    latest_day: dict[str, int] = {}
+    for day, recipient in await store.counted_days(scope.id, now - HISTORY_DAYS * DAY, now, offset):
+        if recipient not in in_window and day > latest_day.get(recipient, -(1 << 62)):
+            latest_day[recipient] = day
+    batches = Counter(day_start(d, offset) for d in latest_day.values())
+    batches.update(in_window.values())
+    return sorted(batches.items())
+
+
+async def forecast_scope(store: Store, scope: Any, now: float) -> dict[str, Any]:
+    offset = utc_offset(scope.timezone, now)
+    history = await history_batches(store, scope, now, offset)
+    state = policy_state(scope)
+    try:
+        result = forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction,
+                          utc_offset=offset)
+    except ValueError as exc:
+        return {"policy": scope.policy, "current_tier": scope.tier, "next_tier": None, "note": str(exc)}
+    unique_7d = await store.distinct_counted(scope.id, now - 7 * DAY, now)
+    return {
+        "policy": scope.policy,
+        "current_tier": scope.tier,
+        "next_tier": result.next_tier.name if result.next_tier else None,
+        "predicted_at": result.at,
+        "more_recipients_needed": result.needed,
+        "days_needed": result.days,
+        "unique_7d": unique_7d,
+        "status": result.status,
+        "note": result.reason,
+    }
+
+
+async def plan_for_scope(store: Store, scope: Any, audience: int, now: float,
+                         daily_cap: int | None = None) -> list[dict[str, Any]]:
+    """The fastest day-by-day plan for ``audience`` new recipients from this scope's situation."""
+    offset = utc_offset(scope.timezone, now)
+    history = await history_batches(store, scope, now, offset)
+    result = plan(audience, get_policy(scope.policy), policy_state(scope), history=history, daily_cap=daily_cap,
+                  reserve=scope.reserve_fraction, start_at=now, utc_offset=offset)
+    return list(result.to_dict()["days"])

@@ -1,0 +1,157 @@
+"""The composition root: one object that wires store, provider, clock and the services.
+
+``serve``, ``worker``, ``simulate`` and the tests all build a ``Gateway``; only here do adapters
+meet services, so swapping SQLite for PostgreSQL or the sandbox for the Cloud API is a setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from tiergate.clock import Clock, SystemClock
+from tiergate.core.model import MessageState
+from tiergate.ports import Provider, Store
+from tiergate.service.auth import Auth
+from tiergate.service.campaigns import Campaigns
+from tiergate.service.dispatcher import Dispatcher, DispatcherConfig
+from tiergate.service.dropin import DropIn
+from tiergate.service.intake import Intake
+from tiergate.service.metrics import METRICS
+from tiergate.service.state import SenderState
+from tiergate.service.sync import GraphSync
+from tiergate.service.webhooks import WebhookService
+from tiergate.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger("tiergate")
+
+__all__ = ["Gateway", "make_provider"]
+
+
+def make_provider(settings: Settings, clock: Clock) -> Provider:
+    if settings.provider == "cloud":
+        from tiergate.adapters.provider.cloud import CloudProvider
+
+        return CloudProvider(settings.graph_url, settings.access_token)
+    from tiergate.adapters.provider.sandbox import SandboxProvider
+
+    return SandboxProvider(clock, seed=settings.sandbox_seed, reply_share=settings.sandbox_reply_share,
+                           undeliverable_share=settings.sandbox_undeliverable_share)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: Store, provider: Provider, clock: Clock,
+                 wall_clock: Clock | None = None, dispatcher_config: DispatcherConfig | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider = provider
+        self.clock = clock
+        worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.auth = Auth(store, clock)
+        self.intake = Intake(store, clock, provider)
+        config = dispatcher_config or DispatcherConfig(batch_size=settings.batch_size)
+        self.dispatcher = Dispatcher(store, provider, clock, worker_id=worker_id,
+                                     wall_clock=wall_clock or SystemClock(), config=config)
+        self.state = SenderState(store, clock, self._capacity_changed)
+        self.campaigns = Campaigns(store, clock, self.intake)
+        self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher)
+        self.sync = GraphSync(store, provider, clock, self.state)
+        self.dropin = DropIn(self.intake)
+        self._extras: list[Any] = []
+
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Clock | None = None, provider: Provider | None = None,
+                   store: Store | None = None, **kwargs: Any) -> Gateway:
+        from tiergate.adapters.store import open_store
+
+        clock = clock or SystemClock()
+        if store is None:
+            store = open_store(settings.database_url)
+        await store.open()
+        provider = provider or make_provider(settings, clock)
+        gateway = cls(settings, store, provider, clock, **kwargs)
+        await gateway._register_existing_senders()
+        return gateway
+
+    async def _register_existing_senders(self) -> None:
+        """A sandbox starts empty: tell it the senders (and tiers) the store already knows."""
+        from tiergate.ports import SenderInfo
+
+        for sender in await self.store.list_senders():
+            scope = await self.store.get_scope(sender.scope_id)
+            await self.provider.register_sender(SenderInfo(
+                sender.id, sender.display_phone_number, sender.portfolio_id, scope.policy, scope.tier,
+                sender.quality))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.store.release_scopes(self.dispatcher.worker_id)
+        await self.provider.aclose()
+        await self.store.close()
+
+    def _capacity_changed(self, scope_id: str | None, sender_id: str | None) -> None:
+        self.dispatcher.wake()
+
+    async def pump_provider_events(self) -> int:
+        """Apply the webhooks the provider produced itself (the sandbox) through the webhook path."""
+        bodies = self.provider.poll_events(self.clock.now())
+        for body in bodies:
+            await self.webhooks.apply_body(body)
+        return len(bodies)
+
+    async def refresh_gauges(self) -> None:
+        counts = await self.store.count_by_state()
+        for state in MessageState:
+            METRICS.queue_depth.labels(state=state.value).set(counts.get(state.value, 0))
+        now = self.clock.now()
+        from tiergate.core.tiers import parse_tier
+
+        for scope in await self.store.list_scopes():
+            used = len(await self.store.load_ledger(scope.id, now))
+            limit = parse_tier(scope.tier).limit
+            METRICS.window_used.labels(scope=scope.id).set(used)
+            METRICS.window_usage.labels(scope=scope.id).set(used / limit if limit else 0.0)
+
+    def mount_extras(self, app: FastAPI) -> None:
+        """Routes that live outside the API module (the dashboard), if installed."""
+        try:
+            from tiergate.api.dashboard import mount
+        except ImportError:
+            return
+        mount(app, self)
+
+    # -- background work in real time -----------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, dispatch: bool = True, sync: bool = True) -> None:
+        """Dispatcher, provider-event pump and periodic Graph sync until ``stop`` is set."""
+        tasks = []
+        if dispatch:
+            tasks.append(asyncio.create_task(self.dispatcher.run_forever(stop), name="dispatcher"))
+        tasks.append(asyncio.create_task(self._pump_loop(stop), name="provider-events"))
+        tasks.append(asyncio.create_task(self.webhooks.replay_unapplied_loop(stop), name="webhook-replay"))
+        if sync and self.settings.sync_interval > 0 and self.provider.name == "cloud":
+            tasks.append(asyncio.create_task(self.sync.run_forever(stop, self.settings.sync_interval), name="sync"))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _pump_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if await self.pump_provider_events():
+                    continue
+            except Exception:
+                log.exception("applying provider events failed")
+            nxt = self.provider.next_event_at()
+            wait = 1.0 if nxt is None else min(1.0, max(0.01, nxt - self.clock.now()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)

@@ -1,0 +1,344 @@
+"""Intake: validate what apps submit, turn it into queued messages, refuse what can never go.
+
+Every refusal is an ``IntakeError`` carrying a message a user can act on; the API maps it to a 4xx
+and the CLI to one line. Nothing is written unless the whole request is valid (a campaign's bad
+rows are reported per row and the good ones kept, as users of CSV imports expect).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+
+from tiergate.clock import Clock
+from tiergate.core.admission import Category, priority_of
+from tiergate.core.model import Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.core.tiers import parse_tier
+from tiergate.core.window import DAY
+from tiergate.ids import new_id
+from tiergate.ports import ConflictError, NotFound, Provider, SenderInfo, Store
+from tiergate.service.localtime import quiet_until, recipient_timezone
+
+__all__ = [
+    "CampaignRequest",
+    "IntakeError",
+    "MessageRequest",
+    "RowError",
+    "SenderRequest",
+    "build_body",
+    "normalize_phone",
+]
+
+POLICIES = ("classic", "portfolio")
+QUALITIES = ("GREEN", "YELLOW", "RED", "NA", "UNKNOWN")
+
+
+class IntakeError(ValueError):
+    """A request tiergate refuses, with the reason and (optionally) the field at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+def normalize_phone(raw: object, field_name: str = "to", *, strict: bool = True) -> str:
+    """An E.164 number as the platform's wa_id: digits only, no '+'. Raises IntakeError.
+
+    ``strict``: the number must be valid in its numbering plan (recipients); otherwise merely
+    possible (a business's own display number may be a +1 555 test number).
+    """
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise IntakeError(f"{field_name}: expected an E.164 phone number string", field=field_name)
+    text = str(raw).strip()
+    if not text:
+        raise IntakeError(f"{field_name}: empty phone number", field=field_name)
+    candidate = text if text.startswith("+") else "+" + text
+    try:
+        parsed = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException as exc:
+        raise IntakeError(f"{field_name}: {text!r} is not an E.164 number ({exc})", field=field_name) from None
+    ok = phonenumbers.is_valid_number(parsed) if strict else phonenumbers.is_possible_number(parsed)
+    if not ok:
+        raise IntakeError(f"{field_name}: {text!r} is not a valid phone number", field=field_name)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+def build_body(to: str, template: dict[str, Any] | None, text: str | None) -> tuple[str, dict[str, Any]]:
+    """The Cloud API request body for a template or a text message: (kind, body)."""
+    base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
+    if template is not None:
+        name = template.get("name")
+        language = template.get("language", "en_US")
+        if isinstance(language, dict):
+            language = language.get("code")
+        if not isinstance(name, str) or not name.strip():
+            raise IntakeError("template.name: required", field="template.name")
+        if not isinstance(language, str) or not language.strip():
+            raise IntakeError("template.language: required (e.g. 'en_US')", field="template.language")
+        components = template.get("components") or []
+        if not isinstance(components, list):
+            raise IntakeError("template.components: expected a list", field="template.components")
+        tpl: dict[str, Any] = {"name": name, "language": {"code": language}}
+        if components:
+            tpl["components"] = components
+        return "template", {**base, "type": "template", "template": tpl}
+    if text is not None:
+        if not text.strip():
+            raise IntakeError("text: empty message", field="text")
+        if len(text) > 4096:
+            raise IntakeError("text: longer than the platform's 4096 characters", field="text")
+        return "text", {**base, "type": "text", "text": {"preview_url": False, "body": text}}
+    raise IntakeError("give either 'template' or 'text'", field="template")
+
+
+@dataclass(slots=True)
+class SenderRequest:
+    phone_number_id: str
+    display_phone_number: str
+    portfolio_id: str | None = None
+    tier: str = "TIER_250"
+    quality: str = "UNKNOWN"
+    policy: str = "classic"
+    throughput_mps: int = 80
+    timezone: str = "UTC"
+    reserve_fraction: float = 0.0
+    trust_model: bool = False
+
+
+@dataclass(slots=True)
+class MessageRequest:
+    sender: str
+    to: str
+    template: dict[str, Any] | None = None
+    text: str | None = None
+    category: str | None = None
+    idempotency_key: str | None = None
+    expires_at: float | None = None
+    not_before: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None  # a ready Cloud API body (the drop-in endpoint)
+
+
+@dataclass(slots=True)
+class RowError:
+    row: int
+    error: str
+
+
+@dataclass(slots=True)
+class CampaignRequest:
+    sender: str
+    template: dict[str, Any]
+    recipients: Sequence[dict[str, Any]]  # {"to": ..., optional "components"/"params"}
+    name: str = ""
+    category: str = "MARKETING"
+    start_at: float | None = None
+    deadline: float | None = None
+    quiet_hours: tuple[int, int] | None = None
+    pacing: str = "fastest"
+    spread_days: int | None = None
+    expires_at: float | None = None
+
+
+class Intake:
+    """Validates and queues. Holds no state of its own beyond its collaborators."""
+
+    def __init__(self, store: Store, clock: Clock, provider: Provider | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.provider = provider
+
+    # -- senders -----------------------------------------------------------------------------
+    async def register_sender(self, tenant: Tenant, req: SenderRequest) -> Sender:
+        pnid = str(req.phone_number_id).strip()
+        if not pnid or not pnid.replace("_", "").replace("-", "").isalnum() or len(pnid) > 64:
+            raise IntakeError("phone_number_id: 1-64 letters, digits, '-' or '_'", field="phone_number_id")
+        display = normalize_phone(req.display_phone_number, "display_phone_number", strict=False)
+        if req.policy not in POLICIES:
+            raise IntakeError(f"policy: one of {', '.join(POLICIES)}", field="policy")
+        tier = parse_tier(req.tier)
+        if not tier.known:
+            raise IntakeError(f"tier: {req.tier!r} is not a tier (e.g. TIER_250, TIER_1K, 2000, -1)", field="tier")
+        quality = req.quality.upper()
+        if quality not in QUALITIES:
+            raise IntakeError(f"quality: one of {', '.join(QUALITIES)}", field="quality")
+        if not 1 <= req.throughput_mps <= 1000:
+            raise IntakeError("throughput_mps: between 1 and 1000", field="throughput_mps")
+        if not 0 <= req.reserve_fraction < 1:
+            raise IntakeError("reserve_fraction: from 0 up to (not including) 1", field="reserve_fraction")
+        try:
+            ZoneInfo(req.timezone)
+        except Exception:
+            raise IntakeError(f"timezone: unknown time zone {req.timezone!r}", field="timezone") from None
+        if req.policy == "portfolio":
+            if not req.portfolio_id:
+                raise IntakeError("portfolio_id: required with policy 'portfolio'", field="portfolio_id")
+            scope_id = f"portfolio:{req.portfolio_id}"
+        else:
+            scope_id = f"sender:{pnid}"
+        now = self.clock.now()
+        try:
+            scope = await self.store.get_scope(scope_id)
+            if scope.tenant_id != tenant.id:
+                raise IntakeError("portfolio_id: belongs to another tenant", field="portfolio_id", status=409)
+        except NotFound:
+            scope = await self.store.upsert_scope(
+                Scope(id=scope_id, tenant_id=tenant.id, policy=req.policy, tier=tier.name,
+                      tier_source="configured", tier_updated_at=now, quality=quality,
+                      reserve_fraction=req.reserve_fraction, trust_model=req.trust_model,
+                      timezone=req.timezone)
+            )
+        sender = Sender(
+            id=pnid, tenant_id=tenant.id, display_phone_number=display, scope_id=scope.id,
+            portfolio_id=req.portfolio_id, quality=quality, throughput_mps=req.throughput_mps,
+            timezone=req.timezone, created_at=now,
+        )
+        try:
+            sender = await self.store.create_sender(sender)
+        except ConflictError:
+            raise IntakeError(f"sender {pnid} is already registered", field="phone_number_id", status=409) from None
+        await self.store.add_sender_event(pnid, now, "registered", f"tier {scope.tier}, policy {scope.policy}")
+        if self.provider is not None:
+            await self.provider.register_sender(
+                SenderInfo(pnid, display, req.portfolio_id, scope.policy, scope.tier, quality)
+            )
+        return sender
+
+    async def sender_of(self, tenant: Tenant, sender_id: str) -> Sender:
+        try:
+            sender = await self.store.get_sender(sender_id)
+        except NotFound:
+            raise IntakeError(f"unknown sender {sender_id!r}", field="sender", status=404) from None
+        if sender.tenant_id != tenant.id:
+            raise IntakeError(f"unknown sender {sender_id!r}", field="sender", status=404)
+        return sender
+
+    # -- messages ----------------------------------------------------------------------------
+    def _new_message(self, tenant: Tenant, sender: Sender, req: MessageRequest, now: float,
+                     csw_open: bool) -> NewMessage:
+        to = normalize_phone(req.to)
+        if req.body is not None:
+            body = dict(req.body)
+            body["to"] = to
+            kind = str(body.get("type", "text"))
+        else:
+            kind, body = build_body(to, req.template, req.text)
+        if req.category is not None:
+            category = Category.parse(req.category)
+        else:
+            category = Category.MARKETING if kind == "template" else Category.SERVICE
+        if kind != "template" and not csw_open:
+            raise IntakeError(
+                "free-form message outside the customer service window: the platform would reject it "
+                "(131047). Send a template, or wait until the recipient writes in.",
+                field="text",
+            )
+        if kind != "template":
+            category = Category.SERVICE
+        if req.expires_at is not None and req.expires_at <= now:
+            raise IntakeError("expires_at: already in the past", field="expires_at")
+        if req.idempotency_key is not None and not 1 <= len(req.idempotency_key) <= 200:
+            raise IntakeError("idempotency_key: 1-200 characters", field="idempotency_key")
+        return NewMessage(
+            tenant_id=tenant.id, sender_id=sender.id, to=to, kind=kind, category=category.value,
+            body=body, priority=priority_of(category), idempotency_key=req.idempotency_key,
+            expires_at=req.expires_at, not_before=req.not_before, metadata=dict(req.metadata),
+        )
+
+    async def submit(self, tenant: Tenant, req: MessageRequest) -> Message:
+        """Queue one message; a repeated idempotency key returns the original message."""
+        sender = await self.sender_of(tenant, req.sender)
+        now = self.clock.now()
+        to = normalize_phone(req.to)
+        last = (await self.store.last_inbound(sender.id, [to])).get(to)
+        csw_open = last is not None and last + DAY > now
+        new = self._new_message(tenant, sender, req, now, csw_open)
+        if new.category == Category.MARKETING:
+            flags = (await self.store.recipient_flags(tenant.id, [to])).get(to)
+            if flags is not None and flags.opted_out_at is not None:
+                raise IntakeError(f"{to} opted out of marketing; tiergate will not send it marketing", field="to")
+        [message] = await self.store.insert_messages([new], now)
+        return message
+
+    # -- campaigns ---------------------------------------------------------------------------
+    async def create_campaign(self, tenant: Tenant, req: CampaignRequest,
+                              plan: list[dict[str, Any]] | None = None) -> tuple[Campaign, list[RowError]]:
+        sender = await self.sender_of(tenant, req.sender)
+        now = self.clock.now()
+        category = Category.parse(req.category)
+        if category is Category.SERVICE:
+            raise IntakeError("category: campaigns send templates: MARKETING, UTILITY or AUTHENTICATION",
+                              field="category")
+        if req.pacing not in ("fastest", "spread"):
+            raise IntakeError("pacing: 'fastest' or 'spread'", field="pacing")
+        if req.pacing == "spread" and (req.spread_days is None or not 1 <= req.spread_days <= 365):
+            raise IntakeError("spread_days: 1-365 days, required with pacing 'spread'", field="spread_days")
+        if req.quiet_hours is not None:
+            qs, qe = req.quiet_hours
+            if not (0 <= qs <= 23 and 0 <= qe <= 23):
+                raise IntakeError("quiet_hours: two hours 0-23, e.g. [21, 8]", field="quiet_hours")
+        start = max(now, req.start_at or now)
+        if req.deadline is not None and req.deadline <= start:
+            raise IntakeError("deadline: must be after start_at", field="deadline")
+        build_body("0", req.template, None)  # validate the template once, before any row
+        errors: list[RowError] = []
+        seen: set[str] = set()
+        valid: list[tuple[str, list[Any] | None]] = []
+        for i, row in enumerate(req.recipients, start=1):
+            try:
+                to = normalize_phone(row.get("to"))
+            except IntakeError as exc:
+                errors.append(RowError(i, str(exc)))
+                continue
+            if to in seen:
+                errors.append(RowError(i, f"duplicate recipient {to}"))
+                continue
+            comps = row.get("components")
+            if comps is not None and not isinstance(comps, list):
+                errors.append(RowError(i, "components: expected a list"))
+                continue
+            seen.add(to)
+            valid.append((to, comps))
+        if not valid:
+            raise IntakeError("no valid recipients" + (f": {errors[0].error}" if errors else ""),
+                              field="recipients")
+        campaign = await self.store.create_campaign(Campaign(
+            id=new_id("cmp", now), tenant_id=tenant.id, sender_id=sender.id,
+            name=req.name or req.template.get("name", "campaign"), template=req.template,
+            category=category.value, pacing=req.pacing, spread_days=req.spread_days, start_at=start,
+            deadline=req.deadline, quiet_hours=req.quiet_hours, total=len(valid), plan=plan or [],
+            created_at=now,
+        ))
+        per_day = math.ceil(len(valid) / req.spread_days) if req.pacing == "spread" and req.spread_days else None
+        opted_out: set[str] = set()
+        if category is Category.MARKETING:
+            flags = await self.store.recipient_flags(tenant.id, [t for t, _ in valid])
+            opted_out = {t for t, f in flags.items() if f.opted_out_at is not None}
+        news: list[NewMessage] = []
+        for i, (to, comps) in enumerate(valid):
+            tpl = dict(req.template)
+            if comps is not None:
+                tpl["components"] = comps
+            kind, body = build_body(to, tpl, None)
+            not_before = start + (i // per_day) * DAY if per_day else start
+            metadata: dict[str, Any] = {"campaign": campaign.id}
+            if req.quiet_hours is not None:
+                tz = recipient_timezone(to)
+                metadata["quiet"] = [req.quiet_hours[0], req.quiet_hours[1], tz]
+                not_before = quiet_until(not_before, req.quiet_hours, tz) or not_before
+            rejected = to in opted_out
+            news.append(NewMessage(
+                tenant_id=tenant.id, sender_id=sender.id, to=to, kind=kind, category=category.value,
+                body=body, priority=priority_of(category), expires_at=req.expires_at or req.deadline,
+                not_before=not_before, campaign_id=campaign.id, metadata=metadata,
+                state=MessageState.REJECTED if rejected else MessageState.QUEUED,
+                reason="recipient opted out of marketing" if rejected else "",
+            ))
+        await self.store.insert_messages(news, now)
+        return campaign, errors

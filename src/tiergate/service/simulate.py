@@ -1,0 +1,132 @@
+"""Simulation on the real path: storage, dispatcher and the sandbox platform under a virtual clock.
+
+Each day at 00:00 the day's NEW recipients get a counted template; the dispatcher admits and
+sends as it would in production; the sandbox (the platform's stand-in) keeps its own count, fails
+anything over its limit (``violations``) and raises tiers by the policy through the webhook path.
+The clock jumps straight to the next wake-up, so days pass in milliseconds of idle time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tiergate.clock import VirtualClock
+from tiergate.core.admission import Category, priority_of
+from tiergate.core.model import NewMessage
+from tiergate.core.tiers import parse_tier
+from tiergate.core.window import DAY
+from tiergate.service.dispatcher import DispatcherConfig
+from tiergate.service.intake import SenderRequest
+from tiergate.settings import Settings
+
+__all__ = ["EPOCH", "advance_to", "simulate_real_path"]
+
+EPOCH = 1_767_571_200.0  # 2026-01-05 00:00:00 UTC, a Monday: day boundaries fall on midnights
+SENDER_ID = "100000000000001"
+PORTFOLIO_ID = "sim-portfolio"
+
+
+def recipient_number(i: int) -> str:
+    """The i-th distinct simulated recipient: valid Brazilian mobile numbers (+55 11 9xxxx-xxxx)."""
+    return f"55119{i % 100_000_000:08d}"
+
+
+async def simulate_real_path(
+    *,
+    policy: str,
+    start_tier: str,
+    daily: Sequence[int],
+    days: int,
+    quality: str = "GREEN",
+    reserve: float = 0.0,
+    database_url: str | None = None,
+    throughput_mps: int = 1000,
+    batch_size: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    from tiergate.adapters.provider.sandbox import SandboxProvider
+    from tiergate.service.gateway import Gateway
+
+    with tempfile.TemporaryDirectory(prefix="tiergate-sim-") as tmp:
+        url = database_url or str(Path(tmp) / "sim.db")
+        clock = VirtualClock(EPOCH)
+        provider = SandboxProvider(clock, seed=1, statuses=(), keep_received=False)
+        settings = Settings(database_url=url, batch_size=batch_size, worker_id="simulator")
+        gateway = await Gateway.open(settings, clock=clock, provider=provider, wall_clock=clock,
+                                     dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY))
+        try:
+            return await _run(gateway, provider, clock, policy=policy, start_tier=start_tier, daily=daily,
+                              days=days, quality=quality, reserve=reserve, throughput_mps=throughput_mps,
+                              progress=progress)
+        finally:
+            await gateway.close()
+
+
+async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str, start_tier: str,
+               daily: Sequence[int], days: int, quality: str, reserve: float, throughput_mps: int,
+               progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    store = gateway.store
+    tenant = await gateway.auth.create_tenant("simulation")
+    sender = await gateway.intake.register_sender(tenant, SenderRequest(
+        phone_number_id=SENDER_ID, display_phone_number="15550000001", portfolio_id=PORTFOLIO_ID,
+        tier=start_tier, quality=quality, policy=policy, throughput_mps=throughput_mps,
+        reserve_fraction=reserve))
+    scope_id = sender.scope_id
+    category = Category.MARKETING
+    next_recipient = 0
+    rows: list[dict[str, Any]] = []
+    total_days = max(days, 1)
+    for day in range(total_days):
+        day_start = EPOCH + day * DAY
+        await advance_to(gateway, clock, day_start)
+        tier = (await store.get_scope(scope_id)).tier
+        n = daily[day] if day < len(daily) else 0
+        news = []
+        for _ in range(n):
+            to = recipient_number(next_recipient)
+            next_recipient += 1
+            news.append(NewMessage(
+                tenant_id=tenant.id, sender_id=SENDER_ID, to=to, kind="template", category=category.value,
+                body={"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "template",
+                      "template": {"name": "simulation", "language": {"code": "en_US"}}},
+                priority=priority_of(category)))
+        for start in range(0, len(news), 50_000):
+            await store.insert_messages(news[start:start + 50_000], day_start)
+        sent_before = gateway.dispatcher.sent_total
+        await advance_to(gateway, clock, day_start + DAY - 1e-3)
+        counts = await store.count_by_state(tenant_id=tenant.id)
+        unique_7d = await store.distinct_counted(scope_id, day_start + DAY - 7 * DAY, day_start + DAY)
+        # Cross the boundary so the platform's day-boundary evaluation (and its webhook) lands.
+        await advance_to(gateway, clock, day_start + DAY)
+        tier_next = (await store.get_scope(scope_id)).tier
+        rows.append({
+            "day": day + 1, "tier": tier, "limit": parse_tier(tier).limit, "enqueued": n,
+            "sent": gateway.dispatcher.sent_total - sent_before,
+            "backlog": counts.get("queued", 0), "unique_7d": unique_7d, "tier_next": tier_next,
+        })
+        if progress:
+            progress(day + 1, total_days)
+    return {"policy": policy, "start_tier": parse_tier(start_tier).name, "days": rows,
+            "final_tier": rows[-1]["tier_next"] if rows else start_tier, "violations": provider.violations}
+
+
+async def advance_to(gateway: Any, clock: VirtualClock, until: float) -> None:
+    """Run dispatcher and platform events, jumping the clock from wake-up to wake-up, up to ``until``."""
+    dispatcher = gateway.dispatcher
+    refresh = True
+    while True:
+        await gateway.pump_provider_events()
+        nxt = await dispatcher.step(refresh=refresh)
+        refresh = False
+        await gateway.pump_provider_events()
+        now = clock.now()
+        if nxt is not None and nxt <= now:
+            continue
+        target = min(t for t in (nxt, gateway.provider.next_event_at(), until) if t is not None)
+        if target <= now:
+            return
+        clock.set(target)
+        refresh = True

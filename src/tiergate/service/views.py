@@ -1,0 +1,94 @@
+"""Read models: what a sender's or campaign's status looks like to a user (API, CLI, dashboard)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from tiergate.core.model import TERMINAL_STATES, Campaign, Message, MessageState, Scope, Sender
+from tiergate.core.tiers import parse_tier
+from tiergate.core.window import DAY
+from tiergate.ports import Store
+from tiergate.service.forecast import forecast_scope
+
+__all__ = ["campaign_view", "message_view", "sender_view", "window_view"]
+
+
+async def window_view(store: Store, scope: Scope, now: float) -> dict[str, Any]:
+    """Usage of the scope's rolling 24 h window, from the durable ledger (true in every process)."""
+    entries = await store.load_ledger(scope.id, now)
+    expiries = sorted(exp for _, exp in entries if exp > now)
+    tier = parse_tier(scope.tier)
+    used = len(expiries)
+    limit = tier.limit
+    return {
+        "tier": scope.tier,
+        "limit": limit,
+        "used_24h": used,
+        "remaining": None if limit is None else max(0, limit - used),
+        "next_release_at": expiries[0] if expiries else None,
+        "releases": expiries,
+    }
+
+
+def hourly_releases(expiries: list[float], now: float) -> list[dict[str, Any]]:
+    """Capacity freeing over the next 24 h, per hour: the dashboard's timeline."""
+    buckets = [0] * 24
+    for exp in expiries:
+        idx = int((exp - now) // 3600)
+        if 0 <= idx < 24:
+            buckets[idx] += 1
+    return [{"hour": i, "at": now + i * 3600, "freed": n} for i, n in enumerate(buckets)]
+
+
+async def sender_view(store: Store, sender: Sender, now: float, *, with_forecast: bool = True) -> dict[str, Any]:
+    scope = await store.get_scope(sender.scope_id)
+    win = await window_view(store, scope, now)
+    view: dict[str, Any] = {
+        "id": sender.id,
+        "display_phone_number": sender.display_phone_number,
+        "portfolio_id": sender.portfolio_id,
+        "scope_id": scope.id,
+        "policy": scope.policy,
+        "tier": scope.tier,
+        "tier_source": scope.tier_source,
+        "limit": win["limit"],
+        "used_24h": win["used_24h"],
+        "remaining": win["remaining"],
+        "next_release_at": win["next_release_at"],
+        "quality": sender.quality,
+        "status": sender.status,
+        "throughput_mps": sender.throughput_mps,
+        "timezone": sender.timezone,
+        "reserve_fraction": scope.reserve_fraction,
+        "paused_reasons": {k: v for k, v in sender.paused.items() if v is None or v > now},
+        "marketing_paused_reasons": {k: v for k, v in sender.marketing_paused.items() if v is None or v > now},
+        "forecast": await forecast_scope(store, scope, now) if with_forecast else None,
+    }
+    view["_releases"] = win["releases"]
+    return view
+
+
+def message_view(m: Message, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "id": m.id, "state": m.state.value, "reason": m.reason, "sender": m.sender_id, "to": m.to,
+        "kind": m.kind, "category": m.category, "attempts": m.attempts, "wamid": m.wamid,
+        "next_attempt_at": m.next_attempt_at if m.state in (MessageState.QUEUED, MessageState.HELD) else None,
+        "expires_at": m.expires_at, "error_code": m.error_code, "error_detail": m.error_detail or "",
+        "campaign_id": m.campaign_id, "idempotency_key": m.idempotency_key, "metadata": m.metadata,
+        "created_at": m.created_at, "updated_at": m.updated_at, "sent_at": m.sent_at, "history": history,
+    }
+
+
+async def campaign_view(store: Store, c: Campaign, now: float) -> dict[str, Any]:
+    counts = await store.count_by_state(campaign_id=c.id)
+    done = sum(n for state, n in counts.items() if MessageState(state) in TERMINAL_STATES)
+    eta: float | None = None
+    if done >= c.total:
+        eta = now if c.state != "canceled" else None
+    elif c.plan:
+        eta = c.start_at + len(c.plan) * DAY
+    data = asdict(c)
+    data.update({"sender": c.sender_id, "counts": counts, "done": done, "eta": eta})
+    data["quiet_hours"] = list(c.quiet_hours) if c.quiet_hours else None
+    return data

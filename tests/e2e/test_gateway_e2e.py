@@ -1,0 +1,130 @@
+"""Issue 3's end-to-end promise: never over the tier, nothing lost, replies in the window go at once."""
+
+from __future__ import annotations
+
+import orjson
+from tests.e2e.conftest import T0, Harness
+from tests.fakes.webhook_bodies import inbound_text_change, signed
+
+SENDER = "106540352242922"
+
+
+def numbers(n: int, base: int = 0) -> list[str]:
+    return [f"+55119{base + i:08d}" for i in range(n)]
+
+
+async def register(h: Harness, tier: str = "TIER_250", **extra: object) -> dict:
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": tier, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def test_tier_250_campaign_of_300_sends_250_now_and_50_a_day_later(harness: Harness) -> None:
+    h = harness
+    await register(h)
+    r = await h.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo", "language": "en_US"}, "recipients": numbers(300)})
+    assert r.status_code == 201, r.text
+    campaign = r.json()
+    assert campaign["total"] == 300
+
+    await h.advance(10)  # 80 messages/s: a few seconds of throughput
+    received = h.provider.received
+    assert len({m.to for m in received}) == 250, "exactly the tier's 250 distinct recipients go now"
+    first_send = min(m.at for m in received)
+
+    waiting = (await h.client.get("/v1/messages", params={"campaign_id": campaign["id"], "state": "queued",
+                                                          "limit": 1000})).json()
+    assert len(waiting) == 50
+    for m in waiting:
+        assert abs(m["next_attempt_at"] - (first_send + 86_400)) < 120, "each waits until a slot frees, ~24 h"
+        assert "messaging limit" in m["reason"]
+
+    sender = (await h.client.get(f"/v1/senders/{SENDER}")).json()
+    assert sender["used_24h"] == 250 and sender["remaining"] == 0
+    assert sender["next_release_at"] is not None
+
+    # A recipient outside the window writes in; a free-form reply goes at once despite the full limit.
+    replier = "5511988887777"
+    req = signed(inbound_text_change(replier, "hi!", timestamp=int(h.clock.now()), phone_number_id=SENDER))
+    assert (await h.webhook(req.body)).status_code == 200
+    r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": "+" + replier, "text": "Hello back"})
+    assert r.status_code == 202, r.text
+    reply_id = r.json()["id"]
+    await h.run()
+    reply = (await h.client.get(f"/v1/messages/{reply_id}")).json()
+    assert reply["state"] == "sent", reply
+    assert len({m.to for m in h.provider.received}) == 251
+
+    # A day later the 50 go, and never more than 250 counted recipients in any 24 h.
+    await h.advance(86_400 + 120)
+    counts = (await h.client.get(f"/v1/campaigns/{campaign['id']}")).json()["counts"]
+    assert counts.get("sent", 0) + counts.get("delivered", 0) + counts.get("read", 0) == 300, counts
+    assert h.provider.violations == 0
+
+
+async def test_free_form_outside_the_window_is_refused_with_a_reason(harness: Harness) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511911112222", "text": "hi"})
+    assert r.status_code == 422
+    assert "customer service window" in r.json()["error"]["message"]
+
+
+async def test_idempotency_key_returns_the_original(harness: Harness) -> None:
+    await register(harness)
+    body = {"sender": SENDER, "to": "+5511911112222", "template": {"name": "otp"}, "category": "AUTHENTICATION",
+            "idempotency_key": "order-42"}
+    a = await harness.client.post("/v1/messages", json=body)
+    b = await harness.client.post("/v1/messages", json=body)
+    assert a.status_code == b.status_code == 202
+    assert a.json()["id"] == b.json()["id"]
+
+
+async def test_bad_input_gets_4xx_with_a_message(harness: Harness) -> None:
+    await register(harness)
+    c = harness.client
+    cases = [
+        ({"sender": SENDER, "to": "12", "template": {"name": "x"}}, 422),
+        ({"sender": SENDER, "to": "+999123", "template": {"name": "x"}}, 422),
+        ({"sender": "nope", "to": "+5511911112222", "template": {"name": "x"}}, 404),
+        ({"sender": SENDER, "to": "+5511911112222", "template": {"name": "x"}, "surprise": 1}, 422),
+        ({"sender": SENDER, "to": "+5511911112222"}, 422),
+    ]
+    for body, status in cases:
+        r = await c.post("/v1/messages", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["error"]["message"]
+    r = await c.post("/v1/messages", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = await c.get("/v1/senders/x", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+
+
+async def test_expired_message_ends_expired_with_reason(harness: Harness) -> None:
+    h = harness
+    await register(h)
+    await h.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "p"}, "recipients": numbers(250)})
+    await h.run()
+    r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511977776666", "template": {"name": "p"},
+                                                  "expires_at": T0 + 3600})
+    mid = r.json()["id"]
+    await h.run()
+    m = (await h.client.get(f"/v1/messages/{mid}")).json()
+    assert m["state"] == "expired" and "expires_at" in m["reason"], m
+
+
+async def test_dropin_endpoint_speaks_meta_shapes(harness: Harness) -> None:
+    h = harness
+    await register(h)
+    body = {"messaging_product": "whatsapp", "to": "5511911112222", "type": "template",
+            "template": {"name": "hello_world", "language": {"code": "en_US"}}}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", content=orjson.dumps(body),
+                            headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["messaging_product"] == "whatsapp" and data["contacts"][0]["wa_id"] == "5511911112222"
+    body["type"] = "text"
+    body["text"] = {"body": "hi"}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", content=orjson.dumps(body))
+    assert r.status_code == 400 and r.json()["error"]["code"] == 131047
