@@ -13,6 +13,7 @@ import pytest
 from tiergate.api.app import create_app
 from tiergate.clock import VirtualClock
 from tiergate.core.signature import sign
+from tiergate.core.webhooks import InboundMessage, parse_webhook_bytes
 from tiergate.service.gateway import Gateway
 from tiergate.service.simulate import advance_to
 from tiergate.settings import Settings
@@ -33,15 +34,24 @@ class Harness:
     def provider(self) -> Any:
         return self.gateway.provider
 
-    async def run(self) -> None:
-        """Dispatcher and platform events until nothing more is due at the current time."""
-        await advance_to(self.gateway, self.clock, self.clock.now())
+    async def run(self, seconds: float = 10.0) -> None:
+        """Dispatcher and platform events for a few (virtual) seconds: throughput spreads sends out."""
+        await advance_to(self.gateway, self.clock, self.clock.now() + seconds)
 
     async def advance(self, seconds: float) -> None:
         """Move the clock forward, stopping at every wake-up on the way (as the simulator does)."""
         await advance_to(self.gateway, self.clock, self.clock.now() + seconds)
 
     async def webhook(self, body: bytes) -> httpx.Response:
+        """POST a signed webhook as the platform would; the sandbox platform learns of its inbound messages."""
+        if hasattr(self.provider, "saw_inbound"):
+            try:
+                events = parse_webhook_bytes(body)
+            except ValueError:
+                events = []
+            for e in events:
+                if isinstance(e, InboundMessage) and e.phone_number_id and e.timestamp is not None:
+                    self.provider.saw_inbound(e.phone_number_id, e.wa_id, e.timestamp)
         return await self.client.post("/webhooks/whatsapp", content=body, headers={
             "X-Hub-Signature-256": sign(APP_SECRET, body), "Content-Type": "application/json"})
 

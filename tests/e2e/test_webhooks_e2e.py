@@ -51,7 +51,7 @@ async def test_inbound_opens_window_and_portfolio_upgrade_releases_deferred(harn
     )
     assert r.status_code == 202, r.text
     await h.run()
-    assert (await h.client.get(f"/v1/messages/{r.json()['id']}")).json()["state"] == "sent"
+    assert (await h.client.get(f"/v1/messages/{r.json()['id']}")).json()["state"] in ("sent", "delivered", "read")
 
     # The platform raises the portfolio to TIER_2K: the 10 deferred go within one dispatcher cycle.
     req = wb.signed(wb.business_tier_change("TIER_2K"))
@@ -104,7 +104,7 @@ async def test_failed_131026_releases_the_slot(harness: Harness) -> None:
     await register(h)
     r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511911112222", "template": {"name": "p"}})
     mid = r.json()["id"]
-    await h.run()
+    await h.run(0.001)  # sent, before the sandbox's own delivery status arrives
     assert (await h.client.get(f"/v1/senders/{SENDER}")).json()["used_24h"] == 1
     wamid = (await h.client.get(f"/v1/messages/{mid}")).json()["wamid"]
     req = wb.signed(
@@ -174,12 +174,12 @@ async def test_quality_red_pauses_marketing_only(harness: Harness) -> None:
     ).json()
     await h.run()
     assert (await h.client.get(f"/v1/messages/{mk['id']}")).json()["state"] == "queued"
-    assert (await h.client.get(f"/v1/messages/{ut['id']}")).json()["state"] == "sent"
+    assert (await h.client.get(f"/v1/messages/{ut['id']}")).json()["state"] in ("sent", "delivered", "read")
     events = (await h.client.get(f"/v1/senders/{SENDER}/events")).json()
     assert any(e["kind"] == "paused" for e in events)
     await h.client.patch(f"/v1/senders/{SENDER}", json={"quality": "GREEN"})
     await h.run()
-    assert (await h.client.get(f"/v1/messages/{mk['id']}")).json()["state"] == "sent"
+    assert (await h.client.get(f"/v1/messages/{mk['id']}")).json()["state"] in ("sent", "delivered", "read")
 
 
 def _conformance_bodies() -> list[tuple[str, dict]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["PAIR_INTERVAL", "PairRate", "TokenBucket"]
 
 PAIR_INTERVAL = 6.0  # the platform allows about one message per 6 s to the same recipient
+_EPS = 1e-6  # token slack: float sums of tiny refills must not leave a bucket "almost" full forever
 
 
 @dataclass(slots=True)
@@ -26,10 +28,14 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         self._refill(now)
-        if self.tokens >= cost:
-            self.tokens -= cost
+        if self.tokens >= cost - _EPS:
+            self.tokens = max(0.0, self.tokens - cost)
             return True
         return False
+
+    def can_take(self, now: float, cost: float = 1.0) -> bool:
+        self._refill(now)
+        return self.tokens >= cost - _EPS
 
     def available(self, now: float) -> float:
         self._refill(now)
@@ -38,7 +44,10 @@ class TokenBucket:
     def next_token_at(self, now: float, cost: float = 1.0) -> float:
         self._refill(now)
         missing = cost - self.tokens
-        return now if missing <= 0 else now + missing / self.rate
+        if missing <= _EPS:
+            return now
+        # Always strictly later than ``now``: at epoch magnitudes a tiny wait rounds back to ``now``.
+        return max(now + missing / self.rate, math.nextafter(now, math.inf))
 
 
 @dataclass(slots=True)

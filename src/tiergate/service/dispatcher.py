@@ -272,7 +272,7 @@ class Dispatcher:
             csw_open = last_in is not None and last_in + CSW_SPAN > now
             bucket = self._bucket(sender)
             cost = 2.0 if (category is Category.MARKETING and sender.quality == "YELLOW") else 1.0
-            if bucket.available(now) < cost:
+            if not bucket.can_take(now, cost):
                 at = bucket.next_token_at(now, cost)
                 throttled_until = at if throttled_until is None else min(throttled_until, at)
                 continue  # stays due; no write: it is picked up again when a token is there

@@ -361,6 +361,13 @@ class SandboxProvider:
         self._timer(when, "inbound", (sender, shapes.wa_id(recipient), text))
         self._advance(self.clock.now())
 
+    def saw_inbound(self, sender: str, recipient: str, at: float) -> None:
+        """The platform already reported this inbound message elsewhere (a test's webhook): open the
+        service window on the platform's side too, without emitting a second webhook."""
+        key = (sender, shapes.wa_id(recipient))
+        if self._csw.get(key, float("-inf")) < at:
+            self._csw[key] = at
+
     def verify(self, phone_number_id: str, at: float | None = None) -> str:
         """Business verification: lifts the scope to the policy's verified tier. Returns the tier."""
         scope = self._sender(phone_number_id).scope
