@@ -117,7 +117,7 @@ class FakeGraph:
                  host: str = "127.0.0.1", port: int = 0, record: bool = True, strict_numbers: bool = False,
                  clock: Callable[[], float] = time.time, webhook_url: str | None = None,
                  app_secret: str = "fake-app-secret", webhook_statuses: tuple[str, ...] = ("sent", "delivered"),
-                 waba_id: str = "fake-waba") -> None:
+                 waba_id: str = "fake-waba", webhook_retries: int = 0) -> None:
         self.token = token
         self.seed = seed
         self.version = version
@@ -140,6 +140,7 @@ class FakeGraph:
         self.app_secret = app_secret
         self.webhook_statuses = webhook_statuses
         self.waba_id = waba_id
+        self.webhook_retries = webhook_retries
         self._deliveries: set[asyncio.Task[None]] = set()
         self._hook_session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
@@ -274,9 +275,11 @@ class FakeGraph:
         assert state is not None
         meta = shapes.metadata(shapes.wa_id(state["display_phone_number"]), sender)
         billable = body.get("type") == "template"
+        callback = body.get("biz_opaque_callback_data")
         return [shapes.webhook(self.waba_id, [("messages", {
             "messaging_product": "whatsapp", "metadata": meta,
-            "statuses": [shapes.status_item(wamid, status, self.clock(), to, billable=billable)]})])
+            "statuses": [shapes.status_item(wamid, status, self.clock(), to, billable=billable,
+                                            callback_data=callback if isinstance(callback, str) else None)]})])
             for status in self.webhook_statuses]
 
     def emit_webhook(self, body: dict[str, Any]) -> asyncio.Task[None]:
@@ -297,19 +300,31 @@ class FakeGraph:
         return task
 
     async def _deliver(self, bodies: list[dict[str, Any]]) -> None:
-        """Deliver in order (sent before delivered), like the platform usually does."""
+        """Deliver in order (sent before delivered), like the platform usually does.
+
+        With ``webhook_retries`` a delivery that finds no one listening (or a 5xx) is tried again
+        after a growing pause, as Meta retries for days: a test can restart the receiver meanwhile.
+        """
         assert self.webhook_url is not None
         if self._hook_session is None:
             self._hook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         for body in bodies:
             raw = orjson.dumps(body)
             headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(self.app_secret, raw)}
-            try:
-                async with self._hook_session.post(self.webhook_url, data=raw, headers=headers) as resp:
-                    await resp.read()
-                    self.stats["webhooks_delivered" if resp.status < 300 else "webhooks_refused"] += 1
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                self.stats["webhooks_failed"] += 1
+            for attempt in range(self.webhook_retries + 1):
+                if attempt:
+                    self.stats["webhooks_retried"] += 1
+                    await self._hold(min(5.0, 0.1 * 2 ** attempt))
+                    if self._stopping.is_set():
+                        break
+                try:
+                    async with self._hook_session.post(self.webhook_url, data=raw, headers=headers) as resp:
+                        await resp.read()
+                        self.stats["webhooks_delivered" if resp.status < 300 else "webhooks_refused"] += 1
+                        if resp.status < 500:
+                            break
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    self.stats["webhooks_failed"] += 1
 
     async def _hold(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -389,7 +404,7 @@ class FakeGraph:
     async def _ctl_stats(self, request: web.Request) -> web.Response:
         per_sender = {k: len(v) for k, v in self.accepted.items()}
         return _json({"stats": dict(self.stats), "accepted": per_sender,
-                      "faults": [asdict(f) for f in self.faults]})
+                      "faults": [asdict(f) for f in self.faults], "webhooks_pending": len(self._deliveries)})
 
     async def _ctl_accepted(self, request: web.Request) -> web.Response:
         sender = request.query.get("phone_number_id")
@@ -436,14 +451,15 @@ class FakeGraphProcess:
 
     def __init__(self, *, token: str = "fake-token", seed: int = 0, port: int = 0, record: bool = True,
                  uvloop: bool = False, webhook_url: str | None = None, app_secret: str = "fake-app-secret",
-                 startup_timeout: float = 20.0) -> None:
+                 webhook_retries: int = 0, startup_timeout: float = 20.0) -> None:
         self.token = token
         self._args = [sys.executable, "-m", "tests.fakes.fake_graph", "--port", str(port), "--token", token,
                       "--seed", str(seed)]
         if not record:
             self._args.append("--no-record")
         if webhook_url:
-            self._args += ["--webhook-url", webhook_url, "--app-secret", app_secret]
+            self._args += ["--webhook-url", webhook_url, "--app-secret", app_secret,
+                           "--webhook-retries", str(webhook_retries)]
         if uvloop:
             self._args.append("--uvloop")
         self._startup_timeout = startup_timeout
@@ -520,7 +536,7 @@ class FakeGraphProcess:
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record,
-                     webhook_url=args.webhook_url, app_secret=args.app_secret)
+                     webhook_url=args.webhook_url, app_secret=args.app_secret, webhook_retries=args.webhook_retries)
     for spec in args.fault:
         kind, _, share = spec.partition(":")
         fake.add_fault(kind, float(share or 1.0))
@@ -544,6 +560,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uvloop", action="store_true", help="run the server on uvloop")
     parser.add_argument("--webhook-url", help="POST signed status webhooks for accepted messages here")
     parser.add_argument("--app-secret", default="fake-app-secret", help="signs the webhooks (X-Hub-Signature-256)")
+    parser.add_argument("--webhook-retries", type=int, default=0,
+                        help="retry a webhook nobody took (connection error or 5xx) this many times")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND[:SHARE]",
                         help="inject a fault from the start, e.g. 131056:0.1 or timeout:0.01")
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tiergate.clock import Clock
 from tiergate.core.admission import Category, Gate, MessageFacts, ScopeLimits, decide
@@ -37,6 +38,18 @@ log = logging.getLogger("tiergate.dispatcher")
 __all__ = ["Dispatcher", "DispatcherConfig"]
 
 CSW_SPAN = DAY
+_IN_FLIGHT = (MessageState.SENDING,)
+
+
+def _correlated(m: Message) -> dict[str, Any]:
+    """The body with ``biz_opaque_callback_data`` = the message id (unless the app set its own).
+
+    The platform echoes it in status webhooks, so a send whose answer was lost (timeout, crash) is
+    still matched to its message: without it an ``unknown`` message has no wamid to be found by.
+    """
+    if "biz_opaque_callback_data" in m.body:
+        return m.body
+    return {**m.body, "biz_opaque_callback_data": m.id}
 
 
 @dataclass(slots=True)
@@ -337,7 +350,7 @@ class Dispatcher:
         async def one(m: Message) -> SendOutcome:
             async with self._sem:
                 try:
-                    return await self.provider.send(m.sender_id, m.body)
+                    return await self.provider.send(m.sender_id, _correlated(m))
                 except Exception as exc:  # the request may have left: never re-send silently
                     log.exception("provider raised on send %s", m.id)
                     return SendOutcome("unknown", title=f"provider error: {type(exc).__name__}")
@@ -375,6 +388,7 @@ class Dispatcher:
                 error_detail=(outcome.details or outcome.title) or None,
                 sent_at=now if plan.state is MessageState.SENT else None,
                 clear_slot=plan.release_slot,
+                only_from=_IN_FLIGHT,  # a status webhook that got here first is not undone
             )
         )
         if plan.release_slot and slot is not None:

@@ -18,7 +18,7 @@ import random
 from typing import Any
 
 from tiergate.clock import Clock
-from tiergate.core.model import STATUS_RANK, MessageState
+from tiergate.core.model import STATUS_RANK, Message, MessageState
 from tiergate.core.optout import is_start_keyword, is_stop_keyword
 from tiergate.core.outcomes import plan_failure
 from tiergate.core.signature import verify_signature
@@ -169,6 +169,10 @@ class WebhookService:
 
     async def _status(self, ev: StatusUpdate) -> None:
         message = await self.store.get_message_by_wamid(ev.wamid)
+        wamid = None
+        if message is None:  # the send's answer was lost (timeout, crash): find it by its callback data
+            message = await self._by_callback(ev)
+            wamid = ev.wamid if message is not None else None
         target = _STATUS_STATE.get(ev.status)
         if message is None or target is None:
             return
@@ -179,7 +183,7 @@ class WebhookService:
             note = "reconciled by a status webhook: " if message.state is MessageState.UNKNOWN else ""
             await self.store.apply_updates([MessageUpdate(
                 message.id, target, now, reason=f"{note}{ev.status} (platform status)", only_from=lower,
-                sent_at=ev.timestamp if message.sent_at is None else None)])
+                sent_at=ev.timestamp if message.sent_at is None else None, wamid=wamid)])
             return
         if message.state not in _FAILABLE:
             return  # delivered/read stay so; a retry already queued is not disturbed
@@ -195,12 +199,30 @@ class WebhookService:
         await self.store.apply_updates([MessageUpdate(
             message.id, plan.state, now, reason=plan.reason, next_attempt_at=plan.next_attempt_at,
             error_code=error.code if error else None, error_detail=(error.details or error.title) if error else None,
-            clear_slot=bool(ledger), only_from=_FAILABLE)], ledger)
+            clear_slot=bool(ledger), only_from=_FAILABLE, wamid=wamid)], ledger)
         if plan.pause_sender:
             await self.dispatcher.pause_sender(message.sender_id, plan.pause_sender,
                                                now + self.dispatcher.config.pause_on_spam_limit, now)
         if plan.state is MessageState.QUEUED:
             self.dispatcher.wake()
+
+    async def _by_callback(self, ev: StatusUpdate) -> Message | None:
+        """The message whose id the send carried as ``biz_opaque_callback_data`` (no wamid known yet).
+
+        Only a message of the same sender and recipient that has no other wamid matches, so an app's
+        own callback data that happens to look like an id cannot touch a stranger's message.
+        """
+        if not ev.callback_data or not ev.callback_data.startswith("msg_"):
+            return None
+        try:
+            message = await self.store.get_message(ev.callback_data)
+        except NotFound:
+            return None
+        if message.sender_id != ev.phone_number_id or message.wamid not in (None, ev.wamid):
+            return None
+        if ev.recipient_id is not None and ev.recipient_id != message.to:
+            return None
+        return message
 
     async def _tier(self, ev: TierUpdate) -> None:
         senders = await self._senders(ev)

@@ -242,9 +242,13 @@ def metadata(display_phone_number: str, phone_number_id: str) -> dict[str, str]:
 
 
 def status_item(wamid: str, status: str, at: float, recipient: str, *, billable: bool | None = None,
-                category: str = "marketing", errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One ``statuses[]`` entry; sent/delivered carry pricing, failed carries ``errors``."""
+                category: str = "marketing", errors: list[dict[str, Any]] | None = None,
+                callback_data: str | None = None) -> dict[str, Any]:
+    """One ``statuses[]`` entry; sent/delivered carry pricing, failed carries ``errors``; the send's
+    ``biz_opaque_callback_data`` comes back as the platform echoes it."""
     item: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(int(at)), "recipient_id": recipient}
+    if callback_data is not None:
+        item["biz_opaque_callback_data"] = callback_data
     if errors:
         item["errors"] = errors
     elif billable is not None and status in ("sent", "delivered"):
