@@ -10,6 +10,7 @@ from tiergate.core.window import DAY
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope
 from tiergate.service.intake import CampaignRequest, Intake, RowError
+from tiergate.service.wakeups import announce
 
 __all__ = ["Campaigns"]
 
@@ -49,6 +50,7 @@ class Campaigns:
             if campaign.state != "paused":
                 return campaign
             await self.store.set_campaign_hold(campaign.id, False, now)
+            await announce(self.store)
             return await self.store.update_campaign(campaign.id, {"state": "running"})
         if action == "cancel":
             await self.store.cancel_campaign_messages(campaign.id, now)

@@ -32,6 +32,7 @@ from tiergate.core.window import DAY, RollingWindow, Slot
 from tiergate.ports import LeaseLost, LedgerChange, MessageUpdate, Provider, SendOutcome, Store
 from tiergate.service.localtime import quiet_until
 from tiergate.service.metrics import METRICS
+from tiergate.service.wakeups import DUE
 
 log = logging.getLogger("tiergate.dispatcher")
 
@@ -421,9 +422,25 @@ class Dispatcher:
         return steps
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Real time: step, then sleep until the next wake-up, a wake() call, or stop."""
+        """Real time: step, then sleep until the next wake-up, a wake() call, a notification on
+        ``DUE`` (any process that queued work: one per batch), or stop. Polling every ``idle_wait``
+        stays as the fallback for lost notifications and for stores that reach only this process."""
+        try:
+            stop_listening = await self.store.listen(DUE, self.wake)
+        except Exception as exc:
+            log.warning("cannot listen for wake-ups (%s); polling every %.1f s", exc, self.config.idle_wait)
+            stop_listening = None
+        try:
+            await self._loop(stop)
+        finally:
+            if stop_listening is not None:
+                with contextlib.suppress(Exception):
+                    await stop_listening()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         last_refresh = -math.inf
         while not stop.is_set():
+            self._wake.clear()  # before the step: a wake-up that arrives during it is not lost
             try:
                 refresh = self.wall.now() - last_refresh >= self.config.lease_ttl / 3
                 if refresh:
@@ -437,6 +454,5 @@ class Dispatcher:
             if wait <= 0:
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)

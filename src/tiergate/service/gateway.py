@@ -24,6 +24,7 @@ from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
 from tiergate.service.state import SenderState
 from tiergate.service.sync import GraphSync
+from tiergate.service.wakeups import announce
 from tiergate.service.webhooks import WebhookService
 from tiergate.settings import Settings
 
@@ -96,8 +97,10 @@ class Gateway:
         await self.provider.aclose()
         await self.store.close()
 
-    def _capacity_changed(self, scope_id: str | None, sender_id: str | None) -> None:
+    async def _capacity_changed(self, scope_id: str | None, sender_id: str | None) -> None:
+        """Queued messages were made due: wake this dispatcher and, through the store, every worker."""
         self.dispatcher.wake()
+        await announce(self.store)
 
     async def pump_provider_events(self) -> int:
         """Apply the webhooks the provider produced itself (the sandbox) through the webhook path."""

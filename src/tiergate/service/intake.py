@@ -23,6 +23,7 @@ from tiergate.core.window import DAY
 from tiergate.ids import new_id
 from tiergate.ports import ConflictError, NotFound, Provider, SenderInfo, Store
 from tiergate.service.localtime import quiet_until, recipient_timezone
+from tiergate.service.wakeups import announce
 
 __all__ = [
     "CampaignRequest",
@@ -264,6 +265,7 @@ class Intake:
             if flags is not None and flags.opted_out_at is not None:
                 raise IntakeError(f"{to} opted out of marketing; tiergate will not send it marketing", field="to")
         [message] = await self.store.insert_messages([new], now)
+        await announce(self.store)
         return message
 
     # -- campaigns ---------------------------------------------------------------------------
@@ -341,4 +343,5 @@ class Intake:
                 reason="recipient opted out of marketing" if rejected else "",
             ))
         await self.store.insert_messages(news, now)
+        await announce(self.store)  # one wake-up for the whole batch
         return campaign, errors

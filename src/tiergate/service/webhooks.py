@@ -39,6 +39,7 @@ from tiergate.ports import LedgerChange, MessageUpdate, NotFound, Store
 from tiergate.service.dispatcher import Dispatcher
 from tiergate.service.metrics import METRICS
 from tiergate.service.state import SenderState
+from tiergate.service.wakeups import announce
 from tiergate.settings import Settings
 
 log = logging.getLogger("tiergate.webhooks")
@@ -161,6 +162,7 @@ class WebhookService:
             # The service window is open: free-form replies and templates to this user go now.
             await self.store.requeue_where(sender_id=sender.id, recipient=ev.wa_id, now=self.clock.now())
             self.dispatcher.wake()
+            await announce(self.store)  # workers of other processes too
         tenant = await self.store.get_tenant(sender.tenant_id)
         if ev.text and is_stop_keyword(ev.text, tenant.stop_keywords):  # defaults plus the tenant's own
             await self.store.set_opt_out(tenant.id, ev.wa_id, at, f"keyword: {ev.text.strip()[:40]}")
@@ -205,6 +207,7 @@ class WebhookService:
                                                now + self.dispatcher.config.pause_on_spam_limit, now)
         if plan.state is MessageState.QUEUED:
             self.dispatcher.wake()
+            await announce(self.store)  # workers of other processes too
 
     async def _by_callback(self, ev: StatusUpdate) -> Message | None:
         """The message whose id the send carried as ``biz_opaque_callback_data`` (no wamid known yet).
