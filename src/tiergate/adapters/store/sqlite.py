@@ -9,8 +9,11 @@ lease take-over, are atomic across processes, and ``busy_timeout`` makes other w
 
 from __future__ import annotations
 
+import asyncio
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -70,7 +73,7 @@ class SQLiteStore(SqlStore):
                                check_same_thread=False, cached_statements=512)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            await self._enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
@@ -81,6 +84,23 @@ class SQLiteStore(SqlStore):
         except BaseException:
             await self.close()
             raise
+
+    async def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (a persistent setting; a no-op once done).
+
+        The switch needs the database to itself, and SQLite answers "database is locked" at once,
+        without its busy handler, while another process starting at the same moment holds a lock:
+        so retry, up to ``busy_timeout``.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(random.uniform(0.005, 0.03))
 
     async def close(self) -> None:
         with self._lock:
