@@ -21,11 +21,12 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
 from itertools import compress, groupby
-from operator import attrgetter, is_not
+from operator import attrgetter, is_not, itemgetter
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
@@ -611,7 +612,9 @@ class SqlStore(ABC):
         """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
 
         One index range per scope (``messages_claim`` holds exactly this order), merged in SQL with
-        UNION ALL: an IN list over scopes would sort every due row of every scope instead.
+        UNION ALL: an IN list over scopes would sort every due row of every scope instead. Scopes
+        take turns (each one's first, then each one's second, ...): a plain merge by urgency let one
+        sender's backlog fill every batch, and the throttle then starved every other sender.
         """
         if not scope_ids or limit <= 0:
             return []
@@ -625,11 +628,18 @@ class SqlStore(ABC):
                 for scope_id in chunk:
                     params += (scope_id, now, limit)
                 if len(chunk) > 1:
-                    query = f"{query} ORDER BY {_CLAIM_ORDER} LIMIT ?"
+                    query = (f"SELECT * FROM ({query}) AS due ORDER BY ROW_NUMBER() OVER (PARTITION BY scope_id "
+                             f"ORDER BY {_CLAIM_ORDER}), {_CLAIM_ORDER} LIMIT ?")
                     params.append(limit)
                 claimed += [MESSAGES.from_row(row) for row in await tx.fetchall(query, params)]
         if len(scope_ids) > 100:
-            claimed.sort(key=attrgetter("priority", "next_attempt_at", "created_at"))
+            turn: Counter[str] = Counter()
+            ranked = []
+            for m in claimed:  # each scope's rows come in its own claim order
+                turn[m.scope_id] += 1
+                ranked.append((turn[m.scope_id], m.priority, m.next_attempt_at, m.created_at, m))
+            ranked.sort(key=itemgetter(0, 1, 2, 3))
+            claimed = [r[-1] for r in ranked]
         return claimed[:limit]
 
     async def next_due_at(self, scope_ids: Sequence[str]) -> float | None:
