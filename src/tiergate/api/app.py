@@ -418,6 +418,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             return _error(status, message)
         return JSONResponse({"status": "ok", "message": message})
 
+    app.state.principal = principal  # extras (the dashboard) authenticate and rate-limit the same way
     gateway.mount_extras(app)
     return app
 

@@ -957,6 +957,19 @@ class SqlStore(ABC):
     async def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign:
         return await self._update(CAMPAIGNS, campaign_id, fields)
 
+    async def campaign_sends_between(self, campaign_id: str, edges: Sequence[float]) -> list[int]:
+        """One aggregate over the campaign's rows: a bucket per period, no floor() (dialects differ on it)."""
+        periods = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        if not periods:
+            return []
+        sums = ", ".join("SUM(CASE WHEN sent_at >= ? AND sent_at < ? THEN 1 ELSE 0 END)" for _ in periods)
+        async with self.reader() as tx:
+            row = await tx.fetchone(
+                f"SELECT {sums} FROM messages WHERE campaign_id = ? AND sent_at IS NOT NULL",
+                [*(t for period in periods for t in period), campaign_id],
+            )
+        return [int(n or 0) for n in (row or ())] or [0] * len(periods)
+
     # -- raw webhook events ------------------------------------------------------------------
     async def add_webhook_event(self, event_id: str, body: bytes, received_at: float) -> bool:
         """Store a raw delivery first; False if this id is already stored."""

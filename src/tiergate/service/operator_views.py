@@ -1,0 +1,135 @@
+"""Read models for operators (dashboard, CLI): release timelines, tier ladders, campaign days.
+
+Everything here is derived from durable state (the window ledger, sender events, message rows), so
+every process of a scaled-out deployment shows the same picture.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+from tiergate.core.model import TERMINAL_STATES, Campaign, MessageState, Scope
+from tiergate.core.policy import day_index, day_start, get_policy
+from tiergate.core.tiers import Tier, parse_tier
+from tiergate.ports import Store
+from tiergate.service.forecast import plan_for_scope, utc_offset
+
+__all__ = ["campaign_days", "release_timeline", "tier_at", "tier_ladder"]
+
+MAX_DAYS = 366  # a chart of more days is unreadable; the plan JSON has them all
+
+
+async def release_timeline(store: Store, scope: Scope, now: float, *, hours: int = 24,
+                           bucket: float = 3600.0) -> dict[str, Any]:
+    """When counted recipients leave the rolling window over the next ``hours``: capacity freeing.
+
+    ``available_after`` is the room the scope has once the bucket ends, if nothing else is sent.
+    """
+    expiries = sorted(exp for _, exp in await store.load_ledger(scope.id, now) if exp > now)
+    limit = parse_tier(scope.tier).limit
+    used = len(expiries)
+    remaining = None if limit is None else max(0, limit - used)
+    buckets = []
+    for i in range(hours * 3600 // int(bucket)):
+        start, end = now + i * bucket, now + (i + 1) * bucket
+        freed = bisect_right(expiries, end) - bisect_right(expiries, start)
+        gone = bisect_right(expiries, end)
+        buckets.append({"start": start, "end": end, "freed": freed,
+                        "available_after": None if limit is None else min(limit, max(0, limit - used + gone))})
+    return {
+        "scope_id": scope.id, "now": now, "tier": scope.tier, "limit": limit, "used_24h": used,
+        "remaining": remaining, "next_release_at": expiries[0] if expiries else None,
+        "last_release_at": expiries[-1] if expiries else None, "bucket_seconds": bucket, "buckets": buckets,
+    }
+
+
+def tier_ladder(scope: Scope) -> dict[str, Any]:
+    """The policy's ladder with the scope's step marked, and what it takes to climb from each step."""
+    policy = get_policy(scope.policy)
+    current = parse_tier(scope.tier)
+    steps: list[Tier] = list(policy.ladder)
+    if current.known and current not in steps:  # a tier the platform reported off this policy's ladder
+        steps.append(current)
+        steps.sort(key=lambda t: t.capacity())
+    rows = []
+    for tier in steps:
+        rung = policy.rung_of(tier)
+        rule = policy.upgrade_rule(tier) if rung is not None else None
+        if rule is not None:
+            climb = rule.describe(tier)
+        elif rung is not None and rung < policy.verified_rung:
+            climb = "business verification"
+        else:
+            climb = None
+        rows.append({"tier": tier.name, "limit": tier.limit, "rung": rung, "current": tier == current,
+                     "reached": tier.capacity() <= current.capacity(), "climb": climb})
+    return {"scope_id": scope.id, "policy": policy.name, "summary": policy.summary, "tier": scope.tier,
+            "tier_source": scope.tier_source, "tier_updated_at": scope.tier_updated_at, "steps": rows}
+
+
+def _tier_changes(events: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
+    """(at, old, new) of the tier changes among sender events, oldest first."""
+    changes = []
+    for e in events:
+        if e["kind"] in ("tier_raised", "tier_lowered") and " -> " in e["detail"]:
+            old, _, rest = e["detail"].partition(" -> ")
+            changes.append((float(e["at"]), old.strip(), rest.split(" ")[0].strip()))
+    changes.sort(key=lambda c: c[0])
+    return changes
+
+
+def tier_at(changes: list[tuple[float, str, str]], current: str, at: float) -> str:
+    """The tier in force at ``at``: the old tier of the first change after it, else today's tier."""
+    times = [c[0] for c in changes]
+    i = bisect_right(times, at)
+    return changes[i][1] if i < len(changes) else current
+
+
+def _highest_during(changes: list[tuple[float, str, str]], current: str, start: float, end: float) -> str:
+    tiers = [tier_at(changes, current, start)]
+    times = [c[0] for c in changes]
+    tiers += [c[2] for c in changes[bisect_left(times, start):bisect_left(times, end)]]
+    return max(tiers, key=lambda t: parse_tier(t).capacity())
+
+
+async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: float) -> dict[str, Any]:
+    """The campaign day by day: planned sends and tier (its plan) against what was sent and the tier then.
+
+    Day 1 is the scope's local day the campaign was planned in (its creation), as the planner counts.
+    ``finish_by``: the end of the last day of a fresh plan for what is still waiting.
+    """
+    offset = utc_offset(scope.timezone, campaign.created_at)
+    first = day_index(campaign.created_at, offset)
+    today = day_index(now, offset) - first + 1
+    plan = campaign.plan
+    n = min(MAX_DAYS, max(len(plan), today, 1))
+    edges = [day_start(first + k, offset) for k in range(n + 1)]
+    sent = await store.campaign_sends_between(campaign.id, edges)
+    changes = _tier_changes(await store.sender_events(campaign.sender_id, 1000))
+    days = []
+    sent_cumulative = 0
+    for k in range(n):
+        planned = plan[k] if k < len(plan) else None
+        past = k < today
+        sent_cumulative += sent[k]
+        days.append({
+            "day": k + 1, "start": edges[k], "end": edges[k + 1],
+            "planned": planned["send"] if planned else 0,
+            "planned_cumulative": planned["cumulative"] if planned else (plan[-1]["cumulative"] if plan else 0),
+            "planned_tier": planned["tier"] if planned else None,
+            "sent": sent[k] if past else None,
+            "sent_cumulative": sent_cumulative if past else None,
+            "tier": _highest_during(changes, scope.tier, max(edges[k], campaign.created_at),
+                                    min(edges[k + 1], now)) if past else None,
+        })
+    counts = await store.count_by_state(campaign_id=campaign.id)
+    done = sum(v for s, v in counts.items() if MessageState(s) in TERMINAL_STATES)
+    waiting = campaign.total - done
+    finish_by: float | None = None
+    if waiting > 0 and campaign.state == "running":
+        ahead = await plan_for_scope(store, scope, waiting, now)
+        if ahead:
+            finish_by = day_start(day_index(now, offset) + len(ahead), offset)
+    return {"campaign_id": campaign.id, "now": now, "timezone": scope.timezone, "today": today,
+            "waiting": waiting, "finish_by": finish_by, "days": days}
