@@ -22,6 +22,13 @@ As a separate process (benchmarks, end-to-end runs)::
     python -m tests.fakes.fake_graph --port 0 --token t      # prints FAKE_GRAPH_LISTENING <base_url>
     with FakeGraphProcess(token="t") as proc: proc.base_url; proc.stats(); proc.set_faults([...])
 
+With ``limits`` (``--enforce-limits``) it also plays the platform's messaging limit: a
+``PlatformLimits`` counts distinct template recipients per number over a rolling 24 h on the fake's
+clock (``--clock-file``: a ``FileClock`` shared with the processes under test), refuses sends over
+the number's tier (131048), counts violations and how often each message was accepted
+(``/_fake/limits``), and reports status webhooks for chosen messages on request
+(``/_fake/report_statuses``): the independent judge of multi-process tests.
+
 Fault decisions are deterministic for a seed: each is a hash of (seed, rule, sender, recipient,
 how many times this pair was seen), so concurrency does not change which request fails.
 """
@@ -51,6 +58,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from tests.fakes.platform_limits import PlatformLimits
+from tests.fakes.shared_clock import FileClock
 from tiergate.adapters.provider import shapes
 from tiergate.core.signature import sign
 
@@ -117,7 +126,8 @@ class FakeGraph:
                  host: str = "127.0.0.1", port: int = 0, record: bool = True, strict_numbers: bool = False,
                  clock: Callable[[], float] = time.time, webhook_url: str | None = None,
                  app_secret: str = "fake-app-secret", webhook_statuses: tuple[str, ...] = ("sent", "delivered"),
-                 waba_id: str = "fake-waba", webhook_retries: int = 0) -> None:
+                 waba_id: str = "fake-waba", webhook_retries: int = 0,
+                 limits: PlatformLimits | None = None) -> None:
         self.token = token
         self.seed = seed
         self.version = version
@@ -141,6 +151,7 @@ class FakeGraph:
         self.webhook_statuses = webhook_statuses
         self.waba_id = waba_id
         self.webhook_retries = webhook_retries
+        self.limits = limits
         self._deliveries: set[asyncio.Task[None]] = set()
         self._hook_session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
@@ -217,6 +228,8 @@ class FakeGraph:
         app.router.add_put("/_fake/phone_numbers/{node}", self._ctl_number)
         app.router.add_post("/_fake/reset", self._ctl_reset)
         app.router.add_post("/_fake/webhooks", self._ctl_webhook)
+        app.router.add_get("/_fake/limits", self._ctl_limits)
+        app.router.add_post("/_fake/report_statuses", self._ctl_report_statuses)
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_get("/{version}/{node}", self._get_node)
         return app
@@ -265,6 +278,8 @@ class FakeGraph:
             bucket = self.accepted[sender]
             self.wamids[wamid] = (sender, len(bucket))
             bucket.append(AcceptedMessage(shapes.wa_id(to), body, self.clock()))
+        if self.limits is not None:
+            self.limits.accept(self.limits.key_of(body), wamid, sender, shapes.wa_id(to), self.clock())
         if self.webhook_url and self.webhook_statuses:
             self._deliver_later(self._status_webhooks(sender, shapes.wa_id(to), wamid, body))
         return wamid
@@ -346,12 +361,21 @@ class FakeGraph:
         if invalid is not None:
             return self._error(invalid[0], invalid[1])
         to = body["to"]
+        if self.limits is not None and not self._within_limit(sender, to, body):
+            return self._error(131048, "Message failed to send because there were too many messages sent from this "
+                                       "phone number (over its messaging limit, as counted by the fake platform).")
         fault = self._pick_fault("send", sender, to)
         self._seen[(sender, to)] += 1
         if fault is None:
             return _json(shapes.accepted_payload(to, self._accept(sender, to, body)))
         wamid = self._accept(sender, to, body) if fault.accepts else None
         return await self._misbehave(request, fault, lambda: shapes.accepted_payload(to, wamid or ""))
+
+    def _within_limit(self, sender: str, to: str, body: dict[str, Any]) -> bool:
+        assert self.limits is not None
+        state = self._number(sender, create=True)
+        assert state is not None
+        return self.limits.check(sender, shapes.wa_id(to), body, self.clock(), state.get("messaging_limit_tier"))
 
     async def _misbehave(self, request: web.Request, fault: Fault,
                          answer: Callable[[], dict[str, Any]]) -> web.StreamResponse:
@@ -428,6 +452,27 @@ class FakeGraph:
         self.emit_webhook(await request.json())
         return _json({"queued": True})
 
+    async def _ctl_limits(self, request: web.Request) -> web.Response:
+        if self.limits is None:
+            return web.Response(status=409, text="this fake does not enforce limits (--enforce-limits)")
+        return _json(self.limits.report())
+
+    async def _ctl_report_statuses(self, request: web.Request) -> web.Response:
+        """``{"keys": [...]}``: a ``sent`` status webhook (with the callback data) for each accepted one."""
+        if self.limits is None or not self.webhook_url:
+            return web.Response(status=409, text="needs --enforce-limits and a webhook_url")
+        keys = (await request.json()).get("keys", [])
+        found = [(key, send) for key in keys for send in self.limits.accepted.get(key, [])[:1]]
+        for key, (wamid, number, to, at) in found:
+            state = self._number(number, create=True)
+            assert state is not None
+            self.emit_webhook(shapes.webhook(self.waba_id, [("messages", {
+                "messaging_product": "whatsapp",
+                "metadata": shapes.metadata(shapes.wa_id(state["display_phone_number"]), number),
+                "statuses": [shapes.status_item(wamid, "sent", at, to, billable=True, callback_data=key)]})]))
+        await self.flush_webhooks()
+        return _json({"reported": len(found)})
+
     async def _ctl_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return _json({"ok": True})
@@ -451,7 +496,8 @@ class FakeGraphProcess:
 
     def __init__(self, *, token: str = "fake-token", seed: int = 0, port: int = 0, record: bool = True,
                  uvloop: bool = False, webhook_url: str | None = None, app_secret: str = "fake-app-secret",
-                 webhook_retries: int = 0, startup_timeout: float = 20.0) -> None:
+                 webhook_retries: int = 0, startup_timeout: float = 20.0, clock_file: str | None = None,
+                 enforce_limits: bool = False, webhook_statuses: tuple[str, ...] | None = None) -> None:
         self.token = token
         self._args = [sys.executable, "-m", "tests.fakes.fake_graph", "--port", str(port), "--token", token,
                       "--seed", str(seed)]
@@ -462,6 +508,12 @@ class FakeGraphProcess:
                            "--webhook-retries", str(webhook_retries)]
         if uvloop:
             self._args.append("--uvloop")
+        if clock_file:
+            self._args += ["--clock-file", str(clock_file)]
+        if enforce_limits:
+            self._args.append("--enforce-limits")
+        if webhook_statuses is not None:
+            self._args += ["--webhook-statuses", ",".join(webhook_statuses)]
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen[str] | None = None
         self.base_url = ""
@@ -513,6 +565,14 @@ class FakeGraphProcess:
     def emit_webhook(self, body: dict[str, Any]) -> None:
         self._call("POST", "/_fake/webhooks", body)
 
+    def limits(self) -> dict[str, Any]:
+        """What the platform counted (``PlatformLimits.report``): violations, peaks, duplicates."""
+        return dict(self._call("GET", "/_fake/limits"))
+
+    def report_statuses(self, keys: list[str]) -> int:
+        """Have the platform send a ``sent`` status webhook for each of these accepted messages."""
+        return int(self._call("POST", "/_fake/report_statuses", {"keys": keys})["reported"])
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
@@ -536,7 +596,10 @@ class FakeGraphProcess:
 
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record,
-                     webhook_url=args.webhook_url, app_secret=args.app_secret, webhook_retries=args.webhook_retries)
+                     webhook_url=args.webhook_url, app_secret=args.app_secret, webhook_retries=args.webhook_retries,
+                     clock=FileClock(args.clock_file).now if args.clock_file else time.time,
+                     limits=PlatformLimits() if args.enforce_limits else None,
+                     webhook_statuses=tuple(filter(None, args.webhook_statuses.split(","))))
     for spec in args.fault:
         kind, _, share = spec.partition(":")
         fake.add_fault(kind, float(share or 1.0))
@@ -562,6 +625,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--app-secret", default="fake-app-secret", help="signs the webhooks (X-Hub-Signature-256)")
     parser.add_argument("--webhook-retries", type=int, default=0,
                         help="retry a webhook nobody took (connection error or 5xx) this many times")
+    parser.add_argument("--webhook-statuses", default="sent,delivered",
+                        help="statuses to report for every accepted message ('' for none)")
+    parser.add_argument("--clock-file", help="read the time from this file (a FileClock shared with a test)")
+    parser.add_argument("--enforce-limits", action="store_true",
+                        help="count each number's distinct recipients per rolling 24 h and refuse sends over its tier")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND[:SHARE]",
                         help="inject a fault from the start, e.g. 131056:0.1 or timeout:0.01")
     args = parser.parse_args(argv)
