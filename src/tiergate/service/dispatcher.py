@@ -17,7 +17,7 @@ import heapq
 import logging
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,7 @@ def _correlated(m: Message) -> dict[str, Any]:
 @dataclass(slots=True)
 class DispatcherConfig:
     batch_size: int = 500
-    send_concurrency: int = 64
+    send_concurrency: int = 64  # requests in flight per sender
     idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
@@ -122,7 +122,12 @@ class Dispatcher:
         self._buckets: dict[str, TokenBucket] = {}
         self._pairs: dict[str, PairRate] = defaultdict(PairRate)
         self._wake = asyncio.Event()
-        self._sem = asyncio.Semaphore(self.config.send_concurrency)
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        # Real time (run_forever): answers are recorded in the background, per sender, so a sender
+        # whose requests hang holds up its own messages only, never the others' batch.
+        self.overlap_sends = False
+        self._inflight: Counter[str] = Counter()
+        self._sending: set[asyncio.Task[None]] = set()
         self.sent_total = 0
 
     # -- ownership ---------------------------------------------------------------------------
@@ -200,7 +205,10 @@ class Dispatcher:
             self._scopes.clear()
             return now
         if to_send:
-            await self._send(to_send, now)
+            if self.overlap_sends:
+                self._send_in_background(to_send, now)
+            else:
+                await self._send(to_send, now)
         # Everything claimed was decided, or skipped for a throttle (those stay due, unwritten).
         if len(messages) >= self.config.batch_size and to_send:
             return now
@@ -233,6 +241,7 @@ class Dispatcher:
         ledger: list[LedgerChange] = []
         to_send: list[tuple[Message, Sender, Slot | None]] = []
         throttled_until: float | None = None
+        admitted: Counter[str] = Counter()
 
         def park(m: Message, until: float | None, reason: str) -> None:
             at = until if until is not None else now + self.config.idle_wait * 12
@@ -286,6 +295,10 @@ class Dispatcher:
             csw_open = last_in is not None and last_in + CSW_SPAN > now
             bucket = self._bucket(sender)
             cost = 2.0 if (category is Category.MARKETING and sender.quality == "YELLOW") else 1.0
+            if self.overlap_sends and self._inflight[sender.id] + admitted[sender.id] >= self.config.send_concurrency:
+                # its earlier sends still wait for answers (a hanging sender): each answer wakes us
+                throttled_until = min(throttled_until or math.inf, now + self.config.idle_wait)
+                continue
             if not bucket.can_take(now, cost):
                 at = bucket.next_token_at(now, cost)
                 throttled_until = at if throttled_until is None else min(throttled_until, at)
@@ -320,6 +333,7 @@ class Dispatcher:
                 ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry))
             pair.sent(m.to, now)
             to_send.append((m, sender, slot))
+            admitted[sender.id] += 1
             METRICS.admitted.labels(counted=str(decision.counted).lower()).inc()
 
         deferred = sum(1 for u in updates if u.state is MessageState.QUEUED)
@@ -349,7 +363,10 @@ class Dispatcher:
 
     async def _send(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
         async def one(m: Message) -> SendOutcome:
-            async with self._sem:
+            sem = self._sems.get(m.sender_id)
+            if sem is None:
+                sem = self._sems[m.sender_id] = asyncio.Semaphore(self.config.send_concurrency)
+            async with sem:
                 try:
                     return await self.provider.send(m.sender_id, _correlated(m))
                 except Exception as exc:  # the request may have left: never re-send silently
@@ -437,7 +454,36 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     await stop_listening()
 
+    def _send_in_background(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+        by_sender: dict[str, list[tuple[Message, Sender, Slot | None]]] = defaultdict(list)
+        for item in batch:
+            by_sender[item[1].id].append(item)
+        for sender_id, items in by_sender.items():
+            self._inflight[sender_id] += len(items)
+            task = asyncio.create_task(self._send_recorded(sender_id, items, now))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_recorded(self, sender_id: str, items: list[tuple[Message, Sender, Slot | None]],
+                             now: float) -> None:
+        try:
+            await self._send(items, now)
+        except Exception:  # they stay 'sending': the next start of a worker marks them unknown
+            log.exception("recording %d answers of sender %s failed", len(items), sender_id)
+        finally:
+            self._inflight[sender_id] -= len(items)
+            self.wake()
+
     async def _loop(self, stop: asyncio.Event) -> None:
+        self.overlap_sends = True
+        try:
+            await self._steps(stop)
+        finally:  # answers already on their way are recorded before the dispatcher stops
+            while self._sending:
+                await asyncio.gather(*list(self._sending), return_exceptions=True)
+            self.overlap_sends = False
+
+    async def _steps(self, stop: asyncio.Event) -> None:
         last_refresh = -math.inf
         while not stop.is_set():
             self._wake.clear()  # before the step: a wake-up that arrives during it is not lost
