@@ -56,7 +56,9 @@ class LeaseLost(RuntimeError):
 class MessageUpdate:
     """A change to one message; ``None`` fields are left as they are.
 
-    Every update also appends a row to the message's state history (``state``, ``reason``, ``at``).
+    Every update also appends a row to the message's state history (``state``, ``reason``, ``at``),
+    unless ``history`` is False (a re-park that changes only ``next_attempt_at``: the history would
+    otherwise grow by a row per wait for a message that waits days).
     """
 
     id: str
@@ -74,6 +76,7 @@ class MessageUpdate:
     clear_slot: bool = False
     sent_at: float | None = None
     only_from: Sequence[MessageState] | None = None  # apply only if the current state is one of these
+    history: bool = True
 
 
 @dataclass(frozen=True, slots=True)

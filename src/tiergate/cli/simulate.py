@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import typer
@@ -9,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tiergate.cli import core_args
-from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.app import app, console, err_console, fail, print_json
 from tiergate.core.simulation import run_simulation
 
 
@@ -25,6 +26,10 @@ def simulate_command(
     quality: str = typer.Option("GREEN", "--quality", help="Quality rating: GREEN, YELLOW or RED."),
     reserve: str = typer.Option(
         "0", "--reserve", metavar="F", help="Share of the limit kept for utility/authentication, in [0, 1)."),
+    engine: str = typer.Option(
+        "real", "--engine", metavar="real|model",
+        help="real: the gateway itself (SQLite store, dispatcher, sandbox platform) under a virtual clock; "
+             "model: the pure core model alone (instant, same JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Simulate day by day: what is sent, what waits, and how the tier moves (violations must be 0)."""
@@ -32,15 +37,35 @@ def simulate_command(
     tier = core_args.start_tier(start_tier, rules)
     counts = core_args.daily_counts(daily)
     length = core_args.count("--days", days, minimum=1)
+    grade = core_args.quality(quality)
+    share = core_args.fraction("--reserve", reserve)
+    if engine not in ("real", "model"):
+        fail(f"--engine must be real or model, not {escape(engine)!r}")
     try:
-        result = run_simulation(rules, tier, counts, days=length, quality=core_args.quality(quality),
-                                reserve=core_args.fraction("--reserve", reserve))
+        if engine == "model":
+            result = run_simulation(rules, tier, counts, days=length, quality=grade, reserve=share)
+        else:
+            result = _run_real(rules.name, tier.name, counts, length or len(counts), grade, share)
     except ValueError as exc:
         fail(escape(str(exc)))
     if as_json:
         print_json(result)
     else:
         _print_table(result)
+
+
+def _run_real(policy: str, tier: str, daily: list[int], days: int, quality: str, reserve: float) -> dict[str, Any]:
+    """The real path, with a progress bar (on stderr, so ``--json`` output stays clean)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tiergate.service.simulate import simulate_real_path
+
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("days", total=days)
+        return asyncio.run(simulate_real_path(
+            policy=policy, start_tier=tier, daily=daily, days=days, quality=quality, reserve=reserve,
+            progress=lambda done, _total: bar.update(task, completed=done)))
 
 
 def _print_table(result: dict[str, Any]) -> None:

@@ -61,6 +61,10 @@ class DispatcherConfig:
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
     pause_on_spam_limit: float = 3600.0  # 131048: pause counted sending this long (and alert)
+    # A throttled sender is revisited once this much of a second's tokens is back (not token by
+    # token: that would be a step per message at 1,000 messages/s).
+    throttle_quantum: float = 0.05
+    park_granularity: float = 1.0  # seconds: capacity-parked messages wake in batches this wide
     seed: int | None = None
 
 
@@ -75,7 +79,7 @@ class ScopeRuntime:
     parks_limit: int | None = None
     _releases: tuple[float, list[float]] | None = None  # (now, sorted expiries) cached per step
 
-    def park_slot(self, now: float, limit: int | None) -> float | None:
+    def park_slot(self, now: float, limit: int | None, granularity: float = 0.0) -> float | None:
         """The time the next capacity-parked message should wake: the k-th slot to free.
 
         k counts messages already parked for a future slot, so each release wakes one message
@@ -94,7 +98,9 @@ class ScopeRuntime:
         k = len(self.parks)
         at = rel[k % len(rel)] + (k // len(rel)) * DAY
         heapq.heappush(self.parks, at)
-        return at
+        # Rounded up to the granularity: slots freeing a millisecond apart wake as one batch
+        # instead of a dispatcher step each (never earlier than the slot frees).
+        return math.ceil(at / granularity) * granularity if granularity > 0 else at
 
 
 class Dispatcher:
@@ -160,11 +166,13 @@ class Dispatcher:
         rt = self._scopes.get(scope_id)
         return rt.window if rt else None
 
-    def release_slot(self, scope_id: str, recipient: str, expiry: float, now: float) -> None:
-        """A webhook said a counted send was definitely not delivered: free its slot here too."""
+    def release_slot(self, scope_id: str, recipient: str, expiry: float, previous: float | None,
+                     now: float) -> None:
+        """A webhook said a counted send was definitely not delivered: undo that send's slot here too
+        (back to the recipient's earlier expiry when an earlier send still counts them)."""
         rt = self._scopes.get(scope_id)
         if rt is not None:
-            rt.window.release(Slot(recipient, expiry, None), now)
+            rt.window.release(Slot(recipient, expiry, previous), now)
 
     def wake(self) -> None:
         self._wake.set()
@@ -195,7 +203,14 @@ class Dispatcher:
         if not scope_ids:
             return None
         now = self.clock.now()
-        messages = await self.store.claim_due(scope_ids, now, self.config.batch_size)
+        budget, ready_at = self._token_budget(now)
+        if budget <= 0 and ready_at != math.inf:
+            # Every sender is out of tokens: claiming would only read messages it must skip.
+            nxt = await self.store.next_due_at(scope_ids)
+            return None if nxt is None else max(nxt, ready_at)
+        # (No senders at all: claim anyway, so their messages fail with a reason instead of waiting.)
+        limit = min(self.config.batch_size, budget) if budget > 0 else self.config.batch_size
+        messages = await self.store.claim_due(scope_ids, now, limit)
         if not messages:
             return await self.store.next_due_at(scope_ids)
         try:
@@ -217,6 +232,23 @@ class Dispatcher:
             # What is still due now is what the throttle held back: come back when a token is there.
             return throttled_until if nxt is None or nxt <= now else min(throttled_until, nxt)
         return None if nxt is None else max(now, nxt)
+
+    def _token_budget(self, now: float) -> tuple[int, float]:
+        """How many sends the owned senders' buckets allow now (a cap on what to claim), and when
+        the first of them has a quantum of tokens again."""
+        budget = 0
+        ready_at = math.inf
+        for rt in self._scopes.values():
+            for sender in rt.senders.values():
+                bucket = self._bucket(sender)
+                if bucket.can_take(now):
+                    budget += int(bucket.available(now)) + 1
+                else:
+                    ready_at = min(ready_at, self._refill_at(bucket, now))
+        return budget, ready_at
+
+    def _refill_at(self, bucket: TokenBucket, now: float) -> float:
+        return bucket.next_token_at(now, max(1.0, bucket.rate * self.config.throttle_quantum))
 
     async def _admit(
         self, messages: Sequence[Message], now: float
@@ -249,7 +281,8 @@ class Dispatcher:
                 updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now,
                                              reason=f"expired: {reason}; it could not go before expires_at"))
                 return
-            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, reason=reason, next_attempt_at=at))
+            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, reason=reason, next_attempt_at=at,
+                                         history=m.reason != reason))
 
         for m in messages:
             rt = self._scopes[m.scope_id]
@@ -300,7 +333,7 @@ class Dispatcher:
                 throttled_until = min(throttled_until or math.inf, now + self.config.idle_wait)
                 continue
             if not bucket.can_take(now, cost):
-                at = bucket.next_token_at(now, cost)
+                at = max(bucket.next_token_at(now, cost), self._refill_at(bucket, now))
                 throttled_until = at if throttled_until is None else min(throttled_until, at)
                 continue  # stays due; no write: it is picked up again when a token is there
             limits = ScopeLimits(
@@ -316,7 +349,7 @@ class Dispatcher:
             if decision.gate is Gate.DEFER:
                 until = decision.until
                 if decision.reason.startswith("messaging limit"):
-                    until = rt.park_slot(now, limits.limit) or until
+                    until = rt.park_slot(now, limits.limit, self.config.park_granularity) or until
                 park(m, until, decision.reason)
                 continue
             bucket.take(now, cost)

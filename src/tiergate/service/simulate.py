@@ -53,10 +53,16 @@ async def simulate_real_path(
     with tempfile.TemporaryDirectory(prefix="tiergate-sim-") as tmp:
         url = database_url or str(Path(tmp) / "sim.db")
         clock = VirtualClock(EPOCH)
-        provider = SandboxProvider(clock, seed=1, statuses=(), keep_received=False)
+        # The given quality holds for the whole run (as in the model): no block-rate re-rating.
+        provider = SandboxProvider(clock, seed=1, statuses=(), keep_received=False, quality_sample=2**62)
         settings = Settings(database_url=url, batch_size=batch_size, worker_id="simulator")
-        gateway = await Gateway.open(settings, clock=clock, provider=provider, wall_clock=clock,
-                                     dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY))
+        from tiergate.adapters.store import open_store
+
+        # A throwaway file of the simulator's own needs no fsync; a given database keeps its defaults.
+        store = open_store(url, **({} if database_url else {"synchronous": "OFF"}))
+        gateway = await Gateway.open(settings, clock=clock, provider=provider, wall_clock=clock, store=store,
+                                     dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY,
+                                                                       throttle_quantum=1.0))
         try:
             return await _run(gateway, provider, clock, policy=policy, start_tier=start_tier, daily=daily,
                               days=days, quality=quality, reserve=reserve, throughput_mps=throughput_mps,
@@ -75,9 +81,13 @@ async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str,
         tier=start_tier, quality=quality, policy=policy, throughput_mps=throughput_mps,
         reserve_fraction=reserve))
     scope_id = sender.scope_id
-    category = Category.MARKETING
+    # Marketing templates (the reserve holds back a share of the limit from them, as in the model).
+    # Under RED the gateway pauses marketing; --quality is about upgrades there, so the run sends
+    # utility templates (counted all the same) to show what the rating does to the tier.
+    category = Category.UTILITY if quality.upper() == "RED" else Category.MARKETING
     next_recipient = 0
     rows: list[dict[str, Any]] = []
+    sent_mark = 0
     total_days = max(days, 1)
     for day in range(total_days):
         day_start = EPOCH + day * DAY
@@ -95,16 +105,19 @@ async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str,
                 priority=priority_of(category)))
         for start in range(0, len(news), 50_000):
             await store.insert_messages(news[start:start + 50_000], day_start)
-        sent_before = gateway.dispatcher.sent_total
         await advance_to(gateway, clock, day_start + DAY - 1e-3)
+        # Up to 23:59:59.999: what the crossing sends at 00:00 (freed slots) belongs to the next day.
+        sent_today = gateway.dispatcher.sent_total - sent_mark
+        sent_mark = gateway.dispatcher.sent_total
         counts = await store.count_by_state(tenant_id=tenant.id)
-        unique_7d = await store.distinct_counted(scope_id, day_start + DAY - 7 * DAY, day_start + DAY)
+        # the 7 calendar days ending today, 00:00 sends of the first one included: (since, until]
+        unique_7d = await store.distinct_counted(scope_id, day_start - 6 * DAY - 1e-6, day_start + DAY - 1e-6)
         # Cross the boundary so the platform's day-boundary evaluation (and its webhook) lands.
         await advance_to(gateway, clock, day_start + DAY)
         tier_next = (await store.get_scope(scope_id)).tier
         rows.append({
             "day": day + 1, "tier": tier, "limit": parse_tier(tier).limit, "enqueued": n,
-            "sent": gateway.dispatcher.sent_total - sent_before,
+            "sent": sent_today,
             "backlog": counts.get("queued", 0), "unique_7d": unique_7d, "tier_next": tier_next,
         })
         if progress:

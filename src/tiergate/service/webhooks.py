@@ -197,7 +197,8 @@ class WebhookService:
         if plan.release_slot and message.counted and message.slot_expiry is not None and (
                 message.slot_previous is None or message.slot_previous <= now):
             ledger.append(LedgerChange(message.scope_id, message.to, message.slot_expiry, remove=True))
-            self.dispatcher.release_slot(message.scope_id, message.to, message.slot_expiry, now)
+            self.dispatcher.release_slot(message.scope_id, message.to, message.slot_expiry,
+                                         message.slot_previous, now)
         await self.store.apply_updates([MessageUpdate(
             message.id, plan.state, now, reason=plan.reason, next_attempt_at=plan.next_attempt_at,
             error_code=error.code if error else None, error_detail=(error.details or error.title) if error else None,

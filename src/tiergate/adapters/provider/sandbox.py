@@ -65,6 +65,9 @@ class Received(NamedTuple):
     body: dict[str, Any]
 
 
+_DAY_EDGE = 1e-3  # seconds: see _Scope.keep_counting
+
+
 class _DistinctWindow:
     """Distinct recipients whose latest send is less than ``span`` old: a dict of expiries plus a
     min-heap of (expiry, recipient) with stale entries skipped lazily."""
@@ -130,7 +133,9 @@ class _Scope:
         """Count distinct recipients over these windows (days) from now on, if not already."""
         for days in windows:
             if days not in self.reach:
-                self.reach[days] = _DistinctWindow(days * DAY)
+                # The platform judges whole days at the boundary: a send at 00:00 of the first of the
+                # N days still counts when the boundary closing the last one is evaluated.
+                self.reach[days] = _DistinctWindow(days * DAY + _DAY_EDGE)
 
 
 @dataclass(eq=False)

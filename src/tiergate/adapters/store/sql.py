@@ -682,7 +682,7 @@ class SqlStore(ABC):
                 if generation == 0:
                     changed += count
             await tx.insert_many("message_events", _EVENT_COLUMNS,
-                                 [(u.id, u.at, str(u.state), u.reason or "") for u in kept])
+                                 [(u.id, u.at, str(u.state), u.reason or "") for u in kept if u.history])
             await self._apply_ledger(tx, ledger)
         return changed
 

@@ -56,10 +56,15 @@ class SQLiteStore(SqlStore):
     # yields them already in claim order, so a 1,000-row claim stops after 1,000 index entries.
     claim_hint = " INDEXED BY messages_claim"
 
-    def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0) -> None:
+    def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
         super().__init__()
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = path
         self.busy_timeout = busy_timeout
+        # NORMAL in WAL mode: a commit survives a process crash (it may not survive a power cut);
+        # OFF only for throwaway files (the simulator's).
+        self.synchronous = synchronous.upper()
         self._conn: sqlite3.Connection | None = None
         self._tx: _SQLiteTx | None = None
         self._lock = threading.RLock()  # re-entrant: a nested transaction fails loudly, not a deadlock
@@ -74,7 +79,7 @@ class SQLiteStore(SqlStore):
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if self.path != ":memory:":
             await self._enable_wal(conn)
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
         self._conn, self._tx = conn, _SQLiteTx(conn)
