@@ -54,6 +54,7 @@ class Forecast(BaseModel):
     more_recipients_needed: int | None = None
     days_needed: int | None = None
     unique_7d: int | None = None
+    status: str = ""  # earned | reachable | verification | blocked | unreachable | top | unknown
     note: str = ""
 
 

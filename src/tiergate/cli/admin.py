@@ -1,4 +1,4 @@
-"""Operator commands on the store: ``keys``, ``status``, ``sync``."""
+"""Operator commands on the store: ``keys``, ``sync`` (``status`` lives in cli/status.py)."""
 
 from __future__ import annotations
 
@@ -97,36 +97,6 @@ def keys_revoke(key_id: str, database_url: str = DB) -> None:
 
     _run(database_url, body)
     console.print(f"revoked {key_id}")
-
-
-@app.command()
-def status(json_out: bool = typer.Option(False, "--json"), database_url: str = DB) -> None:
-    """Senders at a glance: tier, used/limit, next release, quality, paused reasons."""
-    from tiergate.service.views import sender_view
-
-    async def body(gw: Any) -> list[dict[str, Any]]:
-        now = gw.clock.now()
-        out = []
-        for s in await gw.store.list_senders():
-            view = await sender_view(gw.store, s, now)
-            view.pop("_releases", None)
-            out.append(view)
-        return out
-
-    rows = _run(database_url, body)
-    if json_out:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("no senders yet: register one with POST /v1/senders")
-        return
-    table = Table("sender", "scope", "tier", "used / limit", "next release", "quality", "status", "paused")
-    for r in rows:
-        limit = "∞" if r["limit"] is None else f"{r['limit']:,}"
-        paused = "; ".join(list(r["paused_reasons"]) + list(r["marketing_paused_reasons"])) or "-"
-        table.add_row(r["id"], r["scope_id"], r["tier"], f"{r['used_24h']:,} / {limit}", _when(r["next_release_at"]),
-                      r["quality"], r["status"], paused)
-    console.print(table)
 
 
 @app.command()

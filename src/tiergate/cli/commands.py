@@ -1,6 +1,8 @@
 """Imports every command module so each registers itself on the app."""
 
 from tiergate.cli import admin as admin
+from tiergate.cli import campaign as campaign
 from tiergate.cli import plan as plan
 from tiergate.cli import serve as serve
 from tiergate.cli import simulate as simulate
+from tiergate.cli import status as status

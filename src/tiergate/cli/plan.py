@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from tiergate.cli import core_args
-from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.app import app, console, err_console, fail, print_json
+from tiergate.cli.chart import ChartError, write_chart
 from tiergate.core.planner import Plan, history_from_reach, plan
 
 
@@ -27,6 +30,8 @@ def plan_command(
         None, "--history-30d", metavar="N", help="... over the last 30 days (at least --history-7d)."),
     quality: str = typer.Option("GREEN", "--quality", help="Quality rating assumed throughout."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    chart: Path | None = typer.Option(
+        None, "--chart", metavar="FILE", help="Also draw the plan: FILE.svg, or FILE.png (needs matplotlib)."),
 ) -> None:
     """Plan a campaign: the tier, sends and running total each day, as fast as the ladder allows."""
     rules = core_args.policy(policy)
@@ -42,10 +47,17 @@ def plan_command(
                       reserve=share, quality=core_args.quality(quality))
     except ValueError as exc:
         fail(escape(str(exc)))
+    if chart is not None:
+        try:
+            write_chart(result, chart)
+        except ChartError as exc:
+            fail(escape(str(exc)))
     if as_json:
         print_json(result.to_dict())
     else:
         _print_table(result)
+    if chart is not None:
+        (err_console if as_json else console).print(f"chart: {escape(str(chart))}")
 
 
 def _print_table(result: Plan) -> None:

@@ -60,7 +60,7 @@
 
   function short(n) {
     if (n == null) return "∞";
-    if (n >= 1e6 && n % 1e5 === 0) return `${n / 1e6}M`;
+    if (n >= 1e6 && n % 1e4 === 0) return `${n / 1e6}M`;
     if (n >= 1e3 && n % 100 === 0) return `${n / 1e3}K`;
     return nf.format(n);
   }

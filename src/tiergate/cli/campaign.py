@@ -1,0 +1,202 @@
+"""``tiergate campaign send FILE.csv`` and ``tiergate campaign status ID``: campaigns through a running server.
+
+``send`` uploads the CSV to ``POST /v1/campaigns/csv`` and follows the campaign with a live progress
+bar until every message is done, or until what is left waits for capacity (or a pause, or a start
+time): then it says when the next send will happen and exits 0. The server keeps sending either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import Remote, RemoteError
+
+__all__ = ["campaign_app", "describe_wait", "duration"]
+
+campaign_app = typer.Typer(help="Campaigns on a running server: send a CSV, follow progress.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+
+URL = typer.Option(None, "--url", help="The running tiergate [TIERGATE_URL, http://127.0.0.1:8080]")
+KEY = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
+SUCCESS = ("sent", "delivered", "read")
+FINAL_OTHER = ("failed", "expired", "rejected", "canceled", "unknown")
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def summary(c: dict[str, Any]) -> str:
+    counts = c["counts"]
+    parts = [f"{sum(counts.get(s, 0) for s in SUCCESS):,} sent"]
+    parts += [f"{counts[s]:,} {s}" for s in ("sending", "queued", "held", *FINAL_OTHER) if counts.get(s)]
+    return ", ".join(parts)
+
+
+def describe_wait(waiting: list[dict[str, Any]], now: float) -> tuple[float, str] | None:
+    """(when the next of these queued messages is due, the commonest reason) if none is due now."""
+    times = [m["next_attempt_at"] for m in waiting if m.get("next_attempt_at") is not None]
+    if not times or min(times) <= now:
+        return None
+    reason, _ = Counter(m["reason"] or "waiting" for m in waiting).most_common(1)[0]
+    return min(times), reason
+
+
+def _read_csv(path: Path) -> None:
+    if not path.exists():
+        fail(f"no such file: {escape(str(path))}", "give the path of a CSV with a 'to' column")
+    if not path.is_file():
+        fail(f"{escape(str(path))} is not a file", "give the path of a CSV with a 'to' column")
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except OSError as exc:
+        fail(f"cannot read {escape(str(path))}: {escape(exc.strerror or str(exc))}")
+
+
+@campaign_app.command("send")
+def send(
+    file: Path = typer.Argument(..., metavar="FILE.csv", help="Recipients: a 'to' column, optional param1..paramN."),
+    sender: str = typer.Option(..., "--sender", help="The sender's phone number id."),
+    template: str = typer.Option(..., "--template", help="The approved template's name."),
+    language: str = typer.Option("en_US", "--language", help="The template's language code."),
+    category: str = typer.Option("MARKETING", "--category", help="MARKETING, UTILITY or AUTHENTICATION."),
+    name: str = typer.Option("", "--name", help="A name to recognise the campaign by (default: the file name)."),
+    url: str | None = URL,
+    api_key: str | None = KEY,
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between progress checks."),
+    detach: bool = typer.Option(False, "--detach", help="Create the campaign and exit; do not follow it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the created campaign as JSON (implies --detach)."),
+) -> None:
+    """Send a template to every recipient of a CSV, then follow it until done or waiting for capacity."""
+    _read_csv(file)
+    category = category.upper()
+    if category not in ("MARKETING", "UTILITY", "AUTHENTICATION"):
+        fail(f"--category must be MARKETING, UTILITY or AUTHENTICATION, not {escape(category)!r}")
+    remote = Remote(url, api_key)
+
+    async def main() -> None:
+        async with remote:
+            try:
+                c = await remote.upload_csv("/v1/campaigns/csv", file, {
+                    "sender": sender, "template": template, "language": language, "category": category,
+                    "name": name or file.stem})
+            except RemoteError as exc:
+                hint = "see `tiergate status` for your senders" if exc.status == 404 else ""
+                fail(f"the campaign was not created: {escape(exc.message)}", hint)
+            if as_json:
+                print_json(c)
+                return
+            console.print(f"campaign [bold]{escape(c['id'])}[/] created: {c['total']:,} recipients"
+                          + (f", planned over {len(c['plan'])} day(s)" if c["plan"] else ""))
+            errors = c.get("row_errors") or []
+            for e in errors[:5]:
+                console.print(f"  [yellow]skipped row {e['row']}:[/] {escape(e['error'])}")
+            if len(errors) > 5:
+                console.print(f"  [yellow]... and {len(errors) - 5:,} more rows skipped[/]")
+            if detach:
+                console.print(f"follow it with `tiergate campaign status {c['id']} --follow`")
+                return
+            await follow(remote, c["id"], interval)
+
+    asyncio.run(main())
+
+
+@campaign_app.command("status")
+def status(
+    campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+    follow_it: bool = typer.Option(False, "--follow", help="Show a live progress bar until done or waiting."),
+    url: str | None = URL,
+    api_key: str | None = KEY,
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between progress checks."),
+    as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
+) -> None:
+    """One campaign's progress by state and its plan; --follow to watch it."""
+    remote = Remote(url, api_key)
+
+    async def main() -> None:
+        async with remote:
+            try:
+                c = await remote.get(f"/v1/campaigns/{campaign_id}")
+            except RemoteError as exc:
+                fail(escape(exc.message), "campaign ids start with cmp_; the dashboard lists them")
+            if as_json:
+                print_json(c)
+            elif follow_it:
+                await follow(remote, campaign_id, interval)
+            else:
+                console.print(f"[bold]{escape(c['name'] or c['id'])}[/] ({c['state']}): {c['done']:,} of "
+                              f"{c['total']:,} done; {summary(c)}")
+                if c["eta"] and c["done"] < c["total"]:
+                    console.print(f"planned finish: {when(c['eta'])}")
+
+    asyncio.run(main())
+
+
+async def follow(remote: Remote, campaign_id: str, interval: float) -> None:
+    """A progress bar over done/total until everything is done, or the rest is waiting (then say until when)."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    previous_done = -1
+    last_check = 0.0
+    with Progress(*columns, console=console, transient=False) as progress:
+        c = await remote.get(f"/v1/campaigns/{campaign_id}")
+        task = progress.add_task(c["name"] or c["id"], total=c["total"], completed=c["done"], detail=summary(c))
+        while True:
+            progress.update(task, completed=c["done"], detail=summary(c))
+            counts = c["counts"]
+            if c["done"] >= c["total"]:
+                break
+            if c["state"] in ("paused", "canceled"):
+                progress.stop()
+                console.print(f"the campaign is {c['state']}: {c['total'] - c['done']:,} messages not sent"
+                              + ("; resume it with POST /v1/campaigns/{id}/resume" if c["state"] == "paused" else ""))
+                return
+            stalled = c["done"] == previous_done and not counts.get("sending")
+            if stalled and time.monotonic() - last_check >= interval:
+                last_check = time.monotonic()
+                if counts.get("held") and not counts.get("queued"):
+                    progress.stop()
+                    console.print(f"{counts['held']:,} messages are held (the campaign is paused)")
+                    return
+                waiting = await remote.get("/v1/messages", campaign_id=campaign_id, state="queued", limit=1000)
+                now = await remote.server_time()
+                wait = describe_wait(waiting, now)
+                if wait is not None:
+                    progress.stop()
+                    at, reason = wait
+                    left = c["total"] - c["done"]
+                    console.print(f"{left:,} messages wait: {escape(reason)}")
+                    console.print(f"the next send: [bold]{when(at)}[/] (in {duration(at - now)}); "
+                                  f"the server sends them then. Follow with `tiergate campaign status {campaign_id}"
+                                  f" --follow` or on the dashboard: {remote.url}/#/campaign/{campaign_id}")
+                    return
+            previous_done = c["done"]
+            await asyncio.sleep(interval)
+            c = await remote.get(f"/v1/campaigns/{campaign_id}")
+    failed = sum(c["counts"].get(s, 0) for s in FINAL_OTHER)
+    console.print(f"done: {summary(c)}" + (f" ([yellow]{failed:,} not delivered[/])" if failed else ""))

@@ -1,0 +1,95 @@
+"""Talking to a running ``tiergate serve`` over its HTTP API, with every failure as one clear line.
+
+The commands that act for a tenant (``campaign send``, ``status --url``) go through the API, like any
+other client: the server's dispatcher does the sending, its key decides what the caller may see.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import aiohttp
+import orjson
+from rich.markup import escape
+
+from tiergate.cli.app import fail
+
+__all__ = ["DEFAULT_URL", "Remote", "RemoteError"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class RemoteError(Exception):
+    """An answer the user can act on: the server's error message, and its status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _fail(message: str, hint: str = "", code: int = 2) -> NoReturn:
+    fail(escape(message), escape(hint), code)
+
+
+class Remote:
+    """An API client for one base URL and key (``--url`` / TIERGATE_URL, ``--api-key`` / TIERGATE_API_KEY)."""
+
+    def __init__(self, url: str | None, api_key: str | None, *, timeout: float = 30.0) -> None:
+        self.url = (url or os.environ.get("TIERGATE_URL") or DEFAULT_URL).rstrip("/")
+        self.key = api_key or os.environ.get("TIERGATE_API_KEY") or ""
+        if not self.key:
+            _fail("no API key: pass --api-key or set TIERGATE_API_KEY",
+                  "`tiergate serve` prints an admin key at first start; `tiergate keys create --tenant NAME` "
+                  "makes more")
+        if not self.url.startswith(("http://", "https://")):
+            _fail(f"--url must start with http:// or https://, not {self.url!r}", f"e.g. --url {DEFAULT_URL}")
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Remote:
+        self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.key}"}, timeout=self.timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self._session is not None, "use 'async with Remote(...)'"
+        try:
+            async with self._session.request(method, self.url + path, **kwargs) as r:
+                raw = await r.read()
+                status = r.status
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            _fail(f"cannot reach tiergate at {self.url}: {exc}",
+                  "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
+        except TimeoutError:
+            _fail(f"tiergate at {self.url} did not answer within {self.timeout.total:g} s", code=1)
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        if status == 401:
+            _fail("the API key was refused (wrong or revoked)",
+                  "check --api-key / TIERGATE_API_KEY; `tiergate keys create --tenant NAME` makes a new one")
+        if status >= 400:
+            message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
+            raise RemoteError(status, message or f"HTTP {status} from {method} {path}")
+        return body
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    async def upload_csv(self, path: str, file: Path, fields: dict[str, str]) -> Any:
+        form = aiohttp.FormData()
+        for name, value in fields.items():
+            form.add_field(name, value)
+        form.add_field("file", file.read_bytes(), filename=file.name, content_type="text/csv")
+        return await self.request("POST", path, data=form)
+
+    async def server_time(self) -> float:
+        health = await self.get("/healthz")
+        return float(health["time"])

@@ -1,0 +1,94 @@
+"""``tiergate campaign send`` against a real ``tiergate serve``: progress until done or waiting, clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.e2e.cli_server import Served, clean, register, running_serve, tiergate
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with running_serve(tmp_path_factory.mktemp("serve")) as s:
+        yield s
+
+
+def csv_file(tmp_path: Path, n: int, base: int = 0, extra: str = "") -> Path:
+    path = tmp_path / "recipients.csv"
+    path.write_text("to,param1\n" + "".join(f"+55119{base + i:08d},Ana\n" for i in range(n)) + extra)
+    return path
+
+
+def send(served: Served, *args: str) -> tuple[int, str, str]:
+    done = tiergate("campaign", "send", *args, "--url", served.url, "--api-key", served.key, "--interval", "0.2")
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return done.returncode, clean(done.stdout), clean(done.stderr)
+
+
+def test_send_follows_until_the_rest_waits_for_capacity(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000001", tier="TIER_250", throughput_mps=1000)
+    rc, out, err = send(served, str(csv_file(tmp_path, 300, extra="12,bad\n")), "--sender", "300000000000001",
+                        "--template", "promo", "--name", "launch")
+    assert rc == 0, err
+    assert "created: 300 recipients" in out and "skipped row 301" in out
+    assert "250/300" in out  # the progress bar stopped at the tier
+    assert "50 messages wait: messaging limit reached (250/250 distinct recipients in 24 h)" in out
+    assert "the next send:" in out and "(in 2" in out  # about 24 h from now
+    campaign_id = out.split("campaign ")[1].split(" ")[0]
+    with served.client() as c:
+        campaign = c.get(f"/v1/campaigns/{campaign_id}").json()
+    assert campaign["done"] == 250 and campaign["counts"]["queued"] == 50
+
+    status = tiergate("campaign", "status", campaign_id, "--url", served.url, "--api-key", served.key)
+    assert status.returncode == 0 and "250 of 300 done" in clean(status.stdout)
+
+
+def test_send_follows_until_done(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000002", tier="TIER_1K", throughput_mps=1000)
+    rc, out, err = send(served, str(csv_file(tmp_path, 40, base=1_000)), "--sender", "300000000000002",
+                        "--template", "promo", "--category", "utility")
+    assert rc == 0, err
+    assert "created: 40 recipients" in out and "done: 40 sent" in out
+
+
+def test_detach_and_json(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000003", tier="TIER_1K")
+    rc, out, _ = send(served, str(csv_file(tmp_path, 5, base=2_000)), "--sender", "300000000000003",
+                      "--template", "promo", "--detach")
+    assert rc == 0 and "created: 5 recipients" in out and "--follow" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["missing.csv", "--sender", "x", "--template", "t"], "no such file"),
+    (["{csv}", "--sender", "nope", "--template", "t"], "the campaign was not created: unknown sender 'nope'"),
+    (["{csv}", "--sender", "x", "--template", "t", "--category", "promo"], "--category must be MARKETING"),
+    (["{bad}", "--sender", "300000000000001", "--template", "t"], "needs a header row with a 'to' column"),
+])
+def test_user_mistakes_give_one_clear_error(served: Served, tmp_path: Path, args: list[str], message: str) -> None:
+    good = csv_file(tmp_path, 2)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("phone_number_wrong\n+5511900000001\n")
+    args = [a.format(csv=good, bad=bad) for a in args]
+    if args[0] == "missing.csv":
+        args[0] = str(tmp_path / "missing.csv")
+    rc, _, err = send(served, *args)
+    assert rc != 0 and err.startswith("error:") and message in err, err
+
+
+def test_server_problems_give_one_clear_error(served: Served, tmp_path: Path) -> None:
+    good = str(csv_file(tmp_path, 2))
+    nowhere = tiergate("campaign", "send", good, "--sender", "x", "--template", "t", "--url", "http://127.0.0.1:9",
+                       "--api-key", "k")
+    assert nowhere.returncode == 1 and "cannot reach tiergate at http://127.0.0.1:9" in clean(nowhere.stderr)
+    refused = tiergate("campaign", "send", good, "--sender", "x", "--template", "t", "--url", served.url,
+                       "--api-key", "tg_wrong")
+    assert refused.returncode == 2 and "the API key was refused" in clean(refused.stderr)
+    keyless = tiergate("campaign", "send", good, "--sender", "x", "--template", "t", "--url", served.url)
+    assert keyless.returncode == 2 and "no API key" in clean(keyless.stderr)
+    from_env = tiergate("campaign", "status", "cmp_nope", TIERGATE_URL=served.url, TIERGATE_API_KEY=served.key)
+    assert from_env.returncode == 2 and "campaign 'cmp_nope' not found" in clean(from_env.stderr)
+    for done in (nowhere, refused, keyless, from_env):
+        assert "Traceback" not in done.stdout + done.stderr
+        assert done.stderr.strip().startswith("error:")
