@@ -126,7 +126,7 @@ class FakeGraph:
                  host: str = "127.0.0.1", port: int = 0, record: bool = True, strict_numbers: bool = False,
                  clock: Callable[[], float] = time.time, webhook_url: str | None = None,
                  app_secret: str = "fake-app-secret", webhook_statuses: tuple[str, ...] = ("sent", "delivered"),
-                 waba_id: str = "fake-waba", webhook_retries: int = 0,
+                 waba_id: str = "fake-waba", webhook_retries: int = 0, webhook_delay: float = 0.0,
                  limits: PlatformLimits | None = None) -> None:
         self.token = token
         self.seed = seed
@@ -151,6 +151,7 @@ class FakeGraph:
         self.webhook_statuses = webhook_statuses
         self.waba_id = waba_id
         self.webhook_retries = webhook_retries
+        self.webhook_delay = webhook_delay  # seconds between accepting a message and its first status
         self.limits = limits
         self._deliveries: set[asyncio.Task[None]] = set()
         self._hook_session: aiohttp.ClientSession | None = None
@@ -321,6 +322,8 @@ class FakeGraph:
         after a growing pause, as Meta retries for days: a test can restart the receiver meanwhile.
         """
         assert self.webhook_url is not None
+        if self.webhook_delay:
+            await self._hold(self.webhook_delay)
         if self._hook_session is None:
             self._hook_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         for body in bodies:
@@ -497,7 +500,8 @@ class FakeGraphProcess:
     def __init__(self, *, token: str = "fake-token", seed: int = 0, port: int = 0, record: bool = True,
                  uvloop: bool = False, webhook_url: str | None = None, app_secret: str = "fake-app-secret",
                  webhook_retries: int = 0, startup_timeout: float = 20.0, clock_file: str | None = None,
-                 enforce_limits: bool = False, webhook_statuses: tuple[str, ...] | None = None) -> None:
+                 enforce_limits: bool = False, webhook_statuses: tuple[str, ...] | None = None,
+                 webhook_delay: float = 0.0) -> None:
         self.token = token
         self._args = [sys.executable, "-m", "tests.fakes.fake_graph", "--port", str(port), "--token", token,
                       "--seed", str(seed)]
@@ -505,7 +509,7 @@ class FakeGraphProcess:
             self._args.append("--no-record")
         if webhook_url:
             self._args += ["--webhook-url", webhook_url, "--app-secret", app_secret,
-                           "--webhook-retries", str(webhook_retries)]
+                           "--webhook-retries", str(webhook_retries), "--webhook-delay", str(webhook_delay)]
         if uvloop:
             self._args.append("--uvloop")
         if clock_file:
@@ -597,6 +601,7 @@ class FakeGraphProcess:
 async def _serve(args: argparse.Namespace) -> None:
     fake = FakeGraph(token=args.token, seed=args.seed, host=args.host, port=args.port, record=not args.no_record,
                      webhook_url=args.webhook_url, app_secret=args.app_secret, webhook_retries=args.webhook_retries,
+                     webhook_delay=args.webhook_delay,
                      clock=FileClock(args.clock_file).now if args.clock_file else time.time,
                      limits=PlatformLimits() if args.enforce_limits else None,
                      webhook_statuses=tuple(filter(None, args.webhook_statuses.split(","))))
@@ -625,6 +630,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--app-secret", default="fake-app-secret", help="signs the webhooks (X-Hub-Signature-256)")
     parser.add_argument("--webhook-retries", type=int, default=0,
                         help="retry a webhook nobody took (connection error or 5xx) this many times")
+    parser.add_argument("--webhook-delay", type=float, default=0.0,
+                        help="seconds between accepting a message and posting its statuses")
     parser.add_argument("--webhook-statuses", default="sent,delivered",
                         help="statuses to report for every accepted message ('' for none)")
     parser.add_argument("--clock-file", help="read the time from this file (a FileClock shared with a test)")
