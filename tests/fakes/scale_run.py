@@ -33,12 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import uvicorn
 
 from tests.fakes.fake_graph import FakeGraphProcess
@@ -364,20 +365,27 @@ def _summary(result: ScaleResult) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the multi-process scale-out check (a longer version).")
-    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test?schema=scale_run")
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="a fresh schema is created in this database for the run, and dropped after it")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--scopes", type=int, default=3)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--recipients", type=int, default=5_000)
     parser.add_argument("--max-scopes", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--kill-at-round", type=int, default=None)
     args = parser.parse_args()
-    cfg = ScaleConfig(database_url=args.database_url, workers=args.workers, scopes=args.scopes,
+    schema = f"scale_{uuid.uuid4().hex[:12]}"
+    url = f"{args.database_url}{'&' if '?' in args.database_url else '?'}schema={schema}"
+    cfg = ScaleConfig(database_url=url, workers=args.workers, scopes=args.scopes,
                       messages=args.messages, recipients=args.recipients, max_scopes=args.max_scopes,
-                      kill_at_round=args.kill_at_round, log=True)
-    result = asyncio.run(ScaleRun(cfg).run())
+                      rounds=args.rounds, kill_at_round=args.kill_at_round, log=True)
+    try:
+        result = asyncio.run(ScaleRun(cfg).run())
+    finally:
+        with psycopg.connect(args.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     print(_summary(result))
-    print(Counter(result.states))
 
 
 if __name__ == "__main__":

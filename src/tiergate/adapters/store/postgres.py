@@ -108,7 +108,11 @@ class _PgTx:
         return cursor.rowcount
 
     def _arrays(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[list[Any], str]:
-        """One array parameter per column, and ``%s::type[], ...`` to unnest them with."""
+        """One array parameter per column, and ``%b::type[], ...`` to unnest them with.
+
+        Binary parameters (``%b``): psycopg dumps a list in text format in Python, element by element
+        (quoting, escaping), which cost more than the statement itself; the binary dump is ~3x faster.
+        """
         types = [self._types[(table, c)] for c in columns]
         arrays: list[Any] = []
         for sql_type, values in zip(types, zip(*rows, strict=True), strict=True):
@@ -116,7 +120,7 @@ class _PgTx:
                 arrays.append([None if v is None else float(v) for v in values])
             else:
                 arrays.append(list(values))
-        return arrays, ", ".join(f"%s::{t}[]" for t in types)
+        return arrays, ", ".join(f"%b::{t}[]" for t in types)
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
