@@ -56,6 +56,7 @@ async def test_timeline_ladder_and_days_follow_the_ledger(harness: Harness) -> N
     await h.advance(DAY)
     days = (await h.client.get(f"/v1/campaigns/{c['id']}/days")).json()
     assert [d["sent"] for d in days["days"]] == [1_000, 500] and days["waiting"] == 0 and days["finish_by"] is None
+    assert days["finished_day"] == 2 and days["planned_finish"] == T0 + 2 * DAY
 
 
 async def test_tier_changes_show_on_the_day_they_were_in_force(harness: Harness) -> None:

@@ -97,7 +97,8 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
     """The campaign day by day: planned sends and tier (its plan) against what was sent and the tier then.
 
     Day 1 is the scope's local day the campaign was planned in (its creation), as the planner counts.
-    ``finish_by``: the end of the last day of a fresh plan for what is still waiting.
+    ``finish_by``: the end of the last day of a fresh plan for what is still waiting; ``planned_finish``:
+    the end of the plan's last day; ``finished_day``: the last day anything was sent, once nothing waits.
     """
     offset = utc_offset(scope.timezone, campaign.created_at)
     first = day_index(campaign.created_at, offset)
@@ -131,5 +132,9 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
         ahead = await plan_for_scope(store, scope, waiting, now)
         if ahead:
             finish_by = day_start(day_index(now, offset) + len(ahead), offset)
+    finished_day = None
+    if waiting <= 0:
+        finished_day = max((d["day"] for d in days if d["sent"]), default=None)
     return {"campaign_id": campaign.id, "now": now, "timezone": scope.timezone, "today": today,
-            "waiting": waiting, "finish_by": finish_by, "days": days}
+            "waiting": waiting, "finish_by": finish_by, "finished_day": finished_day,
+            "planned_finish": edges[len(plan)] if plan and len(plan) <= n else None, "days": days}

@@ -289,7 +289,7 @@
     const rows = campaigns.map((c) => h("tr", { "data-testid": "campaign-row" },
       h("td", {}, h("a", { href: `#/campaign/${enc(c.id)}`, text: c.name || c.id })),
       h("td", { text: c.sender }),
-      h("td", {}, chip(c.state, c.done >= c.total ? "done" : c.state)),
+      h("td", {}, chip(c.done >= c.total ? "done" : c.state, c.done >= c.total ? "done" : c.state)),
       h("td", { class: "wrap" }, stateBar(c.counts, c.total)),
       h("td", { class: "r", text: `${num(c.done)} / ${num(c.total)}` }),
       h("td", { text: c.done >= c.total ? "finished" : c.eta ? `${when(c.eta)}` : "–" })));
@@ -376,7 +376,7 @@
     const campaignCard = h("article", { class: "card" }, h("h2", {}, "Campaigns"),
       mine.length ? h("ul", { class: "senders" }, mine.map((c) => h("li", {},
         h("a", { href: `#/campaign/${enc(c.id)}`, text: c.name || c.id }), " ",
-        chip(c.state, c.done >= c.total ? "done" : c.state), " ",
+        chip(c.done >= c.total ? "done" : c.state, c.done >= c.total ? "done" : c.state), " ",
         h("span", { class: "muted small", text: `${num(c.done)} / ${num(c.total)}` }))))
         : h("p", { class: "muted small", text: "No campaigns from this scope." }));
 
@@ -427,7 +427,11 @@
     const finished = c.done >= c.total;
     const pct = c.total ? Math.floor((100 * c.done) / c.total) : 100;
     let eta = "–", etaNote = "";
-    if (finished) { eta = "finished"; }
+    if (finished) {
+      eta = "finished";
+      const last = days.finished_day && days.days[days.finished_day - 1];
+      if (last) etaNote = `on day ${last.day}, ${WEEKDAYS[date(last.start).getDay()]} ${day(last.start)}`;
+    }
     else if (c.state === "paused") { eta = "paused"; etaNote = "resume to continue"; }
     else if (c.state === "canceled") { eta = "canceled"; }
     else if (days.finish_by) { eta = `by ${when(days.finish_by)}`; etaNote = rel(days.finish_by); }
@@ -446,7 +450,8 @@
         figure("done", num(c.done), "done"), figure("total", num(c.total), "total"),
         figure("waiting", num(Math.max(0, c.total - c.done)), "waiting"),
         figure("ETA", eta, "eta", etaNote),
-        figure("planned finish", c.eta ? when(c.eta) : "–", "planned-eta", `${c.plan.length} day plan`)),
+        figure("planned finish", days.planned_finish ? when(days.planned_finish) : "–", "planned-eta",
+          `${c.plan.length} day plan`)),
       stateBar(c.counts, c.total),
       h("div", { class: "legend", "data-testid": "state-legend" }, present.map((st) => h("span", { class: "key" },
         h("span", { class: `swatch s-${st}` }), `${st} `, h("b", { class: "num", "data-testid": `count-${st}`,
