@@ -25,6 +25,8 @@ class Settings:
     sync_interval: float = 900.0
     worker_id: str = ""
     batch_size: int = 500
+    max_scopes: int = 10_000  # scope leases one worker holds at most (spread S scopes over N workers)
+    lease_ttl: float = 30.0  # seconds a worker's scope leases outlive it: how soon another takes over
     max_body_bytes: int = 2_000_000
     max_webhook_bytes: int = 8_000_000
     max_campaign_recipients: int = 200_000

@@ -57,7 +57,8 @@ class Gateway:
         worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.auth = Auth(store, clock)
         self.intake = Intake(store, clock, provider)
-        config = dispatcher_config or DispatcherConfig(batch_size=settings.batch_size)
+        config = dispatcher_config or DispatcherConfig(batch_size=settings.batch_size, max_scopes=settings.max_scopes,
+                                                       lease_ttl=settings.lease_ttl)
         self.dispatcher = Dispatcher(store, provider, clock, worker_id=worker_id,
                                      wall_clock=wall_clock or SystemClock(), config=config)
         self.state = SenderState(store, clock, self._capacity_changed)
