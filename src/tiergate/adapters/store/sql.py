@@ -358,6 +358,10 @@ class SqlStore(ABC):
         """Whether a failed transaction may simply be run again (deadlock, lock wait)."""
         return False
 
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (?, ...)`` and its parameters (PostgreSQL binds one array instead)."""
+        return f"{column} IN ({_marks(len(values))})", list(values)
+
     async def __aenter__(self: S) -> S:
         await self.open()
         return self
@@ -690,10 +694,9 @@ class SqlStore(ABC):
         wanted = sorted(set(scope_ids))
         held: set[str] = set()
         for chunk in _chunks(wanted, self.max_params):
-            rows = await tx.fetchall(
-                f"SELECT id, lease_owner FROM scopes WHERE id IN ({_marks(len(chunk))}) ORDER BY id{self.lock_rows}",
-                chunk,
-            )
+            where, params = self._in("id", chunk)
+            rows = await tx.fetchall(f"SELECT id, lease_owner FROM scopes WHERE {where} ORDER BY id{self.lock_rows}",
+                                     params)
             held.update(scope_id for scope_id, owner in rows if owner == worker_id)
         lost = [s for s in wanted if s not in held]
         if lost:
@@ -710,10 +713,9 @@ class SqlStore(ABC):
             return ordered
         state: dict[str, str] = {}
         for chunk in _chunks(wanted, self.max_params):
-            rows = await tx.fetchall(
-                f"SELECT id, state FROM messages WHERE id IN ({_marks(len(chunk))}) ORDER BY id{self.lock_rows}",
-                chunk,
-            )
+            where, params = self._in("id", chunk)
+            rows = await tx.fetchall(f"SELECT id, state FROM messages WHERE {where} ORDER BY id{self.lock_rows}",
+                                     params)
             state.update(rows)
         kept = []
         for u in ordered:
@@ -831,11 +833,12 @@ class SqlStore(ABC):
         states = ", ".join(f"'{s}'" for s in _MARKETING_STATES)
         async with self.reader() as tx:
             for chunk in _chunks(sorted(set(recipients)), self.max_params):
+                where, params = self._in("recipient", chunk)
                 rows = await tx.fetchall(
                     f"SELECT recipient, COALESCE(sent_at, updated_at) AS at FROM messages "
-                    f"WHERE tenant_id = ? AND category = 'MARKETING' AND recipient IN ({_marks(len(chunk))}) "
+                    f"WHERE tenant_id = ? AND category = 'MARKETING' AND {where} "
                     f"AND state IN ({states}) AND COALESCE(sent_at, updated_at) > ?",
-                    [tenant_id, *chunk, since],
+                    [tenant_id, *params, since],
                 )
                 for recipient, at in rows:
                     sends.setdefault(recipient, []).append(at)
@@ -914,10 +917,10 @@ class SqlStore(ABC):
         flags: dict[str, RecipientFlags] = {}
         async with self.reader() as tx:
             for chunk in _chunks(sorted(set(recipients)), self.max_params):
+                where, params = self._in("phone", chunk)
                 rows = await tx.fetchall(
-                    f"SELECT phone, opted_in_at, opted_out_at FROM recipients "
-                    f"WHERE tenant_id = ? AND phone IN ({_marks(len(chunk))})",
-                    [tenant_id, *chunk],
+                    f"SELECT phone, opted_in_at, opted_out_at FROM recipients WHERE tenant_id = ? AND {where}",
+                    [tenant_id, *params],
                 )
                 flags.update((phone, RecipientFlags(opted_in, opted_out)) for phone, opted_in, opted_out in rows)
         return flags
@@ -936,11 +939,9 @@ class SqlStore(ABC):
         found: dict[str, float] = {}
         async with self.reader() as tx:
             for chunk in _chunks(sorted(set(recipients)), self.max_params):
-                rows = await tx.fetchall(
-                    f"SELECT recipient, last_inbound_at FROM csw WHERE sender_id = ? "
-                    f"AND recipient IN ({_marks(len(chunk))})",
-                    [sender_id, *chunk],
-                )
+                where, params = self._in("recipient", chunk)
+                rows = await tx.fetchall(f"SELECT recipient, last_inbound_at FROM csw WHERE sender_id = ? AND {where}",
+                                         [sender_id, *params])
                 found.update(rows)
         return found
 
