@@ -132,9 +132,9 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
         ahead = await plan_for_scope(store, scope, waiting, now)
         if ahead:
             finish_by = day_start(day_index(now, offset) + len(ahead), offset)
-    finished_day = None
+    finished_day: int | None = None
     if waiting <= 0:
-        finished_day = max((d["day"] for d in days if d["sent"]), default=None)
+        finished_day = max((k + 1 for k in range(min(n, today)) if sent[k]), default=None)
     return {"campaign_id": campaign.id, "now": now, "timezone": scope.timezone, "today": today,
             "waiting": waiting, "finish_by": finish_by, "finished_day": finished_day,
             "planned_finish": edges[len(plan)] if plan and len(plan) <= n else None, "days": days}
