@@ -56,7 +56,7 @@ def _correlated(m: Message) -> dict[str, Any]:
 @dataclass(slots=True)
 class DispatcherConfig:
     batch_size: int = 500
-    send_concurrency: int = 64  # requests in flight per sender
+    send_concurrency: int = 200  # requests in flight per sender (1,000 msg/s at ~200 ms a request)
     idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
@@ -65,6 +65,7 @@ class DispatcherConfig:
     # token: that would be a step per message at 1,000 messages/s).
     throttle_quantum: float = 0.05
     park_granularity: float = 1.0  # seconds: capacity-parked messages wake in batches this wide
+    per_scope_claims: int = 32  # up to this many eligible scopes, claim from each by its own budget
     seed: int | None = None
 
 
@@ -203,49 +204,78 @@ class Dispatcher:
         if not scope_ids:
             return None
         now = self.clock.now()
-        budget, ready_at = self._token_budget(now)
-        if budget <= 0 and ready_at != math.inf:
+        eligible, budget, ready_at = self._token_budget(now)
+        if not eligible:
             # Every sender is out of tokens: claiming would only read messages it must skip.
             nxt = await self.store.next_due_at(scope_ids)
             return None if nxt is None else max(nxt, ready_at)
-        # (No senders at all: claim anyway, so their messages fail with a reason instead of waiting.)
-        limit = min(self.config.batch_size, budget) if budget > 0 else self.config.batch_size
-        messages = await self.store.claim_due(scope_ids, now, limit)
-        if not messages:
-            return await self.store.next_due_at(scope_ids)
-        try:
-            to_send, throttled_until = await self._admit(messages, now)
-        except LeaseLost:
-            log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
-            self._scopes.clear()
-            return now
-        if to_send:
-            if self.overlap_sends:
-                self._send_in_background(to_send, now)
-            else:
-                await self._send(to_send, now)
-        # Everything claimed was decided, or skipped for a throttle (those stay due, unwritten).
-        if len(messages) >= self.config.batch_size and to_send:
-            return now
+        # Only scopes with a sender that has tokens are claimed from: a throttled sender's backlog
+        # (first in claim order) must not starve the other senders of this worker.
+        messages = await self._claim(eligible, now, budget)
+        to_send: list[tuple[Message, Sender, Slot | None]] = []
+        throttled_until: float | None = None
+        if messages:
+            try:
+                to_send, throttled_until = await self._admit(messages, now)
+            except LeaseLost:
+                log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
+                self._scopes.clear()
+                return now
+            if to_send:
+                if self.overlap_sends:
+                    self._send_in_background(to_send, now)
+                else:
+                    await self._send(to_send, now)
         nxt = await self.store.next_due_at(scope_ids)
-        if throttled_until is not None:
-            # What is still due now is what the throttle held back: come back when a token is there.
-            return throttled_until if nxt is None or nxt <= now else min(throttled_until, nxt)
-        return None if nxt is None else max(now, nxt)
+        if nxt is None or nxt > now:
+            return nxt
+        # Something is still due now.
+        if len(messages) >= self.config.batch_size and to_send:
+            return now  # a full batch went: there is more of the same
+        waits = [t for t in (throttled_until, ready_at) if t is not None and t != math.inf]
+        if waits:
+            return min(waits)  # what is due waits for a throttled sender's tokens
+        return now if messages else now + min(1.0, self.config.idle_wait)
 
-    def _token_budget(self, now: float) -> tuple[int, float]:
-        """How many sends the owned senders' buckets allow now (a cap on what to claim), and when
-        the first of them has a quantum of tokens again."""
+    async def _claim(self, eligible: dict[str, int], now: float, budget: int) -> list[Message]:
+        """Claim at most what the senders' tokens allow: per scope while there are few (no scope's
+        throttled backlog fills the batch), in one query when a worker owns many."""
+        batch = self.config.batch_size
+        if len(eligible) > self.config.per_scope_claims:
+            return list(await self.store.claim_due(list(eligible), now, min(batch, max(budget, 1))))
+        messages: list[Message] = []
+        for scope_id, tokens in eligible.items():
+            room = min(batch - len(messages), max(tokens, 1))
+            if room <= 0:
+                break
+            messages.extend(await self.store.claim_due([scope_id], now, room))
+        return messages
+
+    def _token_budget(self, now: float) -> tuple[dict[str, int], int, float]:
+        """The scopes worth claiming from now (a sender with tokens, or no sender: their messages
+        fail with a reason), how many sends the buckets allow (a cap on the claim), and when the
+        first throttled sender has a quantum of tokens again."""
+        eligible: dict[str, int] = {}
         budget = 0
         ready_at = math.inf
-        for rt in self._scopes.values():
+        for scope_id, rt in self._scopes.items():
+            usable = not rt.senders
+            tokens = 0
             for sender in rt.senders.values():
                 bucket = self._bucket(sender)
-                if bucket.can_take(now):
-                    budget += int(bucket.available(now)) + 1
-                else:
+                if not bucket.can_take(now):
                     ready_at = min(ready_at, self._refill_at(bucket, now))
-        return budget, ready_at
+                    continue
+                room = int(bucket.available(now)) + 1
+                if self.overlap_sends:  # no more than send_concurrency in flight (an answer wakes us)
+                    room = min(room, self.config.send_concurrency - self._inflight[sender.id])
+                if room > 0:
+                    tokens += room
+                    usable = True
+            if usable:
+                eligible[scope_id] = tokens
+                budget += tokens
+        return eligible, budget, ready_at
 
     def _refill_at(self, bucket: TokenBucket, now: float) -> float:
         return bucket.next_token_at(now, max(1.0, bucket.rate * self.config.throttle_quantum))
