@@ -127,3 +127,19 @@ async def test_dropin_endpoint_speaks_meta_shapes(harness: Harness) -> None:
     body["text"] = {"body": "hi"}
     r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", content=orjson.dumps(body))
     assert r.status_code == 400 and r.json()["error"]["code"] == 131047
+
+
+async def test_a_pause_and_resume_does_not_push_waiting_messages_back_a_day(harness: Harness) -> None:
+    """Requeued messages give back the slots they were handed (they were not lost, nor sent late)."""
+    h = harness
+    await register(h, tier="TIER_1K")
+    r = await h.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo", "language": "en_US"}, "recipients": numbers(2500)})
+    assert r.status_code == 201, r.text
+    await h.advance(60)
+    assert len({m.to for m in h.provider.received}) == 1000
+    for quality in ("RED", "GREEN"):  # marketing paused, then resumed: the 1,500 are requeued and wait again
+        assert (await h.client.patch(f"/v1/senders/{SENDER}", json={"quality": quality})).status_code == 200
+        await h.advance(60)
+    await h.advance(86_400)
+    assert len({m.to for m in h.provider.received}) == 2000, "the next 1,000 go when the first day's slots free"

@@ -175,6 +175,13 @@ class Dispatcher:
         if rt is not None:
             rt.window.release(Slot(recipient, expiry, previous), now)
 
+    def forget_parks(self, scope_id: str | None = None, sender_id: str | None = None) -> None:
+        """Requeued messages (a resume, a raised tier, a window that opened) give back the slots
+        they were handed; without this, the next ones to wait would be queued behind them."""
+        for sid, rt in self._scopes.items():
+            if (scope_id is None and sender_id is None) or sid == scope_id or sender_id in rt.senders:
+                rt.parks.clear()
+
     def wake(self) -> None:
         self._wake.set()
 

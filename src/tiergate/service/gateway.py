@@ -100,6 +100,7 @@ class Gateway:
 
     async def _capacity_changed(self, scope_id: str | None, sender_id: str | None) -> None:
         """Queued messages were made due: wake this dispatcher and, through the store, every worker."""
+        self.dispatcher.forget_parks(scope_id, sender_id)
         self.dispatcher.wake()
         await announce(self.store)
 
