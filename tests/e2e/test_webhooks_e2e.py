@@ -201,3 +201,19 @@ async def test_every_conformance_payload_is_accepted(harness: Harness, name: str
     r = await harness.webhook(req.body)
     assert 200 <= r.status_code < 300, (name, r.text)
     assert (await harness.client.get("/healthz")).status_code == 200
+
+
+async def test_portfolio_forecast_counts_from_the_crossing_not_from_now(harness: Harness) -> None:
+    h = harness
+    await register(h, tier="TIER_2K", policy="portfolio", portfolio_id=wb.WABA_ID, quality="GREEN")
+    r = await h.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "promo"},
+                                                   "recipients": numbers(1000)})
+    assert r.status_code == 201, r.text
+    await h.run(30)  # 1,000 distinct: half of TIER_2K, crossed within a couple of seconds
+    crossed_by = h.clock.now()
+    first = (await h.client.get(f"/v1/senders/{SENDER}")).json()["forecast"]
+    assert first["next_tier"] == "TIER_10K" and first["status"] == "earned", first
+    assert crossed_by - 30 + 6 * 3600 <= first["predicted_at"] <= crossed_by + 6 * 3600
+    await h.advance(2 * 3600)
+    later = (await h.client.get(f"/v1/senders/{SENDER}")).json()["forecast"]
+    assert later["predicted_at"] == first["predicted_at"], "the same crossing, whenever one asks"

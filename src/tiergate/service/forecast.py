@@ -7,12 +7,13 @@ for the API, the dashboard and campaign plans (and for admission only where a sc
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tiergate.core.planner import forecast, plan
-from tiergate.core.policy import PolicyState, day_start, get_policy, parse_quality
+from tiergate.core.policy import PolicyState, Timing, day_start, get_policy, parse_quality
 from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
 from tiergate.ports import Store
@@ -52,10 +53,38 @@ async def history_batches(store: Store, scope: Any, now: float, offset: float) -
     return sorted(batches.items())
 
 
+def crossing_state(policy: str, state: PolicyState, history: list[tuple[float, int]], now: float) -> PolicyState:
+    """A threshold judged on crossing (the portfolio era) takes effect some hours after the send
+    that crossed it; the platform does not say when that was, so replay the scope's own counted
+    sends through the policy to find it. (The history places each recipient at their latest send,
+    so a crossing is found no earlier than it happened: the prediction errs late, never early.)"""
+    if state.pending_upgrade_at is not None:
+        return state
+    rules = get_policy(policy)
+    rule = rules.upgrade_rule(state.tier)
+    if rule is None or rule.timing is not Timing.ON_CROSSING:
+        return state
+    span = rule.window_days * DAY
+    times = [t for t, _n in history]
+    counts = [n for _t, n in history]
+    running = 0
+    first = 0
+    for i, t in enumerate(times):
+        running += counts[i]
+        while times[first] <= t - span:
+            running -= counts[first]
+            first += 1
+        crossed = rules.observe(state, {rule.window_days: running}, t)
+        if crossed.pending_upgrade_at is not None:
+            # Still pending, or overdue (the platform's webhook has not come yet): any moment now.
+            return replace(crossed, pending_upgrade_at=max(crossed.pending_upgrade_at, now + 1.0))
+    return state
+
+
 async def forecast_scope(store: Store, scope: Any, now: float) -> dict[str, Any]:
     offset = utc_offset(scope.timezone, now)
     history = await history_batches(store, scope, now, offset)
-    state = policy_state(scope)
+    state = crossing_state(scope.policy, policy_state(scope), history, now)
     try:
         result = forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction,
                           utc_offset=offset)
