@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,7 +76,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise ApiError(413, f"request body over {limit} bytes")
+                    # an HTTPException: FastAPI passes it through where it turns other errors into a 400
+                    raise HTTPException(413, f"request body over {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -99,6 +101,11 @@ class RateLimiter:
         return None
 
 
+# A security scheme, not a header parameter: the schema says how to authenticate, and clients and
+# schemathesis send the key instead of generating Authorization values.
+bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>'")
+
+
 def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
     settings = gateway.settings
     app = FastAPI(
@@ -106,10 +113,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         version="0.1.0",
         description="Governed sending for the WhatsApp Business Platform.",
         lifespan=lifespan,
-        responses={401: {"model": s.ErrorResponse}, 404: {"model": s.ErrorResponse},
-                   422: {"model": s.ErrorResponse}, 429: {"model": s.ErrorResponse}},
+        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429)},
     )
     app.state.gateway = gateway
+    app.add_middleware(BodyLimit, default=settings.max_body_bytes, webhook=settings.max_webhook_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute)
 
     @app.exception_handler(ApiError)
@@ -132,11 +139,11 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
+    async def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        if credentials is None:
             raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'",
                            headers={"WWW-Authenticate": "Bearer"})
-        who = await gateway.auth.authenticate(authorization[7:].strip())
+        who = await gateway.auth.authenticate(credentials.credentials.strip())
         if who is None:
             raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
         retry = limiter.check(who.key_id)
@@ -379,7 +386,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return [key_out(k) for k in await gateway.store.list_api_keys()]
 
     @app.delete("/v1/keys/{key_id}", status_code=204, tags=["admin"])
-    async def revoke_key(key_id: str, _: Admin) -> Response:
+    async def revoke_key(key_id: str, who: Admin) -> Response:
+        if key_id == who.key_id:  # the last admin key would lock every admin out
+            raise ApiError(409, "this is the key making the request: revoke it with another admin key or "
+                                "`tiergate keys revoke`")
         try:
             await gateway.store.revoke_api_key(key_id, now())
         except NotFound:
@@ -395,7 +405,9 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                                          x_tiergate_category, x_idempotency_key)
 
     # -- platform webhooks -------------------------------------------------------------------
-    @app.get("/webhooks/whatsapp", tags=["webhooks"], response_class=PlainTextResponse)
+    json_error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+    @app.get("/webhooks/whatsapp", tags=["webhooks"], response_class=PlainTextResponse, responses={403: json_error})
     async def webhook_verify(
         hub_mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         hub_verify_token: Annotated[str | None, Query(alias="hub.verify_token")] = None,

@@ -9,7 +9,7 @@ from tiergate.core.model import Campaign, Tenant
 from tiergate.core.window import DAY
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope
-from tiergate.service.intake import CampaignRequest, Intake, RowError
+from tiergate.service.intake import CampaignRequest, Intake, IntakeError, RowError
 from tiergate.service.wakeups import announce
 
 __all__ = ["Campaigns"]
@@ -26,7 +26,10 @@ class Campaigns:
         scope = await self.store.get_scope(sender.scope_id)
         plan: list[dict[str, Any]] = []
         if req.pacing == "fastest":
-            plan = await plan_for_scope(self.store, scope, len(req.recipients), self.clock.now())
+            try:
+                plan = await plan_for_scope(self.store, scope, len(req.recipients), self.clock.now())
+            except ValueError as exc:  # e.g. a tier of 0, or a reservation that leaves no room: a 4xx
+                raise IntakeError(str(exc), field="sender", status=409) from None
         elif req.spread_days:
             per_day = -(-len(req.recipients) // req.spread_days)
             left, cumulative = len(req.recipients), 0
