@@ -75,6 +75,7 @@ class CrashReport:
     ledger_missing: int = 0
     ledger_extra: int = 0
     webhooks: dict[str, int] = field(default_factory=dict)
+    secrets_in_log: int = 0
     wall_seconds: float = 0.0
 
     def figures(self) -> dict[str, Any]:
@@ -86,7 +87,8 @@ class CrashReport:
             "unknown_reconciled_by_webhook": self.unknown_reconciled,
             "unknown_never_reached_platform": self.unknown_never_sent,
             "wrong_states": len(self.wrong_state), "ledger_missing": self.ledger_missing,
-            "ledger_extra": self.ledger_extra, "webhooks": self.webhooks, "wall_seconds": round(self.wall_seconds, 1),
+            "ledger_extra": self.ledger_extra, "webhooks": self.webhooks, "secrets_in_serve_log": self.secrets_in_log,
+            "wall_seconds": round(self.wall_seconds, 1),
         }
 
 
@@ -229,6 +231,8 @@ async def run_crash_campaign(tmp: Path, kills: int, campaign: int, singles: int,
     finally:
         server.stop()
         fake.stop()
+    log = (tmp / "serve.log").read_text(errors="replace")
+    report.secrets_in_log = log.count(TOKEN) + log.count(APP_SECRET) + log.count(ADMIN_KEY)
     await _check(tmp / "crash.db", campaign_id, answered, accepted, report)
     report.wall_seconds = time.perf_counter() - started
     return report
@@ -284,7 +288,7 @@ async def _check(db: Path, campaign_id: str, answered: dict[str, str], accepted:
 def assert_clean(report: CrashReport) -> None:
     assert report.wrong_state == [], report.wrong_state[:10]
     assert (report.lost, report.not_terminal, report.duplicate_sends) == (0, 0, 0), report.figures()
-    assert (report.ledger_missing, report.ledger_extra) == (0, 0), report.figures()
+    assert (report.ledger_missing, report.ledger_extra, report.secrets_in_log) == (0, 0, 0), report.figures()
 
 
 async def test_sigkill_during_a_campaign_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
@@ -306,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = report.figures()
     figures["wrong_state_examples"] = report.wrong_state[:5]
     print(json.dumps(figures, indent=2))
-    bad = report.wrong_state or report.lost or report.not_terminal or report.duplicate_sends
+    bad = report.wrong_state or report.lost or report.not_terminal or report.duplicate_sends or report.secrets_in_log
     return 1 if bad or report.ledger_missing or report.ledger_extra else 0
 
 
