@@ -21,9 +21,13 @@ PgQueuer (baseline): jobs with a small payload via ``Queries.enqueue``; consumer
 ``QueueManager`` processes with a no-op entrypoint and dequeue batches of ``B``. Same database,
 same run, same machine load.
 
-    python bench/bench_pg_workers.py                                  # N=30,000, W=1,2,4, B=10,100
-    python bench/bench_pg_workers.py --n 10000 --workers 1 4 --json out.json
-    python bench/bench_pg_workers.py --worker ...                     # (internal: one worker process)
+Runs: PgQueuer with one consumer at each ``--pgq-batches`` (its usual set-up, the reference), then
+``--repeat`` rounds of back-to-back pairs per worker count W: PgQueuer with W consumers at batch 100,
+then tiergate with W workers (a pair sees the same machine load); the summary gives medians.
+
+    python bench/bench_pg_workers.py                              # N=30,000, W=1,2,4, 3 rounds
+    python bench/bench_pg_workers.py --n 10000 --workers 1 4 --repeat 1 --json out.json
+    python bench/bench_pg_workers.py --worker ...                 # (internal: one worker process)
 
 Needs ``pip install -e .[bench]`` (pgqueuer, asyncpg) and PostgreSQL at --database-url.
 """
@@ -36,6 +40,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -289,8 +294,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--scopes", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=500, help="tiergate's claim batch")
-    parser.add_argument("--pgq-batches", type=int, nargs="+", default=[10, 100], help="PgQueuer dequeue batches")
-    parser.add_argument("--pgq-workers", type=int, nargs="+", default=[1], help="PgQueuer consumer processes")
+    parser.add_argument("--pgq-batches", type=int, nargs="+", default=[10, 100],
+                        help="PgQueuer dequeue batches for the one-consumer reference runs")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs (PgQueuer, tiergate) per worker count")
     parser.add_argument("--enqueue-batch", type=int, default=1000)
     parser.add_argument("--throughput", type=int, default=1_000_000,
                         help="each sender's messages/s cap (the platform's is 1,000: lifted by default so the "
@@ -301,26 +307,37 @@ def main() -> None:
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
 
-    def show(r: dict[str, Any]) -> None:
+    def show(r: dict[str, Any]) -> float:
         results.append(r)
         print(f"{r['system']:<22} workers {r['workers']}: {r['n']:,} enqueued in {r['enqueue_s']:5.2f} s "
               f"({r['enqueue_rate']:7,.0f}/s), drained in {r['drain_s']:5.2f} s ({r['rate']:7,.0f}/s); "
               f"end to end {r['end_to_end_rate']:7,.0f}/s", flush=True)
+        return float(r["rate"])
 
-    if not args.no_pgqueuer:
-        for workers in args.pgq_workers:
-            for batch in args.pgq_batches:
-                show(asyncio.run(run_pgqueuer(args.database_url, args.n, workers, batch, args.enqueue_batch)))
-    if not args.no_tiergate:
+    reference: dict[int, float] = {}
+    if not args.no_pgqueuer:  # PgQueuer's usual set-up: one consumer process, at each batch size
+        for batch in args.pgq_batches:
+            reference[batch] = show(asyncio.run(run_pgqueuer(args.database_url, args.n, 1, batch, args.enqueue_batch)))
+    pairs: dict[int, list[tuple[float, float]]] = {w: [] for w in args.workers}
+    for _ in range(args.repeat):  # back to back, so both sides of a pair see the same machine load
         for workers in args.workers:
-            show(asyncio.run(run_tiergate(args.database_url, args.n, workers, args.scopes, args.enqueue_batch,
-                                          args.batch_size, args.throughput)))
-    best_pgq = max((r["rate"] for r in results if r["system"] == "PgQueuer (batch 100)"), default=None)
-    if best_pgq:
-        for r in results:
-            if r["system"] == "tiergate":
-                ratio = r["rate"] / best_pgq
-                print(f"tiergate with {r['workers']} worker(s): drain {ratio:.2f}x PgQueuer at batch 100")
+            pgq = 0.0
+            if not args.no_pgqueuer:
+                pgq = show(asyncio.run(run_pgqueuer(args.database_url, args.n, workers, 100, args.enqueue_batch)))
+            if not args.no_tiergate:
+                tg = show(asyncio.run(run_tiergate(args.database_url, args.n, workers, args.scopes,
+                                                   args.enqueue_batch, args.batch_size, args.throughput)))
+                pairs[workers].append((tg, pgq))
+    if not args.no_pgqueuer and not args.no_tiergate:
+        print("\ndrain rates, median of the runs (tiergate / PgQueuer at batch 100 with as many consumers as workers):")
+        for workers, runs in pairs.items():
+            tg = statistics.median(t for t, _ in runs)
+            pgq = statistics.median(p for _, p in runs)
+            ratio = statistics.median(t / p for t, p in runs)
+            line = (f"  {workers} worker(s): tiergate {tg:7,.0f}/s, PgQueuer {pgq:7,.0f}/s, ratio {ratio:.2f}x")
+            if 100 in reference:
+                line += f"; {tg / reference[100]:.2f}x PgQueuer's one consumer at batch 100 ({reference[100]:,.0f}/s)"
+            print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
