@@ -104,10 +104,12 @@ async def test_a_foreign_id_is_indistinguishable_from_a_missing_one(two_tenants:
         same_as_missing(f, m, foreign, missing)
 
     # sending through B's number: refused exactly like an unknown number, on both APIs
-    for path, body in (("/v1/messages", {"to": "+5511911110009", "template": {"name": "x"}}),
-                       ("/v1/campaigns", {"template": {"name": "x"}, "recipients": ["+5511911110009"]})):
-        f = await c.post(path, headers=a, json={"sender": B_SENDER, **body})
-        m = await c.post(path, headers=a, json={"sender": ghost_sender, **body})
+    sends: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/messages", {"to": "+5511911110009", "template": {"name": "x"}}),
+        ("/v1/campaigns", {"template": {"name": "x"}, "recipients": ["+5511911110009"]})]
+    for path, fields in sends:
+        f = await c.post(path, headers=a, json={"sender": B_SENDER, **fields})
+        m = await c.post(path, headers=a, json={"sender": ghost_sender, **fields})
         same_as_missing(f, m, B_SENDER, ghost_sender)
     drop_in = {"messaging_product": "whatsapp", "to": "5511911110009", "type": "template",
                "template": {"name": "x", "language": {"code": "en_US"}}}

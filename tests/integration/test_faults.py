@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +71,8 @@ MIX: list[dict[str, Any]] = [
     {"kind": "slow", "share": 0.01, "delay": 0.05},
     {"kind": "malformed", "share": 0.005},
 ]
-SPAM_LIMIT = {"kind": 131048, "share": 0.003, "sender": HEALTHY[2]}  # pauses that sender for an hour
-BROKEN = {"kind": 131000, "share": 1.0, "sender": FAILING}  # every request of this sender fails
+SPAM_LIMIT: dict[str, Any] = {"kind": 131048, "share": 0.003, "sender": HEALTHY[2]}  # pauses that sender for an hour
+BROKEN: dict[str, Any] = {"kind": 131000, "share": 1.0, "sender": FAILING}  # every request of this sender fails
 
 
 @dataclass(frozen=True)
@@ -348,15 +350,15 @@ async def test_one_failing_sender_does_not_slow_the_healthy_ones(tmp_path: Path)
     assert broken.states["failed"] > healthy.states["failed"]
 
 
-async def test_a_hanging_sender_does_not_hold_up_the_others(tmp_path: Path) -> None:
-    """Real time: one sender's requests hang (the fake holds them); the others' messages all go
-    meanwhile. Before sends were answered per sender in the background, every batch waited for
-    its slowest request, so one hanging number cut everyone's throughput to a batch per timeout."""
+@contextlib.asynccontextmanager
+async def realtime(tmp: Path, *, hang: bool, per_sender: int, mps: int) -> AsyncIterator[tuple[Gateway, FakeGraph]]:
+    """A gateway on the wall clock, dispatching to the fake; with ``hang`` the last sender's requests
+    are held by the fake until it stops. On exit the fake stops first, so held requests end (504)."""
     async with FakeGraph(token=TOKEN) as fake:
-        fake.add_fault("timeout", 1.0, sender=FAILING, delay=600)  # held until the fake stops
+        if hang:
+            fake.add_fault("timeout", 1.0, sender=FAILING, delay=600)
         provider = CloudProvider(fake.base_url, TOKEN, timeout=900)
-        gateway = await Gateway.open(Settings(database_url=str(tmp_path / "rt.db"), worker_id="rt"),
-                                     provider=provider)
+        gateway = await Gateway.open(Settings(database_url=str(tmp / "rt.db"), worker_id="rt"), provider=provider)
         stop = asyncio.Event()
         runner: asyncio.Task[None] | None = None
         try:
@@ -364,29 +366,44 @@ async def test_a_hanging_sender_does_not_hold_up_the_others(tmp_path: Path) -> N
             news = []
             for i, sender in enumerate((*HEALTHY, FAILING)):
                 await gateway.intake.register_sender(tenant, SenderRequest(
-                    sender, f"+1555078{i:04d}", tier="TIER_10K", throughput_mps=500))
+                    sender, f"+1555078{i:04d}", tier="TIER_100K", throughput_mps=mps))
                 news += [NewMessage(tenant_id=tenant.id, sender_id=sender, to=to, kind="template",
                                     category="MARKETING", priority=2, body={
                                         "messaging_product": "whatsapp", "to": to, "type": "template",
                                         "template": {"name": "rt", "language": {"code": "en_US"}}})
-                         for to in recipients(i, 300)]
+                         for to in recipients(i, per_sender)]
             await gateway.store.insert_messages(news, time.time())
             runner = asyncio.create_task(gateway.run(stop, sync=False))
-            deadline = time.monotonic() + 120  # a guard against hanging the suite, not a measurement
-            while fake.accepted_count() < 300 * len(HEALTHY):
-                assert time.monotonic() < deadline, f"healthy senders stuck at {fake.accepted_count()} sends"
-                await asyncio.sleep(0.05)
-            assert fake.stats["fault:timeout"] > 0, "the hanging sender was never even tried"
-            states = await gateway.store.count_by_state(sender_id=FAILING)
-            assert states.get("sending", 0) > 0 and states.get("sent", 0) == 0, states  # still hanging
+            yield gateway, fake
         finally:
-            await fake.stop()  # the held requests end now (504), so the dispatcher can record them
+            await fake.stop()
             stop.set()
             if runner is not None:
                 await runner
             await gateway.close()
-        states = await gateway_states(tmp_path / "rt.db", FAILING)
-        assert states.get("sending", 0) == 0, states  # answered ones recorded before the dispatcher stopped
+
+
+async def test_a_hanging_sender_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    """Real time: one sender's requests hang (the fake holds them); the others' messages all go
+    meanwhile. Before sends were answered per sender in the background, every batch waited for
+    its slowest request, so one hanging number cut everyone's throughput to a batch per timeout."""
+    async with realtime(tmp_path, hang=True, per_sender=300, mps=500) as (gateway, fake):
+        deadline = time.monotonic() + 120  # a guard against hanging the suite, not a measurement
+        while fake.accepted_count() < 300 * len(HEALTHY):
+            assert time.monotonic() < deadline, f"healthy senders stuck at {fake.accepted_count()} sends"
+            await asyncio.sleep(0.05)
+        assert fake.stats["fault:timeout"] > 0, "the hanging sender was never even tried"
+        states = await gateway.store.count_by_state(sender_id=FAILING)
+        assert states.get("sending", 0) > 0 and states.get("sent", 0) == 0, states  # still hanging
+    states = await gateway_states(tmp_path / "rt.db", FAILING)
+    assert states.get("sending", 0) == 0, states  # answered ones recorded before the dispatcher stopped
+
+
+async def healthy_sends_in(tmp: Path, seconds: float, *, hang: bool) -> dict[str, int]:
+    """The script's real-time figure: what each healthy sender got out in ``seconds`` (80 msg/s each)."""
+    async with realtime(tmp, hang=hang, per_sender=10_000, mps=80) as (_, fake):
+        await asyncio.sleep(seconds)
+        return {s: fake.accepted_count(s) for s in HEALTHY}
 
 
 async def gateway_states(path: Path, sender: str) -> dict[str, int]:
@@ -414,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
             "healthy_seconds_to_90pct": baseline.healthy_p90,
             "healthy_accepted_first_minute": baseline.accepted_in}
         out["wrong_outcome_examples"] = faulty.wrong_outcome[:5]
+        with tempfile.TemporaryDirectory(prefix="tiergate-rt-") as tmp:
+            out["realtime_10s_healthy_sends"] = {
+                "no_failing_sender": await healthy_sends_in(Path(tmp) / "a", 10, hang=False),
+                "one_sender_hanging": await healthy_sends_in(Path(tmp) / "b", 10, hang=True)}
         return out
 
     figures = asyncio.run(both())
