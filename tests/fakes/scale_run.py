@@ -267,9 +267,10 @@ class ScaleRun:
         await announce(self._store())
 
     # -- the crash -----------------------------------------------------------------------------
-    async def _kill_a_sender(self, accepted_before: dict[str, int]) -> str:
-        """SIGKILL a worker in the middle of a batch: it holds a scope with sends in flight and the
-        platform already took some of them (or, failing that, any worker holding a scope)."""
+    async def _kill_a_sender(self, sender: str, accepted_before: dict[str, int]) -> str:
+        """SIGKILL the worker sending for ``sender`` in the middle of a batch: the platform already
+        took some of its sends and holds their answers back (a ``slow`` fault set before the round),
+        so they are surely in flight (or, failing that, any worker holding a scope)."""
         assert self.platform is not None
         store = self._store()
         owner = None
@@ -278,9 +279,10 @@ class ScaleRun:
             async with store.reader() as tx:
                 rows = await tx.fetchall(
                     "SELECT DISTINCT m.sender_id, s.lease_owner FROM messages AS m JOIN scopes AS s "
-                    "ON s.id = m.scope_id WHERE m.state = 'sending' AND s.lease_owner IS NOT NULL")
+                    "ON s.id = m.scope_id WHERE m.state = 'sending' AND s.lease_owner IS NOT NULL AND m.sender_id = ?",
+                    (sender,))
             accepted = (await asyncio.to_thread(self.platform.stats))["accepted"]
-            owner = next((o for sender, o in rows if accepted.get(sender, 0) > accepted_before.get(sender, 0)), None)
+            owner = next((o for s, o in rows if accepted.get(s, 0) > accepted_before.get(s, 0)), None)
         if owner is None:
             async with store.reader() as tx:
                 row = await tx.fetchone("SELECT lease_owner FROM scopes WHERE lease_owner IS NOT NULL "
@@ -289,6 +291,7 @@ class ScaleRun:
             owner = row[0]
         self.procs[owner].send_signal(signal.SIGKILL)
         self.procs[owner].wait()
+        await asyncio.to_thread(self.platform.set_faults, [])
         self.say(f"SIGKILL {owner}")
         return str(owner)
 
@@ -317,10 +320,13 @@ class ScaleRun:
                     if next_round < cfg.rounds and now >= starts[next_round]:
                         kill = cfg.kill_at_round == next_round
                         accepted = (await asyncio.to_thread(self.platform.stats))["accepted"]
+                        if kill:  # the platform takes this sender's sends but holds the answers back
+                            await asyncio.to_thread(self.platform.set_faults, [
+                                {"kind": "slow", "delay": 60.0, "sender": senders[0], "reached": True}])
                         await self._enqueue_round(tenant, plan[next_round], first=next_round == 0)
                         self.say(f"round {next_round} queued")
                         if kill:
-                            killed = await self._kill_a_sender(accepted)
+                            killed = await self._kill_a_sender(senders[0], accepted)
                         next_round += 1
                     nxt = await self._settle()
                     upcoming = [t for t in (nxt, starts[next_round] if next_round < cfg.rounds else None)
