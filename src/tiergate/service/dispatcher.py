@@ -57,6 +57,7 @@ def _correlated(m: Message) -> dict[str, Any]:
 class DispatcherConfig:
     batch_size: int = 500
     send_concurrency: int = 200  # requests in flight per sender (1,000 msg/s at ~200 ms a request)
+    max_in_flight: int = 256  # requests in flight in all (the HTTP client's pool): more only queue
     idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
@@ -134,6 +135,7 @@ class Dispatcher:
         # whose requests hang holds up its own messages only, never the others' batch.
         self.overlap_sends = False
         self._inflight: Counter[str] = Counter()
+        self._turn = 0
         self._sending: set[asyncio.Task[None]] = set()
         self.sent_total = 0
 
@@ -265,7 +267,14 @@ class Dispatcher:
         eligible: dict[str, int] = {}
         budget = 0
         ready_at = math.inf
-        for scope_id, rt in self._scopes.items():
+        free = self.config.max_in_flight - sum(self._inflight.values()) if self.overlap_sends else math.inf
+        if free <= 0:
+            return eligible, 0, math.inf  # an answer wakes us
+        scopes = list(self._scopes.items())
+        if scopes:  # start at a rotating scope: when the pool fills up, nobody is always last
+            self._turn = (self._turn + 1) % len(scopes)
+            scopes = scopes[self._turn:] + scopes[:self._turn]
+        for scope_id, rt in scopes:
             usable = not rt.senders
             tokens = 0
             for sender in rt.senders.values():
@@ -280,6 +289,9 @@ class Dispatcher:
                     tokens += room
                     usable = True
             if usable:
+                tokens = int(min(tokens, free - budget)) if rt.senders else tokens
+                if rt.senders and tokens <= 0:
+                    break  # the pool is full for this step
                 eligible[scope_id] = tokens
                 budget += tokens
         return eligible, budget, ready_at
