@@ -148,10 +148,10 @@ def stop(procs: list[subprocess.Popen[str]]) -> None:
 # ------------------------------------------------------------------------------------------------
 async def tiergate_worker(url: str, worker_id: str, max_scopes: int, batch_size: int) -> None:
     settings = Settings(database_url=url, worker_id=worker_id, batch_size=batch_size)
-    # A no-op provider answers at once: the in-flight cap per sender (a guard for hanging senders)
-    # is set to the batch, so a sender's whole claimed batch goes out in one admission.
+    # A no-op provider answers at once: the in-flight caps (per sender, a guard for hanging senders;
+    # in all, the HTTP pool's size) are set past the batch, so a whole claimed batch goes in one admission.
     config = DispatcherConfig(batch_size=batch_size, max_scopes=max_scopes, lease_ttl=30.0, idle_wait=1.0,
-                              send_concurrency=batch_size)
+                              send_concurrency=4 * batch_size, max_in_flight=4 * batch_size)
     gateway = await Gateway.open(settings, clock=SystemClock(), provider=NoopProvider(), dispatcher_config=config)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
