@@ -143,3 +143,20 @@ async def test_a_pause_and_resume_does_not_push_waiting_messages_back_a_day(harn
         await h.advance(60)
     await h.advance(86_400)
     assert len({m.to for m in h.provider.received}) == 2000, "the next 1,000 go when the first day's slots free"
+
+
+async def test_messages_that_expire_first_do_not_use_up_the_next_slots(harness: Harness) -> None:
+    h = harness
+    await register(h)
+    await h.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "p"}, "recipients": numbers(250)})
+    await h.advance(10)  # the window is full until ~T0 + 24 h
+    for to in numbers(300, base=1000):  # they cannot go before they expire
+        r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": to, "template": {"name": "p"},
+                                                      "expires_at": T0 + 3600})
+        assert r.status_code == 202, r.text
+    later = [(await h.client.post("/v1/messages", json={"sender": SENDER, "to": to, "template": {"name": "p"}})).json()
+             for to in numbers(50, base=5000)]
+    await h.advance(10)
+    for m in later:
+        got = (await h.client.get(f"/v1/messages/{m['id']}")).json()
+        assert got["state"] == "queued" and got["next_attempt_at"] < T0 + 86_400 + 120, got

@@ -81,7 +81,8 @@ class ScopeRuntime:
     parks_limit: int | None = None
     _releases: tuple[float, list[float]] | None = None  # (now, sorted expiries) cached per step
 
-    def park_slot(self, now: float, limit: int | None, granularity: float = 0.0) -> float | None:
+    def park_slot(self, now: float, limit: int | None, granularity: float = 0.0,
+                  deadline: float | None = None) -> float | None:
         """The time the next capacity-parked message should wake: the k-th slot to free.
 
         k counts messages already parked for a future slot, so each release wakes one message
@@ -99,6 +100,8 @@ class ScopeRuntime:
             return None
         k = len(self.parks)
         at = rel[k % len(rel)] + (k // len(rel)) * DAY
+        if deadline is not None and at >= deadline:
+            return at  # it expires before then: the slot stays for the next message in line
         heapq.heappush(self.parks, at)
         # Rounded up to the granularity: slots freeing a millisecond apart wake as one batch
         # instead of a dispatcher step each (never earlier than the slot frees).
@@ -398,7 +401,7 @@ class Dispatcher:
             if decision.gate is Gate.DEFER:
                 until = decision.until
                 if decision.reason.startswith("messaging limit"):
-                    until = rt.park_slot(now, limits.limit, self.config.park_granularity) or until
+                    until = rt.park_slot(now, limits.limit, self.config.park_granularity, m.expires_at) or until
                 park(m, until, decision.reason)
                 continue
             bucket.take(now, cost)
