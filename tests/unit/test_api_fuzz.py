@@ -172,6 +172,50 @@ def test_webhook_bodies(api: Api, raw: bytes) -> None:
     assert api.counts() == stored
 
 
+HOSTILE = [2**70, -(2**64), 1e308 * 10, float("nan"), "\ud800", "x\udfffy", "a\x00b", "\u202e\ufeff", "٣", -0.0,
+           True, None, [], {}, {"a": [{"b": "\ud83d"}]}, "x" * 5_000]
+MESSAGE = {"sender": SENDER, "to": "+5511911112222", "template": {"name": "promo", "language": "en_US",
+           "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]},
+           "idempotency_key": "k", "metadata": {"order": 1}, "expires_at": 2_000_000_000.0}
+CAMPAIGN = {"sender": SENDER, "template": {"name": "promo", "components": []}, "name": "spring",
+            "recipients": [{"to": "+5511911112222", "components": [{"type": "body", "parameters": []}]}]}
+
+
+def _slots(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _slots(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _slots(v, (*path, i))
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+@pytest.mark.parametrize(("url", "valid", "ok"), [("/v1/messages", MESSAGE, 202), ("/v1/campaigns", CAMPAIGN, 201)])
+def test_hostile_values_in_every_slot(api: Api, url: str, valid: dict[str, Any], ok: int) -> None:
+    """Lone surrogates, integers beyond 64 bits, infinities, NaN, NULs in each field of a valid body:
+    each either fits (stored and sent as is) or is a 4xx, never a 500 from the database or the sender."""
+    tried = 0
+    for path in _slots(valid):
+        for hostile in HOSTILE:
+            body = _replaced(valid, path, hostile)
+            if url == "/v1/messages" and isinstance(body, dict):
+                body["idempotency_key"] = f"slot-{tried}"
+            before = api.counts()
+            raw = json.dumps(body, allow_nan=True).encode()
+            check(api, api.call("POST", url, content=raw, headers={"Content-Type": "application/json"}), before, ok)
+            tried += 1
+    assert tried > 100
+
+
 def nested(depth: int, leaf: bytes = b"1") -> bytes:
     return b"[" * depth + leaf + b"]" * depth
 

@@ -5,13 +5,14 @@ import csv
 import io
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -101,6 +102,26 @@ class RateLimiter:
         return None
 
 
+class _StrictJsonRequest(Request):
+    """JSON bodies decoded by orjson: lone surrogates and numbers beyond a double are a 422 here,
+    instead of a 500 later, when such a value reaches the database or the platform."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())  # orjson.JSONDecodeError is a json.JSONDecodeError
+        return self._json
+
+
+class _StrictJsonRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return route
+
+
 # A security scheme, not a header parameter: the schema says how to authenticate, and clients and
 # schemathesis send the key instead of generating Authorization values.
 bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>'")
@@ -116,6 +137,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429)},
     )
     app.state.gateway = gateway
+    app.router.route_class = _StrictJsonRoute
     app.add_middleware(BodyLimit, default=settings.max_body_bytes, webhook=settings.max_webhook_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute)
 
@@ -132,6 +154,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                    for e in exc.errors()]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # loc holds a character position, not a field
+            why = (exc.errors()[0].get("ctx") or {}).get("error", "")
+            return _error(422, f"the body is not valid JSON (character {first['loc'][-1]}): {why}".rstrip(": "),
+                          details=details)
         where = ".".join(str(p) for p in first["loc"][1:]) or None
         return _error(422, f"{where + ': ' if where else ''}{first['msg']}", where, details)
 
