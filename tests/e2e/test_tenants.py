@@ -306,3 +306,10 @@ async def test_token_and_app_secret_never_leak(tmp_path: Path, caplog: pytest.Lo
         for where, text in (("API answers", "\n".join(answers)), ("logs", logged)):
             assert secret not in text, f"{where} leak the secret"
         assert secret.encode() not in stored, "the database holds the secret"
+
+
+def test_a_database_password_is_never_printed(tmp_path: Path) -> None:
+    url = "postgresql://tiergate:s3cret-db-pw@127.0.0.1:1/tiergate"  # nothing listens on port 1
+    done = tiergate(tmp_path / "unused.db", "keys", "list", "--database-url", url)
+    assert done.returncode != 0 and "cannot open" in done.stderr and "Traceback" not in done.stderr
+    assert "s3cret-db-pw" not in done.stdout + done.stderr and "tiergate:***@" in done.stderr

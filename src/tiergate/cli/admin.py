@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from tiergate.cli.app import app, console, fail, print_json
-from tiergate.cli.serve import load_settings
+from tiergate.cli.serve import load_settings, shown_url
 from tiergate.ports import NotFound
 
 T = TypeVar("T")
@@ -29,7 +29,8 @@ def _run(database_url: str | None, body: Callable[[Any], Awaitable[T]]) -> T:
         try:
             gateway = await Gateway.open(settings)
         except Exception as exc:
-            fail(f"cannot open {settings.database_url!r}: {exc}", "check TIERGATE_DATABASE_URL / --database-url")
+            fail(f"cannot open {shown_url(settings.database_url)!r}: {str(exc).replace(settings.database_url, '***')}",
+                 "check TIERGATE_DATABASE_URL / --database-url")
         try:
             return await body(gateway)
         finally:

@@ -8,13 +8,23 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from tiergate.cli.app import app, console, fail
 from tiergate.settings import Settings
 
-__all__ = ["load_settings"]
+__all__ = ["load_settings", "shown_url"]
+
+
+def shown_url(url: str) -> str:
+    """The database URL for messages and logs: a password in it is replaced by ``***``."""
+    parts = urlsplit(url)
+    if "://" not in url or not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -37,7 +47,8 @@ async def _open(settings: Settings):  # type: ignore[no-untyped-def]
     try:
         return await Gateway.open(settings)
     except Exception as exc:  # a bad URL, an unreachable database: one line, not a traceback
-        fail(f"cannot open {settings.database_url!r}: {exc}", "check TIERGATE_DATABASE_URL / --database-url")
+        fail(f"cannot open {shown_url(settings.database_url)!r}: {str(exc).replace(settings.database_url, '***')}",
+             "check TIERGATE_DATABASE_URL / --database-url")
 
 
 async def _serve(settings: Settings, dispatch: bool) -> None:
@@ -62,7 +73,7 @@ async def _serve(settings: Settings, dispatch: bool) -> None:
 
     api = create_app(gateway, lifespan=lifespan)
     console.print(f"[bold]tiergate[/] on http://{settings.host}:{settings.port}  "
-                  f"(store {settings.database_url}, provider {gateway.provider.name}, "
+                  f"(store {shown_url(settings.database_url)}, provider {gateway.provider.name}, "
                   f"dispatcher {'on' if dispatch else 'off'})")
     if key:
         console.print(f"[bold yellow]admin API key (shown once, keep it):[/] {key}")
@@ -96,7 +107,7 @@ async def _work(settings: Settings) -> None:
     gateway = await _open(settings)
     stop = asyncio.Event()
     _install_signals(stop)
-    console.print(f"[bold]tiergate worker[/] {gateway.dispatcher.worker_id} on {settings.database_url}")
+    console.print(f"[bold]tiergate worker[/] {gateway.dispatcher.worker_id} on {shown_url(settings.database_url)}")
     try:
         await gateway.run(stop, dispatch=True, sync=False)
     finally:
