@@ -156,11 +156,20 @@ class Store(Protocol):
         """
         ...
 
+    async def claim_parked(self, scope_id: str, now: float, limit: int) -> list[Message]:
+        """Messages of a scope waiting for capacity (reason ``messaging limit ...``) but not yet due,
+        in claim order: the dispatcher pulls them forward when the scope has room again."""
+        ...
+
     async def requeue_where(
         self, *, scope_id: str | None = None, sender_id: str | None = None, recipient: str | None = None,
-        campaign_id: str | None = None, now: float,
+        campaign_id: str | None = None, now: float, keep_capacity_parked: bool = False,
     ) -> int:
-        """Make matching queued messages due now (capacity freed, a window opened)."""
+        """Make matching queued messages due now (capacity freed, a window opened).
+
+        ``keep_capacity_parked``: leave those waiting for the messaging limit where they are (the
+        dispatcher pulls them as capacity allows: no rewrite of a whole backlog on an upgrade).
+        """
         ...
 
     async def set_campaign_hold(self, campaign_id: str, hold: bool, now: float) -> int: ...

@@ -525,6 +525,24 @@ async def test_requeue_where(store: SqlStore) -> None:
     assert await store.requeue_where(now=T0 + 11) == 0  # only queued messages move
 
 
+async def test_capacity_parked_messages_are_pulled_not_requeued(store: SqlStore) -> None:
+    await seed(store)
+    a, b, c, d = await store.insert_messages([new("1"), new("2"), new("3"), new("4", sender="200")], T0)
+    full = "messaging limit reached (250/250 distinct recipients in 24 h)"
+    await store.apply_updates([MessageUpdate(a.id, Q, T0, reason=full, next_attempt_at=T0 + 700),
+                               MessageUpdate(b.id, Q, T0, reason=full, next_attempt_at=T0 + 600),
+                               MessageUpdate(c.id, Q, T0, reason="pair rate", next_attempt_at=T0 + 500),
+                               MessageUpdate(d.id, Q, T0, reason=full, next_attempt_at=T0 + 400)])
+    assert [m.id for m in await store.claim_parked("sender:100", T0 + 1, 10)] == [b.id, a.id]  # claim order
+    assert [m.id for m in await store.claim_parked("sender:100", T0 + 1, 1)] == [b.id]
+    assert await store.claim_parked("sender:100", T0 + 650, 10) == [await store.get_message(a.id)]  # b is due
+    assert await store.claim_parked("sender:100", T0, 0) == []
+    # A requeue that keeps them parked moves only the others (the dispatcher pulls them as room frees).
+    assert await store.requeue_where(scope_id="sender:100", now=T0 + 2, keep_capacity_parked=True) == 1
+    assert [(await store.get_message(x.id)).next_attempt_at for x in (a, b, c)] == [T0 + 700, T0 + 600, T0 + 2]
+    assert await store.requeue_where(scope_id="sender:100", now=T0 + 3) == 2
+
+
 async def test_campaign_hold_resume_and_cancel(store: SqlStore) -> None:
     await seed(store)
     a, b, c = await store.insert_messages([new(str(i), campaign_id="c1") for i in range(3)], T0)

@@ -58,6 +58,8 @@ class DispatcherConfig:
     batch_size: int = 500
     send_concurrency: int = 200  # requests in flight per sender (1,000 msg/s at ~200 ms a request)
     max_in_flight: int = 256  # requests in flight in all (the HTTP client's pool): more only queue
+    # An answer later than this after the admission moves the recipient's slot to the answer's time.
+    late_answer: float = 0.5
     idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
@@ -79,6 +81,7 @@ class ScopeRuntime:
     senders: dict[str, Sender] = field(default_factory=dict)
     parks: list[float] = field(default_factory=list)  # heap: times assigned to capacity-parked messages
     parks_limit: int | None = None
+    may_have_parked: bool = True  # messages parked for capacity may be waiting (pull them when room frees)
     _releases: tuple[float, list[float]] | None = None  # (now, sorted expiries) cached per step
 
     def park_slot(self, now: float, limit: int | None, granularity: float = 0.0,
@@ -139,6 +142,7 @@ class Dispatcher:
         self.overlap_sends = False
         self._inflight: Counter[str] = Counter()
         self._turn = 0
+        self._pull_pending = False  # the last pull filled its room: more parked messages may fit
         self._sending: set[asyncio.Task[None]] = set()
         self.sent_total = 0
 
@@ -219,11 +223,16 @@ class Dispatcher:
         eligible, budget, ready_at = self._token_budget(now)
         if not eligible:
             # Every sender is out of tokens: claiming would only read messages it must skip.
+            if self._pull_pending and ready_at != math.inf:
+                return ready_at  # parked messages wait to be pulled into room that is there
             nxt = await self.store.next_due_at(scope_ids)
             return None if nxt is None else max(nxt, ready_at)
         # Only scopes with a sender that has tokens are claimed from: a throttled sender's backlog
         # (first in claim order) must not starve the other senders of this worker.
         messages = await self._claim(eligible, now, budget)
+        pulled, more_parked = await self._pull_parked(eligible, messages, now)
+        self._pull_pending = more_parked
+        messages += pulled
         to_send: list[tuple[Message, Sender, Slot | None]] = []
         throttled_until: float | None = None
         if messages:
@@ -238,6 +247,10 @@ class Dispatcher:
                     self._send_in_background(to_send, now)
                 else:
                     await self._send(to_send, now)
+        if more_parked:
+            # Room is left and parked messages wait for it: at once, or when tokens are back.
+            waits = [t for t in (throttled_until, ready_at) if t is not None and t != math.inf]
+            return now if to_send or not waits else min(waits)
         nxt = await self.store.next_due_at(scope_ids)
         if nxt is None or nxt > now:
             return nxt
@@ -248,6 +261,34 @@ class Dispatcher:
         if waits:
             return min(waits)  # what is due waits for a throttled sender's tokens
         return now if messages else now + min(1.0, self.config.idle_wait)
+
+    async def _pull_parked(self, eligible: dict[str, int], claimed: Sequence[Message],
+                           now: float) -> tuple[list[Message], bool]:
+        """Messages parked for capacity, pulled forward in claim order while a scope has room
+        (a raised tier, a released slot): their park time is only the latest they could wait.
+        Returns them, and whether a scope may have more (it had room for more than it got)."""
+        per_scope = Counter(m.scope_id for m in claimed)
+        pulled: list[Message] = []
+        more = False
+        for scope_id, tokens in eligible.items():
+            rt = self._scopes.get(scope_id)
+            if rt is None or not rt.may_have_parked or not rt.senders:
+                continue
+            limit = self._limit(rt.scope)
+            used = rt.window.usage(now) + per_scope[scope_id]
+            room = (1 << 30) if limit is None else int(limit * (1 - rt.scope.reserve_fraction)) - used
+            want = min(room, tokens - per_scope[scope_id], self.config.batch_size - len(claimed) - len(pulled))
+            if want <= 0:
+                continue
+            got = await self.store.claim_parked(scope_id, now, want)
+            if len(got) < want:
+                rt.may_have_parked = False
+            else:
+                more = True
+            if got:
+                rt.parks.clear()  # the slots handed out so far are stale now
+                pulled += got
+        return pulled, more
 
     async def _claim(self, eligible: dict[str, int], now: float, budget: int) -> list[Message]:
         """Claim at most what the senders' tokens allow: per scope while there are few (no scope's
@@ -401,6 +442,7 @@ class Dispatcher:
             if decision.gate is Gate.DEFER:
                 until = decision.until
                 if decision.reason.startswith("messaging limit"):
+                    rt.may_have_parked = True
                     until = rt.park_slot(now, limits.limit, self.config.park_granularity, m.expires_at) or until
                 park(m, until, decision.reason)
                 continue
@@ -484,13 +526,16 @@ class Dispatcher:
         next_at = plan.next_attempt_at
         if plan.recipient_wait_until is not None:
             self._pairs[sender.id].hold(m.to, plan.recipient_wait_until)
+        new_expiry = None
+        if slot is not None and not plan.release_slot:
+            new_expiry = self._extend_slot(m, slot, now, ledger)
         updates.append(
             MessageUpdate(
                 m.id, plan.state, now, reason=plan.reason, next_attempt_at=next_at,
                 wamid=outcome.wamid, error_code=outcome.code,
                 error_detail=(outcome.details or outcome.title) or None,
                 sent_at=now if plan.state is MessageState.SENT else None,
-                clear_slot=plan.release_slot,
+                clear_slot=plan.release_slot, slot_expiry=new_expiry,
                 only_from=_IN_FLIGHT,  # a status webhook that got here first is not undone
             )
         )
@@ -500,6 +545,19 @@ class Dispatcher:
                 ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
         if plan.pause_sender:
             pauses[sender.id] = (plan.pause_sender, now + self.config.pause_on_spam_limit)
+
+    def _extend_slot(self, m: Message, slot: Slot, answered_at: float, ledger: list[LedgerChange]) -> float | None:
+        """The platform counts a send from when it got it, which can be later than the admission
+        (a slow answer, a stalled worker): then count it from the answer, so tiergate's window
+        never ends before the platform's. Returns the new expiry (None: unchanged)."""
+        rt = self._scopes.get(m.scope_id)
+        if rt is None or answered_at + rt.window.span <= slot.expiry + self.config.late_answer:
+            return None
+        extended = rt.window.record(m.to, answered_at)
+        if extended.expiry <= slot.expiry:
+            return None
+        ledger.append(LedgerChange(m.scope_id, m.to, extended.expiry))
+        return extended.expiry
 
     async def pause_sender(self, sender_id: str, reason: str, until: float | None, now: float) -> None:
         sender = await self.store.get_sender(sender_id)

@@ -41,10 +41,12 @@ class SenderState:
 
     async def _wake(self, scope_id: str | None = None, sender_id: str | None = None) -> None:
         now = self.clock.now()
+        # Those waiting for the messaging limit stay parked: the dispatcher pulls them in order as
+        # the (new) limit allows, instead of every one of a large backlog being rewritten and re-decided.
         if scope_id is not None:
-            await self.store.requeue_where(scope_id=scope_id, now=now)
+            await self.store.requeue_where(scope_id=scope_id, now=now, keep_capacity_parked=True)
         if sender_id is not None:
-            await self.store.requeue_where(sender_id=sender_id, now=now)
+            await self.store.requeue_where(sender_id=sender_id, now=now, keep_capacity_parked=True)
         result = self._on_capacity(scope_id, sender_id)
         if hasattr(result, "__await__"):
             await result

@@ -216,6 +216,7 @@ _LEDGER_KEEP_LATEST = ("ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry =
 _OPTIONAL_FIELDS = ("reason", "next_attempt_at", "wamid", "error_code", "error_detail", "counted",
                     "slot_expiry", "slot_previous", "sent_at")
 _CLAIM_ORDER = "priority, next_attempt_at, created_at"
+CAPACITY_REASON = "messaging limit"  # how admission's deferral for a full window reads (core.admission)
 # Sends that count against the marketing frequency cap (a 'sending' one may already have left).
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
 _RECOVERED_REASON = ("the worker stopped while this send was in flight: the platform may or may not have "
@@ -646,6 +647,17 @@ class SqlStore(ABC):
             claimed = [r[-1] for r in ranked]
         return claimed[:limit]
 
+    async def claim_parked(self, scope_id: str, now: float, limit: int) -> list[Message]:
+        """Not-yet-due messages of the scope parked for capacity, in claim order (see the port)."""
+        if limit <= 0:
+            return []
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                f"{MESSAGES.select}{self.claim_hint} WHERE scope_id = ? AND state = 'queued' "
+                f"AND next_attempt_at > ? AND reason LIKE '{CAPACITY_REASON}%' ORDER BY {_CLAIM_ORDER} LIMIT ?",
+                (scope_id, now, limit))
+        return [MESSAGES.from_row(row) for row in rows]
+
     async def next_due_at(self, scope_ids: Sequence[str]) -> float | None:
         """When the earliest queued message of these scopes is due.
 
@@ -759,13 +771,16 @@ class SqlStore(ABC):
     @_retried
     async def requeue_where(
         self, *, scope_id: str | None = None, sender_id: str | None = None, recipient: str | None = None,
-        campaign_id: str | None = None, now: float,
+        campaign_id: str | None = None, now: float, keep_capacity_parked: bool = False,
     ) -> int:
         """Make matching queued messages due now (capacity freed, a window opened).
 
-        Messages held back by their own ``not_before`` (a scheduled start) stay where they are.
+        Messages held back by their own ``not_before`` (a scheduled start) stay where they are, and
+        with ``keep_capacity_parked`` those waiting for the messaging limit (pulled by the dispatcher).
         """
         where = ["state = 'queued'", "next_attempt_at > ?", "(not_before IS NULL OR not_before <= ?)"]
+        if keep_capacity_parked:
+            where.append(f"reason NOT LIKE '{CAPACITY_REASON}%'")
         params: list[Any] = [now, now]
         for column, value in (("scope_id", scope_id), ("sender_id", sender_id), ("recipient", recipient),
                               ("campaign_id", campaign_id)):
