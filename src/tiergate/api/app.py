@@ -27,7 +27,7 @@ from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest
 from tiergate.service.metrics import METRICS
 from tiergate.service.views import campaign_view, message_view, sender_view
 
-__all__ = ["ApiError", "create_app"]
+__all__ = ["ApiError", "create_app", "owned"]
 
 
 class ApiError(Exception):
@@ -38,6 +38,17 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers
+
+
+async def owned(fetch: Callable[[str], Awaitable[Any]], what: str, object_id: str, tenant_id: str) -> Any:
+    """The caller's own object, or a 404 worded exactly like a missing id: a foreign id tells nothing."""
+    try:
+        obj = await fetch(object_id)
+    except NotFound:
+        obj = None
+    if obj is None or obj.tenant_id != tenant_id:
+        raise ApiError(404, f"{what} {object_id!r} not found")
+    return obj
 
 
 def _error(status: int, message: str, field: str | None = None, details: list[Any] | None = None,
@@ -190,13 +201,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return gateway.clock.now()
 
     async def own_sender(who: Principal, sender_id: str) -> Any:
-        try:
-            sender = await gateway.store.get_sender(sender_id)
-        except NotFound:
-            sender = None
-        if sender is None or sender.tenant_id != who.tenant.id:
-            raise ApiError(404, f"sender {sender_id!r} not found")
-        return sender
+        return await owned(gateway.store.get_sender, "sender", sender_id, who.tenant.id)
 
     # -- health and metrics ------------------------------------------------------------------
     @app.get("/healthz", tags=["ops"])
@@ -321,13 +326,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return result
 
     async def own_campaign(who: Principal, campaign_id: str) -> Any:
-        try:
-            c = await gateway.store.get_campaign(campaign_id)
-        except NotFound:
-            c = None
-        if c is None or c.tenant_id != who.tenant.id:
-            raise ApiError(404, f"campaign {campaign_id!r} not found")
-        return c
+        return await owned(gateway.store.get_campaign, "campaign", campaign_id, who.tenant.id)
 
     @app.get("/v1/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
     async def list_campaigns(who: Who) -> Any:

@@ -15,7 +15,6 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tiergate.ports import NotFound
 from tiergate.service.auth import Principal
 from tiergate.service.operator_views import campaign_days, release_timeline, tier_ladder
 
@@ -42,7 +41,7 @@ def _index() -> str:
 
 def mount(app: FastAPI, gateway: "Gateway") -> None:
     """Add ``/`` (the page), ``/dashboard/*`` (its files) and the dashboard's read endpoints to ``app``."""
-    from tiergate.api.app import ApiError
+    from tiergate.api.app import owned
 
     principal = app.state.principal
     Who = Annotated[Principal, Depends(principal)]
@@ -55,12 +54,7 @@ def mount(app: FastAPI, gateway: "Gateway") -> None:
     app.mount("/dashboard", StaticFiles(packages=[(PACKAGE, "static")]), name="dashboard")
 
     async def own_scope(who: Principal, sender_id: str) -> Any:
-        try:
-            sender = await gateway.store.get_sender(sender_id)
-        except NotFound:
-            sender = None
-        if sender is None or sender.tenant_id != who.tenant.id:
-            raise ApiError(404, f"sender {sender_id!r} not found")
+        sender = await owned(gateway.store.get_sender, "sender", sender_id, who.tenant.id)
         return await gateway.store.get_scope(sender.scope_id)
 
     @app.get("/v1/senders/{sender_id}/timeline", tags=["dashboard"])
@@ -76,12 +70,7 @@ def mount(app: FastAPI, gateway: "Gateway") -> None:
     @app.get("/v1/campaigns/{campaign_id}/days", tags=["dashboard"])
     async def campaign_by_day(campaign_id: str, who: Who) -> Any:
         """Planned against actual sends and tiers, day by day, and when what waits should be done."""
-        try:
-            campaign = await gateway.store.get_campaign(campaign_id)
-        except NotFound:
-            campaign = None
-        if campaign is None or campaign.tenant_id != who.tenant.id:
-            raise ApiError(404, f"campaign {campaign_id!r} not found")
+        campaign = await owned(gateway.store.get_campaign, "campaign", campaign_id, who.tenant.id)
         sender = await gateway.store.get_sender(campaign.sender_id)
         scope = await gateway.store.get_scope(sender.scope_id)
         return await campaign_days(gateway.store, campaign, scope, gateway.clock.now())
