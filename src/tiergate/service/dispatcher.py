@@ -367,6 +367,8 @@ class Dispatcher:
         to_send: list[tuple[Message, Sender, Slot | None]] = []
         throttled_until: float | None = None
         admitted: Counter[str] = Counter()
+        admitted_counted: Counter[bool] = Counter()
+        limits_of: dict[str, ScopeLimits] = {}
 
         def park(m: Message, until: float | None, reason: str) -> None:
             at = until if until is not None else now + self.config.idle_wait * 12
@@ -429,12 +431,14 @@ class Dispatcher:
                 at = max(bucket.next_token_at(now, cost), self._refill_at(bucket, now))
                 throttled_until = at if throttled_until is None else min(throttled_until, at)
                 continue  # stays due; no write: it is picked up again when a token is there
-            limits = ScopeLimits(
-                limit=self._limit(rt.scope),
-                reserve_fraction=rt.scope.reserve_fraction,
-                paused=sender.paused,
-                marketing_paused=sender.marketing_paused,
-            )
+            limits = limits_of.get(sender.id)
+            if limits is None:  # once per sender and batch
+                limits = limits_of[sender.id] = ScopeLimits(
+                    limit=self._limit(rt.scope),
+                    reserve_fraction=rt.scope.reserve_fraction,
+                    paused=sender.paused,
+                    marketing_paused=sender.marketing_paused,
+                )
             decision = decide(rt.window, MessageFacts(m.to, is_template, category, csw_open), limits, now)
             if decision.gate is Gate.REJECT:
                 updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, reason=decision.reason))
@@ -461,8 +465,10 @@ class Dispatcher:
             pair.sent(m.to, now)
             to_send.append((m, sender, slot))
             admitted[sender.id] += 1
-            METRICS.admitted.labels(counted=str(decision.counted).lower()).inc()
+            admitted_counted[decision.counted] += 1
 
+        for counted, n in admitted_counted.items():  # one metric update per batch, not per message
+            METRICS.admitted.labels(counted=str(counted).lower()).inc(n)
         deferred = sum(1 for u in updates if u.state is MessageState.QUEUED)
         if deferred:
             METRICS.deferred.inc(deferred)
@@ -520,7 +526,7 @@ class Dispatcher:
                     ledger: list[LedgerChange], pauses: dict[str, tuple[str, float]]) -> None:
         if plan.state is MessageState.SENT:
             self.sent_total += 1
-            METRICS.sent.inc()
+            METRICS.sent.inc()  # (an unlabelled counter: cheap)
         elif plan.state is MessageState.FAILED:
             METRICS.failed.labels(code=str(outcome.code)).inc()
         next_at = plan.next_attempt_at
