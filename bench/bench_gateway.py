@@ -50,11 +50,12 @@ def messages(tenant_id: str, sender: str, n: int, offset: int) -> list[NewMessag
     return out
 
 
-async def gateway_rate(base_url: str, senders: int, n: int, folder: str) -> dict[str, Any]:
+async def gateway_rate(base_url: str, senders: int, n: int, folder: str, max_in_flight: int = 256) -> dict[str, Any]:
     from tiergate.service.gateway import Gateway
 
     settings = Settings(database_url=str(Path(folder) / f"gw-{senders}.db"), provider="cloud", graph_url=base_url,
-                        access_token=TOKEN, sync_interval=0, worker_id="bench", log_level="WARNING")
+                        access_token=TOKEN, sync_interval=0, worker_id="bench", log_level="WARNING",
+                        max_in_flight=max_in_flight)
     gateway = await Gateway.open(settings)
     try:
         tenant = await gateway.auth.create_tenant("bench")
@@ -98,7 +99,7 @@ async def run(args: argparse.Namespace, base_url: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-") as folder:
         for s in args.senders:
             bare_before = await bare_rate(base_url, args.baseline_seconds)
-            row = await gateway_rate(base_url, s, args.n, folder)
+            row = await gateway_rate(base_url, s, args.n, folder, args.max_in_flight)
             bare_after = await bare_rate(base_url, args.baseline_seconds)
             row["bare_aiohttp"] = (bare_before + bare_after) / 2
             row["ratio"] = row["rate"] / row["bare_aiohttp"]
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--senders", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--n", type=int, default=5000, help="messages per sender")
     parser.add_argument("--baseline-seconds", type=float, default=2.0)
+    parser.add_argument("--max-in-flight", type=int, default=256, help="TIERGATE_MAX_IN_FLIGHT for the gateway")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     with FakeGraphProcess(token=TOKEN, record=False, uvloop=True) as server:
