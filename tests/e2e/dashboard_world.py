@@ -8,15 +8,13 @@ the sandbox platform under a virtual clock, then serve the app with uvicorn on 1
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from tests.e2e.conftest import T0, Harness
+from tests.fakes.served import served_app
 
 from tiergate.api.app import create_app
 from tiergate.service.intake import MessageRequest
@@ -123,20 +121,5 @@ async def full_world(h: Harness, *, log: Any = print) -> World:
 @asynccontextmanager
 async def served(h: Harness) -> AsyncIterator[str]:
     """The harness's app on a real socket (127.0.0.1, a free port) in this event loop; yields its URL."""
-    app = create_app(h.gateway)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with served_app(create_app(h.gateway)) as url:
+        yield url

@@ -28,7 +28,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import uvicorn
 
 from tests.fakes.fake_graph import FakeGraphProcess
 from tests.fakes.scale_worker import READY
+from tests.fakes.served import served_app
 from tests.fakes.shared_clock import FileClock
 from tiergate.adapters.store.postgres import PostgresStore
 from tiergate.api.app import create_app
@@ -121,22 +120,10 @@ class ScaleRun:
         settings = Settings(database_url=self.config.database_url, provider="cloud", graph_url="http://unused.invalid",
                             access_token=TOKEN, app_secret=APP_SECRET, worker_id="api")
         self.api = await Gateway.open(settings, clock=self.clock, wall_clock=SystemClock())
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(create_app(self.api), log_level="warning", lifespan="off",
-                                               access_log=False))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks/whatsapp"
+            async with served_app(create_app(self.api)) as url:
+                yield f"{url}/webhooks/whatsapp"
         finally:
-            server.should_exit = True
-            await task
-            sock.close()
             await self.api.close()
 
     def _start_worker(self, name: str, graph_url: str) -> None:
