@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import orjson
-from tests.e2e.conftest import T0, Harness
+from tests.e2e.conftest import T0, Harness, make_harness
 
 SENDER = "106540352242922"
 
@@ -160,3 +163,34 @@ async def test_messages_that_expire_first_do_not_use_up_the_next_slots(harness: 
     for m in later:
         got = (await h.client.get(f"/v1/messages/{m['id']}")).json()
         assert got["state"] == "queued" and got["next_attempt_at"] < T0 + 86_400 + 120, got
+
+
+async def test_a_new_sender_is_picked_up_at_once_in_real_time(tmp_path: Path) -> None:
+    """The dispatcher leases a new sender's scope on the change notification, not at its next periodic
+    lease refresh (an hour here: without the notification nothing would go within the test)."""
+    h = await make_harness(tmp_path, lease_ttl=3 * 3600.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(h.gateway.run(stop, sync=False))
+
+    async def send_and_see(sender: str, to: str) -> None:
+        r = await h.client.post("/v1/messages", json={"sender": sender, "to": "+" + to, "template": {"name": "p"}})
+        assert r.status_code == 202, r.text
+        for _ in range(500):  # an event to wait for, not a duration to check
+            if any(m.to == to for m in h.provider.received):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"nothing reached {to}")
+
+    try:
+        await register(h)
+        await send_and_see(SENDER, "5511977776666")  # the dispatcher now holds this sender's scope
+        second = "106540352242999"
+        r = await h.client.post("/v1/senders", json={"phone_number_id": second,
+                                                     "display_phone_number": "+15550783999", "tier": "TIER_250"})
+        assert r.status_code == 201, r.text
+        await send_and_see(second, "5511977775555")
+    finally:
+        stop.set()
+        await task
+        await h.client.aclose()
+        await h.gateway.close()

@@ -32,7 +32,7 @@ from tiergate.core.window import DAY, RollingWindow, Slot
 from tiergate.ports import LeaseLost, LedgerChange, MessageUpdate, Provider, SendOutcome, Store
 from tiergate.service.localtime import quiet_until
 from tiergate.service.metrics import METRICS
-from tiergate.service.wakeups import DUE
+from tiergate.service.wakeups import CHANGED, DUE
 
 log = logging.getLogger("tiergate.dispatcher")
 
@@ -142,6 +142,7 @@ class Dispatcher:
         self.overlap_sends = False
         self._inflight: Counter[str] = Counter()
         self._turn = 0
+        self._refresh_requested = False
         self._pull_pending = False  # the last pull filled its room: more parked messages may fit
         self._sending: set[asyncio.Task[None]] = set()
         self.sent_total = 0
@@ -192,6 +193,11 @@ class Dispatcher:
                 rt.parks.clear()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def request_refresh(self) -> None:
+        """Senders or scopes changed (or a new one exists): re-read them before the next batch."""
+        self._refresh_requested = True
         self._wake.set()
 
     async def _tenant(self, tenant_id: str) -> Tenant:
@@ -591,15 +597,16 @@ class Dispatcher:
         """Real time: step, then sleep until the next wake-up, a wake() call, a notification on
         ``DUE`` (any process that queued work: one per batch), or stop. Polling every ``idle_wait``
         stays as the fallback for lost notifications and for stores that reach only this process."""
-        try:
-            stop_listening = await self.store.listen(DUE, self.wake)
-        except Exception as exc:
-            log.warning("cannot listen for wake-ups (%s); polling every %.1f s", exc, self.config.idle_wait)
-            stop_listening = None
+        stops = []
+        for channel, callback in ((DUE, self.wake), (CHANGED, self.request_refresh)):
+            try:
+                stops.append(await self.store.listen(channel, callback))
+            except Exception as exc:
+                log.warning("cannot listen on %r (%s); polling every %.1f s", channel, exc, self.config.idle_wait)
         try:
             await self._loop(stop)
         finally:
-            if stop_listening is not None:
+            for stop_listening in stops:
                 with contextlib.suppress(Exception):
                     await stop_listening()
 
@@ -637,7 +644,8 @@ class Dispatcher:
         while not stop.is_set():
             self._wake.clear()  # before the step: a wake-up that arrives during it is not lost
             try:
-                refresh = self.wall.now() - last_refresh >= self.config.lease_ttl / 3
+                refresh = self._refresh_requested or self.wall.now() - last_refresh >= self.config.lease_ttl / 3
+                self._refresh_requested = False
                 if refresh:
                     last_refresh = self.wall.now()
                 nxt = await self.step(refresh=refresh)

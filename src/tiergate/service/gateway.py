@@ -24,7 +24,7 @@ from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
 from tiergate.service.state import SenderState
 from tiergate.service.sync import GraphSync
-from tiergate.service.wakeups import announce
+from tiergate.service.wakeups import CHANGED, announce
 from tiergate.service.webhooks import WebhookService
 from tiergate.settings import Settings
 
@@ -62,7 +62,7 @@ class Gateway:
                                                        max_in_flight=settings.max_in_flight)
         self.dispatcher = Dispatcher(store, provider, clock, worker_id=worker_id,
                                      wall_clock=wall_clock or SystemClock(), config=config)
-        self.state = SenderState(store, clock, self._capacity_changed)
+        self.state = SenderState(store, clock, self._capacity_changed, self._state_changed)
         self.campaigns = Campaigns(store, clock, self.intake)
         self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher)
         self.sync = GraphSync(store, provider, clock, self.state)
@@ -102,8 +102,14 @@ class Gateway:
     async def _capacity_changed(self, scope_id: str | None, sender_id: str | None) -> None:
         """Queued messages were made due: wake this dispatcher and, through the store, every worker."""
         self.dispatcher.forget_parks(scope_id, sender_id)
+        await self._state_changed(scope_id, sender_id)
         self.dispatcher.wake()
         await announce(self.store)
+
+    async def _state_changed(self, scope_id: str | None, sender_id: str | None) -> None:
+        """A sender or scope changed: every dispatcher re-reads what it holds before its next batch."""
+        self.dispatcher.request_refresh()
+        await announce(self.store, CHANGED)
 
     async def pump_provider_events(self) -> int:
         """Apply the webhooks the provider produced itself (the sandbox) through the webhook path."""

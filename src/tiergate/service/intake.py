@@ -23,7 +23,7 @@ from tiergate.core.window import DAY
 from tiergate.ids import new_id
 from tiergate.ports import ConflictError, NotFound, Provider, SenderInfo, Store
 from tiergate.service.localtime import quiet_until, recipient_timezone
-from tiergate.service.wakeups import announce
+from tiergate.service.wakeups import CHANGED, announce
 
 __all__ = [
     "CampaignRequest",
@@ -209,6 +209,7 @@ class Intake:
             await self.provider.register_sender(
                 SenderInfo(pnid, display, req.portfolio_id, scope.policy, scope.tier, quality)
             )
+        await announce(self.store, CHANGED)  # dispatchers lease the new scope now, not at their next refresh
         return sender
 
     async def sender_of(self, tenant: Tenant, sender_id: str) -> Sender:

@@ -28,8 +28,11 @@ BLOCKING_STATUSES = {"BANNED", "DELETED", "DISABLED", "DISCONNECTED", "RESTRICTE
 
 
 class SenderState:
-    def __init__(self, store: Store, clock: Clock, on_capacity: Callable[[str | None, str | None], Any]) -> None:
-        """``on_capacity(scope_id, sender_id)`` is called when capacity may have grown (wake-ups)."""
+    def __init__(self, store: Store, clock: Clock, on_capacity: Callable[[str | None, str | None], Any],
+                 on_change: Callable[[str | None, str | None], Any] | None = None) -> None:
+        """``on_capacity(scope_id, sender_id)`` is called when capacity may have grown (wake-ups),
+        ``on_change`` when anything else the dispatcher holds in memory changed (a pause, a lower tier)."""
+        self._on_change = on_change
         self.store = store
         self.clock = clock
         self._on_capacity = on_capacity
@@ -51,6 +54,12 @@ class SenderState:
         if hasattr(result, "__await__"):
             await result
 
+    async def _changed(self, scope_id: str | None = None, sender_id: str | None = None) -> None:
+        if self._on_change is not None:
+            result = self._on_change(scope_id, sender_id)
+            if hasattr(result, "__await__"):
+                await result
+
     # -- tiers ---------------------------------------------------------------------------------
     async def set_tier(self, scope_id: str, raw: object, source: str) -> Scope | None:
         """Apply an authoritative tier. Unknown values are recorded and the last known tier kept."""
@@ -71,6 +80,8 @@ class SenderState:
         await self._event(senders, "tier_raised" if raised else "tier_lowered", f"{old.name} -> {tier.name} ({source})")
         if raised:
             await self._wake(scope_id=scope_id)
+        else:
+            await self._changed(scope_id=scope_id)  # a lower tier holds for new admissions at once
         return scope
 
     async def verified(self, scope_id: str, source: str) -> Scope | None:
@@ -95,6 +106,8 @@ class SenderState:
         await self._event([sender.id], "paused" if on else "resumed", reason)
         if not on:
             await self._wake(sender_id=sender.id)
+        else:
+            await self._changed(sender_id=sender.id)
         return sender
 
     async def set_quality(self, sender_id: str, quality: str, source: str) -> Sender:
@@ -109,6 +122,7 @@ class SenderState:
             scope = await self.store.get_scope(sender.scope_id)
             if scope.policy == "classic" or scope.id == f"sender:{sender_id}":
                 await self.store.update_scope(scope.id, {"quality": quality})
+            await self._changed(sender_id=sender_id)  # YELLOW slows marketing
         return await self._set_pause(sender, "marketing_paused", QUALITY_PAUSE, None, quality == "RED")
 
     async def set_flagged(self, sender_id: str, flagged: bool, source: str) -> Sender:
@@ -172,6 +186,7 @@ class SenderState:
             await self._wake(scope_id=sender.scope_id)
         if "throughput_mps" in patch:
             await self.store.update_sender(sender.id, {"throughput_mps": int(patch["throughput_mps"])})
+            await self._changed(sender_id=sender.id)
         if patch.get("resume"):
             await self.resume(sender.id, list(patch["resume"]))
         return await self.store.get_sender(sender.id)

@@ -16,16 +16,20 @@ import logging
 
 from tiergate.ports import Store
 
-__all__ = ["DUE", "announce"]
+__all__ = ["CHANGED", "DUE", "announce"]
 
 DUE = "due"  # the channel (PostgreSQL prefixes it with the schema)
+# A sender or scope changed (registered, tier, quality, pauses, throughput): dispatchers re-read the
+# scopes they hold (and lease new ones) at once instead of at their next periodic refresh.
+CHANGED = "scopes"
 
 log = logging.getLogger("tiergate.wakeups")
 
 
-async def announce(store: Store) -> None:
-    """Tell every listening dispatcher that queued work may be due now."""
+async def announce(store: Store, channel: str = DUE) -> None:
+    """Tell every listening dispatcher that queued work may be due now (or, on ``CHANGED``, that
+    the senders and scopes it holds changed)."""
     try:
-        await store.notify(DUE)
+        await store.notify(channel)
     except Exception as exc:  # the polling fallback picks the work up
         log.warning("could not notify dispatchers (%s); they will find the work when they poll", exc)
