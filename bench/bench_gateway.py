@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes and bench_http, as a script
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -123,11 +125,12 @@ def main() -> None:
     parser.add_argument("--senders", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4])
     parser.add_argument("--n", type=int, default=5000, help="messages per sender")
     parser.add_argument("--baseline-seconds", type=float, default=2.0)
+    parser.add_argument("--uvloop", action="store_true", help="run gateway and baseline on uvloop (as serve does)")
     parser.add_argument("--max-in-flight", type=int, default=256, help="TIERGATE_MAX_IN_FLIGHT for the gateway")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     with FakeGraphProcess(token=TOKEN, record=False, uvloop=True) as server:
-        rows = asyncio.run(run(args, server.base_url))
+        rows = (uvloop.run if args.uvloop else asyncio.run)(run(args, server.base_url))
     print(table(rows))
     print(f"\nPython {platform.python_version()}, {os.cpu_count()} CPUs; server: fake Graph API process on uvloop")
     if args.json:
