@@ -170,6 +170,7 @@ class SandboxProvider:
     """
 
     name = "sandbox"
+    answers_inline = True  # send() never waits on I/O: the dispatcher need not make a task per message
 
     def __init__(self, clock: Clock, *, seed: int = 0, undeliverable_share: float = 0.0,
                  reply_share: float = 0.0, block_share: float = 0.0, stop_share: float = 0.0,
