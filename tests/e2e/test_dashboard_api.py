@@ -36,8 +36,9 @@ async def test_timeline_ladder_and_days_follow_the_ledger(harness: Harness) -> N
     assert (tl["limit"], tl["used_24h"], tl["remaining"]) == (1_000, 1_000, 0)
     assert len(tl["buckets"]) == 24 and tl["now"] == T0 + 5 * HOUR
     assert sum(b["freed"] for b in tl["buckets"]) == 1_000
-    # Sent from 00:00:00 at 80/s: the first free at 00:00:00 next day (the end of hour 18 from 05:00), the rest after.
-    assert [i for i, b in enumerate(tl["buckets"]) if b["freed"]] == [18, 19]
+    # Sent from 00:00:00 at 80/s, each held 24 h plus the safety margin (30 s): all free in the hour from
+    # 00:00 next day (bucket 19 counting from 05:00), none before.
+    assert [i for i, b in enumerate(tl["buckets"]) if b["freed"]] == [19]
     assert tl["buckets"][19]["available_after"] == 1_000
     assert tl["buckets"][0]["available_after"] == 0
 

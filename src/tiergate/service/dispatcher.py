@@ -60,6 +60,10 @@ class DispatcherConfig:
     max_in_flight: int = 256  # requests in flight in all (the HTTP client's pool): more only queue
     # An answer later than this after the admission moves the recipient's slot to the answer's time.
     late_answer: float = 0.5
+    # Each counted recipient holds its slot this much longer than 24 h: the platform's clock and its
+    # receipt time (a request's latency, a send whose answer a crash lost) must never end its window
+    # after tiergate's. The simulator, whose platform shares its clock, uses 0.
+    window_margin: float = 30.0
     idle_wait: float = 5.0  # longest sleep when nothing is due (a wake-up cuts it short)
     lease_ttl: float = 30.0
     max_scopes: int = 10_000
@@ -166,7 +170,7 @@ class Dispatcher:
             scope = await self.store.get_scope(scope_id)
             rt = self._scopes.get(scope_id)
             if rt is None:
-                rt = ScopeRuntime(scope, RollingWindow())
+                rt = ScopeRuntime(scope, RollingWindow(DAY + self.config.window_margin))
                 rt.window.load(await self.store.load_ledger(scope_id, now), now)
                 self._scopes[scope_id] = rt
             rt.scope = scope

@@ -62,7 +62,7 @@ async def simulate_real_path(
         store = open_store(url, **({} if database_url else {"synchronous": "OFF"}))
         gateway = await Gateway.open(settings, clock=clock, provider=provider, wall_clock=clock, store=store,
                                      dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY,
-                                                                       throttle_quantum=1.0))
+                                                                       throttle_quantum=1.0, window_margin=0.0))
         try:
             return await _run(gateway, provider, clock, policy=policy, start_tier=start_tier, daily=daily,
                               days=days, quality=quality, reserve=reserve, throughput_mps=throughput_mps,
