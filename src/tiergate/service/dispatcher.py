@@ -177,10 +177,6 @@ class Dispatcher:
             rt.senders = {s.id: s for s in await self.store.senders_of_scope(scope_id)}
         return owned
 
-    def window_of(self, scope_id: str) -> RollingWindow | None:
-        rt = self._scopes.get(scope_id)
-        return rt.window if rt else None
-
     def release_slot(self, scope_id: str, recipient: str, expiry: float, previous: float | None,
                      now: float) -> None:
         """A webhook said a counted send was definitely not delivered: undo that send's slot here too
@@ -257,9 +253,10 @@ class Dispatcher:
                     self._send_in_background(to_send, now)
                 else:
                     await self._send(to_send, now)
+        # When a throttled sender has tokens again.
+        waits = [t for t in (throttled_until, ready_at) if t is not None and t != math.inf]
         if more_parked:
             # Room is left and parked messages wait for it: at once, or when tokens are back.
-            waits = [t for t in (throttled_until, ready_at) if t is not None and t != math.inf]
             return now if to_send or not waits else min(waits)
         nxt = await self.store.next_due_at(scope_ids)
         if nxt is None or nxt > now:
@@ -267,7 +264,6 @@ class Dispatcher:
         # Something is still due now.
         if len(messages) >= self.config.batch_size and to_send:
             return now  # a full batch went: there is more of the same
-        waits = [t for t in (throttled_until, ready_at) if t is not None and t != math.inf]
         if waits:
             return min(waits)  # what is due waits for a throttled sender's tokens
         return now if messages else now + min(1.0, self.config.idle_wait)
