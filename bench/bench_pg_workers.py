@@ -52,6 +52,10 @@ from typing import Any
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as a script
+
+from tests.fakes.processes import stop_processes
+
 from tiergate.clock import SystemClock
 from tiergate.ports import SenderInfo, SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
@@ -130,17 +134,7 @@ async def wait_for_go() -> None:
 
 
 def stop(procs: list[subprocess.Popen[str]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    stop_processes(procs, timeout=30)
 
 
 # ------------------------------------------------------------------------------------------------

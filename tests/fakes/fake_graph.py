@@ -59,6 +59,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.platform_limits import PlatformLimits
+from tests.fakes.processes import stop_processes
 from tests.fakes.shared_clock import FileClock
 from tiergate.adapters.provider import shapes
 from tiergate.core.signature import sign
@@ -581,15 +582,7 @@ class FakeGraphProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_processes([proc], timeout=10)
 
     def __enter__(self) -> FakeGraphProcess:
         return self.start()

@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 
 from tests.fakes.fake_graph import FakeGraphProcess
+from tests.fakes.processes import stop_processes
 from tests.fakes.scale_worker import READY
 from tests.fakes.served import served_app
 from tests.fakes.shared_clock import FileClock
@@ -145,17 +146,7 @@ class ScaleRun:
                 raise RuntimeError(f"worker {name} did not start (exit code {proc.poll()})")
 
     def _stop_workers(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        stop_processes(self.procs.values(), timeout=15)
 
     # -- the load ----------------------------------------------------------------------------
     async def _setup(self) -> tuple[Tenant, list[str]]:
