@@ -717,18 +717,20 @@ async def test_a_listener_survives_a_lost_connection_and_a_failing_callback(pg_u
     async with open_store(pg_url) as store:
         assert isinstance(store, PostgresStore)
         store.reconnect_delay = 0.01
-        woken = asyncio.Event()
+        woken, failed = asyncio.Event(), asyncio.Event()
         calls = 0
 
         def flaky() -> None:
             nonlocal calls
             calls += 1
             if calls == 1:
+                failed.set()
                 raise RuntimeError("a listener bug")
             woken.set()
 
         stop = await store.listen("wake", flaky)
         await store.notify("wake")  # the first call raises: logged, the subscription lives on
+        await asyncio.wait_for(failed.wait(), timeout=10)  # delivered before the connection is cut
         [subscription] = store.subscriptions
         assert subscription.conn is not None
         async with store.reader() as tx:
