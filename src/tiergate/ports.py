@@ -180,6 +180,9 @@ class Store(Protocol):
 
     async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,
                              sender_id: str | None = None) -> dict[str, int]: ...
+    async def count_queued(self, scope_id: str) -> int:
+        """Queued messages of the scope, due or not (a backlog's size, without a table scan)."""
+        ...
     async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None,
                             state: str | None = None, limit: int = 100) -> list[Message]: ...
     async def marketing_sends_since(self, tenant_id: str, recipients: Sequence[str],

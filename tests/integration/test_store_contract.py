@@ -317,6 +317,20 @@ async def test_claim_due_across_many_scopes(store: SqlStore) -> None:
     assert len(await store.claim_due([f"sender:{s}" for s in senders], T0, 1000)) == len(inserted)
 
 
+async def test_claim_due_reaches_every_level_past_a_parked_backlog(store: SqlStore) -> None:
+    """Not-due rows at an urgent level must not hide due rows of a later one (nor cap the claim)."""
+    await seed(store)
+    parked = await store.insert_messages([new(f"p{i}", priority=0, not_before=T0 + 500) for i in range(30)], T0)
+    due = await store.insert_messages([new(f"d{i}", priority=2) for i in range(5)], T0)
+    assert [m.id for m in await store.claim_due(["sender:100"], T0 + 1, 10)] == [m.id for m in due]
+    assert [m.id for m in await store.claim_due(["sender:100", "sender:200"], T0 + 1, 3)] == [m.id for m in due[:3]]
+    assert len(await store.claim_due(["sender:100"], T0 + 500, 100)) == 35
+    assert await store.count_queued("sender:100") == 35
+    assert await store.count_queued("sender:200") == 0
+    await store.apply_updates([MessageUpdate(parked[0].id, SENDING, T0 + 2)])
+    assert await store.count_queued("sender:100") == 34
+
+
 async def test_next_due_at(store: SqlStore) -> None:
     await seed(store)
     assert await store.next_due_at(["sender:100", "sender:200"]) is None

@@ -109,7 +109,7 @@ async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str,
         # Up to 23:59:59.999: what the crossing sends at 00:00 (freed slots) belongs to the next day.
         sent_today = gateway.dispatcher.sent_total - sent_mark
         sent_mark = gateway.dispatcher.sent_total
-        counts = await store.count_by_state(tenant_id=tenant.id)
+        backlog = await store.count_queued(scope_id)
         # the 7 calendar days ending today, 00:00 sends of the first one included: (since, until]
         unique_7d = await store.distinct_counted(scope_id, day_start - 6 * DAY - 1e-6, day_start + DAY - 1e-6)
         # Cross the boundary so the platform's day-boundary evaluation (and its webhook) lands.
@@ -118,7 +118,7 @@ async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str,
         rows.append({
             "day": day + 1, "tier": tier, "limit": parse_tier(tier).limit, "enqueued": n,
             "sent": sent_today,
-            "backlog": counts.get("queued", 0), "unique_7d": unique_7d, "tier_next": tier_next,
+            "backlog": backlog, "unique_7d": unique_7d, "tier_next": tier_next,
         })
         if progress:
             progress(day + 1, total_days)
