@@ -86,6 +86,38 @@ async def test_migrations_apply_once(store: SqlStore, make_store: StoreFactory) 
     assert await again.schema_versions() == expected
 
 
+async def test_history_rows_of_schema_1_move_into_the_message_row(store_url: str, make_store: StoreFactory,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database made by version 1 (history in message_events) keeps every history line."""
+    import tiergate.adapters.store.sql as sql_module
+
+    every = sql_module.migrations
+    monkeypatch.setattr(sql_module, "migrations", lambda dialect: every(dialect)[:1])
+    old = await make_store()
+    await seed(old)
+    async with old.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO messages (id, tenant_id, sender_id, scope_id, recipient, kind, category, body, priority, "
+            "state, reason, next_attempt_at, created_at, updated_at) VALUES "
+            "('m1', 't1', '100', 'sender:100', '1', 'template', 'MARKETING', '{}', 2, 'sent', 'ok', ?, ?, ?), "
+            "('m2', 't1', '100', 'sender:100', '2', 'template', 'MARKETING', '{}', 2, 'queued', 'accepted', ?, ?, ?)",
+            (T0, T0, T0 + 2, T0, T0, T0))
+        await tx.execute("INSERT INTO message_events (message_id, at, state, reason) VALUES "
+                         "('m1', ?, 'sending', 'admitted'), ('m1', ?, 'queued', 'accepted'), "
+                         "('m1', ?, 'sent', 'ok: \"quoted\"')", (T0 + 1, T0, T0 + 2))
+    await old.close()
+    monkeypatch.setattr(sql_module, "migrations", every)
+    new_store = await make_store()
+    assert await new_store.schema_versions() == [v for v, _, _ in every(new_store.dialect)]
+    assert await new_store.message_history("m1") == [
+        {"at": T0, "state": "queued", "reason": "accepted"},
+        {"at": T0 + 1, "state": "sending", "reason": "admitted"},
+        {"at": T0 + 2, "state": "sent", "reason": 'ok: "quoted"'},
+    ]
+    assert await new_store.message_history("m2") == []
+    assert await new_store.message_history("nope") == []
+
+
 async def test_concurrent_opens_migrate_once(store_url: str) -> None:
     stores = [open_store(store_url) for _ in range(4)]
     try:

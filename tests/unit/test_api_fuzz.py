@@ -30,7 +30,7 @@ SENDER = "106540352266001"
 MAX_BODY = 64_000
 MAX_WEBHOOK = 256_000
 MAX_RECIPIENTS = 50
-TABLES = ("messages", "message_events", "campaigns", "webhook_events", "senders", "tenants", "api_keys")
+TABLES = ("messages", "campaigns", "webhook_events", "senders", "tenants", "api_keys")
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
 def dumps(value: Any) -> bytes:

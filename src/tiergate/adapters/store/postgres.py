@@ -84,12 +84,13 @@ class _PgTx:
         return cursor.rowcount
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id") -> int:
+                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
         if not rows:
             return 0
-        names = [*columns, key]
+        names = [*columns, *appended, key]
         arrays, casts = self._arrays(table, names, rows)
-        sets = ", ".join([*(f"{c} = v.{c}" for c in columns), *([extra] if extra else [])])
+        sets = ", ".join([*(f"{c} = v.{c}" for c in columns), *(f"{c} = t.{c} || v.{c}" for c in appended),
+                          *([extra] if extra else [])])
         cursor = await self._conn.execute(
             f"UPDATE {table} AS t SET {sets} FROM unnest({casts}) AS v ({', '.join(names)}) "
             f"WHERE t.{key} = v.{key}",

@@ -62,9 +62,10 @@ class Tx(Protocol):
         ...
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id") -> int:
-        """Per row ``(*values, key value)``: SET each column to its value (and ``extra`` assignments)
-        WHERE ``key`` matches. A key appears at most once in ``rows``."""
+                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
+        """Per row ``(*values, *appended values, key value)``: SET each column to its value, append
+        to each ``appended`` text column (and ``extra`` assignments) WHERE ``key`` matches. A key
+        appears at most once in ``rows``."""
         ...
 
     async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
@@ -83,8 +84,8 @@ class RowsByExecutemany:
         return await self.executemany(_insert_sql(table, tuple(columns), suffix), rows)
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id") -> int:
-        return await self.executemany(_update_sql(table, tuple(columns), extra, key), rows)
+                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
+        return await self.executemany(_update_sql(table, tuple(columns), extra, key, tuple(appended)), rows)
 
     async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         return await self.executemany(_delete_sql(table, tuple(columns)), rows)
@@ -96,8 +97,9 @@ def _insert_sql(table: str, columns: tuple[str, ...], suffix: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _update_sql(table: str, columns: tuple[str, ...], extra: str, key: str) -> str:
-    sets = ", ".join([*(f"{c} = ?" for c in columns), *([extra] if extra else [])])
+def _update_sql(table: str, columns: tuple[str, ...], extra: str, key: str, appended: tuple[str, ...] = ()) -> str:
+    sets = ", ".join([*(f"{c} = ?" for c in columns), *(f"{c} = {c} || ?" for c in appended),
+                      *([extra] if extra else [])])
     return f"UPDATE {table} SET {sets} WHERE {key} = ?"
 
 
@@ -207,8 +209,8 @@ MESSAGES = _Table("messages", Message, "message", json=["body", "metadata"], boo
 # What a new message sets; the other columns start at their defaults (fewer values to bind).
 _NEW_MESSAGE_COLUMNS = ("id", "tenant_id", "sender_id", "scope_id", "recipient", "kind", "category", "body",
                         "priority", "state", "reason", "next_attempt_at", "not_before", "idempotency_key",
-                        "expires_at", "campaign_id", "metadata", "created_at", "updated_at")
-_EVENT_COLUMNS = ("message_id", "at", "state", "reason")
+                        "expires_at", "campaign_id", "metadata", "created_at", "updated_at", "history")
+_HISTORY = ("history",)
 _LEDGER_COLUMNS = ("scope_id", "recipient", "expiry")
 _LEDGER_KEEP_LATEST = ("ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry "
                        "WHERE excluded.expiry > window_ledger.expiry")
@@ -235,8 +237,8 @@ _SLOT_FIELDS = tuple(f.startswith("slot_") for f in _OPTIONAL_FIELDS)
 
 def _update_groups(
     updates: Sequence[MessageUpdate],
-) -> Iterator[tuple[int, tuple[str, ...], str, list[tuple[Any, ...]]]]:
-    """(generation, columns, extra assignments, rows) per statement shape.
+) -> Iterator[tuple[int, tuple[str, ...], str, bool, list[tuple[Any, ...]]]]:
+    """(generation, columns, extra assignments, history appended, rows) per statement shape.
 
     Each update sets only what it carries, so an engine maintains only the indexes on those
     columns. A message's n-th update of the batch is in generation n: generations run in order, so
@@ -251,13 +253,29 @@ def _update_groups(
         given = tuple(map(is_not, values, _NONES))  # which optional fields this update sets
         if u.clear_slot:
             given = tuple(g and not slot for g, slot in zip(given, _SLOT_FIELDS, strict=True))
-        groups.setdefault((generation, given, u.add_attempt, u.clear_slot), []).append(
-            (str(u.state), u.at, *compress(values, given), u.id)
-        )
-    for (generation, given, add_attempt, clear_slot), rows in sorted(groups.items(), key=lambda g: g[0][0]):
+        state = str(u.state)
+        row = (state, u.at, *compress(values, given), *((history_entry(u.at, state, u.reason),) if u.history else ()),
+               u.id)
+        groups.setdefault((generation, given, u.add_attempt, u.clear_slot, u.history), []).append(row)
+    for (generation, given, add_attempt, clear_slot, history), rows in sorted(groups.items(), key=lambda g: g[0][0]):
         extra = [*(["attempts = attempts + 1"] if add_attempt else []),
                  *(["slot_expiry = NULL", "slot_previous = NULL"] if clear_slot else [])]
-        yield generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), rows
+        yield (generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), history,
+               rows)
+
+
+def history_entry(at: float, state: str, reason: str | None) -> str:
+    """One line of a message's ``history`` column: ``[at, state, reason]`` as JSON.
+
+    The history lives in the message's own row, appended by the same UPDATE that changes the
+    state: no row (and no index entry) per change, and it can never disagree with the state.
+    """
+    return orjson.dumps((at, state, reason or "")).decode() + "\n"
+
+
+def _history(text: str) -> list[dict[str, Any]]:
+    entries = (orjson.loads(line) for line in text.splitlines() if line)
+    return [{"at": at, "state": state, "reason": reason} for at, state, reason in entries]
 
 
 # The distinct priority levels of each scope's queued messages: a skip-scan of ``messages_claim``
@@ -564,7 +582,7 @@ class SqlStore(ABC):
                 rows.append((message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category,
                              dumps(new.body).decode(), new.priority, state.value, new.reason, due, new.not_before,
                              new.idempotency_key, new.expires_at, new.campaign_id, dumps(new.metadata).decode(),
-                             now, now))
+                             now, now, history_entry(now, state.value, new.reason or "accepted")))
             await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows, "ON CONFLICT DO NOTHING")
             if first_of_key:  # rows whose key existed were not inserted: answer with the originals
                 originals = await self._messages_by_key(tx, list(first_of_key))
@@ -573,8 +591,6 @@ class SqlStore(ABC):
                 if replaced:
                     out = [replaced.get(m.id, m) for m in out]
                     fresh = [m for m in fresh if m.id not in replaced]
-            await tx.insert_many("message_events", _EVENT_COLUMNS,
-                                 [(m.id, now, m.state.value, m.reason or "accepted") for m in fresh])
         return out
 
     async def _scopes_of_senders(self, tx: Tx, sender_ids: set[str]) -> dict[str, str]:
@@ -613,10 +629,8 @@ class SqlStore(ABC):
     async def message_history(self, message_id: str) -> list[dict[str, Any]]:
         """Every state the message went through, oldest first."""
         async with self.reader() as tx:
-            rows = await tx.fetchall(
-                "SELECT at, state, reason FROM message_events WHERE message_id = ? ORDER BY at, id", (message_id,)
-            )
-        return [{"at": at, "state": state, "reason": reason} for at, state, reason in rows]
+            row = await tx.fetchone("SELECT history FROM messages WHERE id = ?", (message_id,))
+        return [] if row is None else _history(row[0])
 
     async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int) -> list[Message]:
         """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
@@ -706,12 +720,10 @@ class SqlStore(ABC):
                 await self._check_lease(tx, lease[0], lease[1])
             kept = await self._passing_guards(tx, ordered)
             changed = 0
-            for generation, columns, extra, rows in _update_groups(kept):
-                count = await tx.update_many("messages", columns, rows, extra)
+            for generation, columns, extra, history, rows in _update_groups(kept):
+                count = await tx.update_many("messages", columns, rows, extra, appended=_HISTORY if history else ())
                 if generation == 0:
                     changed += count
-            await tx.insert_many("message_events", _EVENT_COLUMNS,
-                                 [(u.id, u.at, str(u.state), u.reason or "") for u in kept if u.history])
             await self._apply_ledger(tx, ledger)
         return changed
 
@@ -769,17 +781,11 @@ class SqlStore(ABC):
                                  _LEDGER_KEEP_LATEST)
 
     async def _move(self, tx: Tx, where: str, params: Sequence[Any], state: str, reason: str, now: float) -> int:
-        """Move every message matching ``where`` to ``state``, with a history row for each one moved.
-
-        The history follows the UPDATE's own RETURNING list: a row a concurrent writer changed first
-        (so the UPDATE skipped it) gets no history row.
-        """
-        moved = await tx.fetchall(
-            f"UPDATE messages SET state = ?, reason = ?, updated_at = ? {where} RETURNING id",
-            (state, reason, now, *params),
+        """Move every message matching ``where`` to ``state``, its history line appended by the same UPDATE."""
+        return await tx.execute(
+            f"UPDATE messages SET state = ?, reason = ?, updated_at = ?, history = history || ? {where}",
+            (state, reason, now, history_entry(now, state, reason), *params),
         )
-        await tx.insert_many("message_events", _EVENT_COLUMNS, [(row[0], now, state, reason) for row in moved])
-        return len(moved)
 
     @_retried
     async def requeue_where(
