@@ -161,6 +161,15 @@ class Store(Protocol):
         in claim order: the dispatcher pulls them forward when the scope has room again."""
         ...
 
+    async def park_for_capacity(self, scope_id: str, *, categories: Sequence[str], now: float, until: float,
+                                reason: str, csw_since: float) -> int:
+        """The scope is full for these categories: park its due template messages of them that need a
+        new slot (no service window opened after ``csw_since``, no live window-ledger row), with
+        ``reason`` and ``until`` as the latest time, in one statement instead of a decision each.
+        Messages that would expire by ``until`` are left for the dispatcher. Returns how many moved.
+        """
+        ...
+
     async def requeue_where(
         self, *, scope_id: str | None = None, sender_id: str | None = None, recipient: str | None = None,
         campaign_id: str | None = None, now: float, keep_capacity_parked: bool = False,

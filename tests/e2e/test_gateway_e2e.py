@@ -194,3 +194,38 @@ async def test_a_new_sender_is_picked_up_at_once_in_real_time(tmp_path: Path) ->
         await task
         await h.client.aclose()
         await h.gateway.close()
+
+
+async def test_a_backlog_beyond_a_day_of_slots_parks_in_bulk_and_goes_in_order(harness: Harness) -> None:
+    """1,000 recipients on TIER_250: once the coming day's 250 slots are promised, the rest of the
+    backlog is parked in one statement (no decision each); released slots pull it first come first
+    served, a template to a recipient whose service window is open is not held back, nothing is lost."""
+    h = harness
+    await register(h)
+    audience = numbers(1000)
+    writer = audience[950].lstrip("+")
+    h.provider.inbound(SENDER, writer)  # this recipient wrote in: their template is free and goes now
+    await h.gateway.pump_provider_events()
+    r = await h.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo", "language": "en_US"}, "recipients": audience})
+    assert r.status_code == 201, r.text
+    campaign = r.json()["id"]
+    await h.advance(60)
+    assert len({m.to for m in h.provider.received}) == 251
+    assert writer in {m.to for m in h.provider.received}
+    waiting = (await h.client.get("/v1/messages", params={"campaign_id": campaign, "state": "queued",
+                                                          "limit": 1000})).json()
+    assert len(waiting) == 749 and all("messaging limit" in m["reason"] for m in waiting)
+    first_send = min(m.at for m in h.provider.received)
+    bulk = [m for m in waiting if m["next_attempt_at"] > first_send + 86_400 + 120]
+    assert len(bulk) >= 400, "the rest waits in bulk, at the latest time the last could go at this tier"
+    assert max(m["next_attempt_at"] for m in waiting) <= first_send + 3 * 86_400 + 120
+    history = (await h.client.get(f"/v1/messages/{bulk[0]['id']}")).json()["history"]
+    assert [e["state"] for e in history] == ["queued", "queued"] and "messaging limit" in history[-1]["reason"]
+
+    await h.advance(4 * 86_400)
+    counts = (await h.client.get(f"/v1/campaigns/{campaign}")).json()["counts"]
+    assert counts.get("sent", 0) + counts.get("delivered", 0) + counts.get("read", 0) == 1000, counts
+    assert h.provider.violations == 0
+    order = [m.to for m in h.provider.received if m.to != writer]
+    assert order == [n.lstrip("+") for n in audience if n.lstrip("+") != writer], "first come, first served"

@@ -363,6 +363,33 @@ async def test_claim_due_reaches_every_level_past_a_parked_backlog(store: SqlSto
     assert await store.count_queued("sender:100") == 34
 
 
+async def test_park_for_capacity_parks_only_what_needs_a_new_slot(store: SqlStore) -> None:
+    await seed(store)
+    plain = await store.insert_messages([new(f"p{i}") for i in range(5)], T0)
+    utility, = await store.insert_messages([new("u", category="UTILITY", priority=1)], T0)
+    windowed, counted, expiring = await store.insert_messages(
+        [new("w"), new("c"), new("x", expires_at=T0 + 50)], T0)
+    later, = await store.insert_messages([new("l", not_before=T0 + 500)], T0)
+    other, = await store.insert_messages([new("o", sender="200")], T0)
+    await store.record_inbound("100", "w", T0 - 10)  # an open service window: its template is free
+    await store.apply_updates([], [LedgerChange("sender:100", "c", T0 + 1000)])  # counted already: a re-send
+    moved = await store.park_for_capacity("sender:100", categories=["MARKETING"], now=T0 + 1, until=T0 + 100,
+                                          reason="messaging limit reached (5/5)", csw_since=T0 + 1 - 86_400,
+                                          chunk=2)
+    assert moved == 5
+    for m in plain:
+        got = await store.get_message(m.id)
+        assert (got.state, got.next_attempt_at, got.reason) == (MessageState.QUEUED, T0 + 100,
+                                                                "messaging limit reached (5/5)")
+        assert [e["state"] for e in await store.message_history(m.id)] == ["queued", "queued"]
+    for m in (utility, windowed, counted, expiring, other):  # not full, free, free, expires first, another scope
+        assert (await store.get_message(m.id)).next_attempt_at == T0
+    assert (await store.get_message(later.id)).next_attempt_at == T0 + 500
+    assert {m.id for m in await store.claim_parked("sender:100", T0 + 1, 10)} == {m.id for m in plain}
+    assert await store.park_for_capacity("sender:100", categories=[], now=T0 + 1, until=T0 + 100, reason="r",
+                                         csw_since=T0) == 0
+
+
 async def test_next_due_at(store: SqlStore) -> None:
     await seed(store)
     assert await store.next_due_at(["sender:100", "sender:200"]) is None

@@ -86,6 +86,9 @@ class ScopeRuntime:
     parks: list[float] = field(default_factory=list)  # heap: times assigned to capacity-parked messages
     parks_limit: int | None = None
     may_have_parked: bool = True  # messages parked for capacity may be waiting (pull them when room frees)
+    # Set while a backlog parked in bulk (``Store.park_for_capacity``) waits: the latest time given to
+    # it, and what later deferrals join (first come, first pulled); slot releases wake the dispatcher.
+    backlog_until: float | None = None
     _releases: tuple[float, list[float]] | None = None  # (now, sorted expiries) cached per step
 
     def park_slot(self, now: float, limit: int | None, granularity: float = 0.0,
@@ -191,6 +194,7 @@ class Dispatcher:
         for sid, rt in self._scopes.items():
             if (scope_id is None and sender_id is None) or sid == scope_id or sender_id in rt.senders:
                 rt.parks.clear()
+                rt.backlog_until = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -220,6 +224,27 @@ class Dispatcher:
     # -- one step ------------------------------------------------------------------------------
     async def step(self, refresh: bool = True) -> float | None:
         """Run one batch. Returns when to run next (``now`` when more is due at once)."""
+        nxt = await self._step(refresh)
+        release = self._release_wake()
+        return release if release is not None and (nxt is None or release < nxt) else nxt
+
+    def _release_wake(self) -> float | None:
+        """When a slot frees in a scope whose backlog was parked in bulk: those messages have no
+        wake-up of their own before their latest time, so a freed slot must pull them."""
+        now = self.clock.now()
+        wake: float | None = None
+        granularity = self.config.park_granularity
+        for rt in self._scopes.values():
+            if rt.backlog_until is None or not rt.may_have_parked:
+                continue
+            at = rt.window.next_release_at(now)
+            if at is None:
+                continue
+            at = math.ceil(at / granularity) * granularity if granularity > 0 else at
+            wake = at if wake is None else min(wake, at)
+        return wake
+
+    async def _step(self, refresh: bool) -> float | None:
         if refresh or not self._scopes:
             await self.refresh_scopes()
         scope_ids = list(self._scopes)
@@ -289,6 +314,7 @@ class Dispatcher:
             got = await self.store.claim_parked(scope_id, now, want)
             if len(got) < want:
                 rt.may_have_parked = False
+                rt.backlog_until = None
             else:
                 more = True
             if got:
@@ -375,6 +401,7 @@ class Dispatcher:
         admitted: Counter[str] = Counter()
         admitted_counted: Counter[bool] = Counter()
         limits_of: dict[str, ScopeLimits] = {}
+        full: dict[str, tuple[ScopeLimits, str]] = {}  # scopes whose limit deferred a message of this batch
 
         def park(m: Message, until: float | None, reason: str) -> None:
             at = until if until is not None else now + self.config.idle_wait * 12
@@ -453,7 +480,13 @@ class Dispatcher:
                 until = decision.until
                 if decision.reason.startswith("messaging limit"):
                     rt.may_have_parked = True
-                    until = rt.park_slot(now, limits.limit, self.config.park_granularity, m.expires_at) or until
+                    if rt.backlog_until is not None and rt.backlog_until <= now:
+                        rt.backlog_until = None  # its time came: what is left waits slot by slot again
+                    if rt.backlog_until is not None and m.expires_at is None:
+                        until = rt.backlog_until  # behind the backlog parked in bulk, first come first pulled
+                    else:
+                        until = rt.park_slot(now, limits.limit, self.config.park_granularity, m.expires_at) or until
+                    full.setdefault(m.scope_id, (limits, decision.reason))
                 park(m, until, decision.reason)
                 continue
             bucket.take(now, cost)
@@ -488,7 +521,36 @@ class Dispatcher:
                     if slot is not None and owner is not None:
                         owner.window.release(slot, now)
                 raise
+        for scope_id, (limits, reason) in full.items():
+            try:
+                await self._park_backlog(scope_id, limits, reason, now)
+            except Exception:  # only a shortcut: the backlog is decided one by one instead
+                log.exception("parking the backlog of %s in bulk failed", scope_id)
         return to_send, throttled_until
+
+    async def _park_backlog(self, scope_id: str, limits: ScopeLimits, reason: str, now: float) -> None:
+        """Once every slot freeing in the next 24 h is promised to a parked message, park the rest of
+        the scope's due backlog that needs a slot in one statement (a 1M campaign on a 1K tier is
+        not a million decisions and writes each time it comes up), at the latest time the last of
+        them could go at this tier. Released slots pull them in order (``_release_wake``)."""
+        rt = self._scopes.get(scope_id)
+        if rt is None or rt.backlog_until is not None:
+            return
+        releases = rt.window.releases(now)
+        if not releases or len(rt.parks) < len(releases):
+            return  # the coming day's slots are not all promised yet: parking one by one is exact
+        usage = rt.window.usage(now)
+        categories = [c.value for c in Category if usage >= limits.capacity_for(c)]
+        # The backlog's last message, counting those parked one by one (they hold the first slots).
+        last = max(len(rt.parks), await self.store.count_queued(scope_id) - 1)
+        until = releases[last % len(releases)] + (last // len(releases)) * DAY
+        granularity = self.config.park_granularity
+        until = math.ceil(until / granularity) * granularity if granularity > 0 else until
+        moved = await self.store.park_for_capacity(scope_id, categories=categories, now=now, until=until,
+                                                   reason=reason, csw_since=now - CSW_SPAN)
+        if moved:
+            rt.backlog_until = until
+            METRICS.deferred.inc(moved)
 
     @staticmethod
     def _limit(scope: Scope) -> int | None:

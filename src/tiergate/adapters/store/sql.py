@@ -355,6 +355,7 @@ class SqlStore(ABC):
     """Every ``Store`` method, once. Subclasses connect, provide transactions and dialect hooks."""
 
     dialect: str = ""  # picks the migration files
+    row_key: str = "id"  # the cheapest key to find a messages row by in a subquery (SQLite: its rowid)
     lock_rows: str = ""  # appended to SELECTs of rows the transaction then changes (" FOR UPDATE")
     skip_locked: str = ""  # appended to the lease-taking SELECT so workers never take the same scope
     claim_hint: str = ""  # after "FROM messages" in claim_due, where the planner needs telling
@@ -786,6 +787,38 @@ class SqlStore(ABC):
             f"UPDATE messages SET state = ?, reason = ?, updated_at = ?, history = history || ? {where}",
             (state, reason, now, history_entry(now, state, reason), *params),
         )
+
+    async def park_for_capacity(self, scope_id: str, *, categories: Sequence[str], now: float, until: float,
+                                reason: str, csw_since: float, chunk: int = 20_000) -> int:
+        """Park the scope's due templates of these (full) categories that would need a new slot, per
+        priority level and ``chunk`` rows a transaction, so no other writer waits long (see the port)."""
+        if not categories:
+            return 0
+        entry = history_entry(now, "queued", reason)
+        query = (
+            "UPDATE messages SET next_attempt_at = ?, reason = ?, updated_at = ?, history = history || ? "
+            f"WHERE {self.row_key} IN (SELECT {self.row_key} FROM messages{self.claim_hint} WHERE scope_id = ? "
+            "AND state = 'queued' AND priority = ? AND next_attempt_at <= ? "
+            f"AND kind = 'template' AND category IN ({_marks(len(categories))}) "
+            "AND (expires_at IS NULL OR expires_at > ?) "
+            "AND NOT EXISTS (SELECT 1 FROM csw WHERE csw.sender_id = messages.sender_id "
+            "AND csw.recipient = messages.recipient AND csw.last_inbound_at > ?) "
+            "AND NOT EXISTS (SELECT 1 FROM window_ledger AS w WHERE w.scope_id = messages.scope_id "
+            "AND w.recipient = messages.recipient AND w.expiry > ?) LIMIT ?)"
+        )
+        async with self.reader() as tx:
+            levels = await tx.fetchall(_LEVELS.format(values="(?)"), (scope_id,))
+        moved = 0
+        for _scope, priority in levels:
+            while True:
+                async with self.transaction() as tx:
+                    n = await tx.execute(query, (until, reason, now, entry, scope_id, priority, now, *categories,
+                                                 until, csw_since, now, chunk))
+                moved += n
+                if n < chunk:
+                    break
+                await asyncio.sleep(0)  # let the loop serve others between chunks
+        return moved
 
     @_retried
     async def requeue_where(
