@@ -56,9 +56,9 @@ class LeaseLost(RuntimeError):
 class MessageUpdate:
     """A change to one message; ``None`` fields are left as they are.
 
-    Every update also appends a row to the message's state history (``state``, ``reason``, ``at``),
+    Every update also appends a line to the message's state history (``state``, ``reason``, ``at``),
     unless ``history`` is False (a re-park that changes only ``next_attempt_at``: the history would
-    otherwise grow by a row per wait for a message that waits days).
+    otherwise grow by a line per wait for a message that waits days).
     """
 
     id: str

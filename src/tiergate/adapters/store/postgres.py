@@ -28,7 +28,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool
 
-from tiergate.adapters.store.sql import Row, SqlStore, Tx
+from tiergate.adapters.store.sql import Row, SqlStore, Tx, literals
 
 __all__ = ["PostgresStore"]
 
@@ -84,16 +84,18 @@ class _PgTx:
         return cursor.rowcount
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
+                          extra: str = "", key: str = "id", appended: Sequence[str] = (),
+                          only_if: tuple[str, tuple[str, ...]] | None = None) -> int:
         if not rows:
             return 0
         names = [*columns, *appended, key]
         arrays, casts = self._arrays(table, names, rows)
         sets = ", ".join([*(f"{c} = v.{c}" for c in columns), *(f"{c} = t.{c} || v.{c}" for c in appended),
                           *([extra] if extra else [])])
+        guard = "" if only_if is None else f" AND t.{only_if[0]} IN ({literals(only_if[1])})"
         cursor = await self._conn.execute(
             f"UPDATE {table} AS t SET {sets} FROM unnest({casts}) AS v ({', '.join(names)}) "
-            f"WHERE t.{key} = v.{key}",
+            f"WHERE t.{key} = v.{key}{guard}",
             arrays,
         )
         return cursor.rowcount

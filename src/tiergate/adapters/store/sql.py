@@ -19,6 +19,7 @@ import functools
 import importlib.resources
 import logging
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -62,10 +63,11 @@ class Tx(Protocol):
         ...
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
+                          extra: str = "", key: str = "id", appended: Sequence[str] = (),
+                          only_if: tuple[str, tuple[str, ...]] | None = None) -> int:
         """Per row ``(*values, *appended values, key value)``: SET each column to its value, append
-        to each ``appended`` text column (and ``extra`` assignments) WHERE ``key`` matches. A key
-        appears at most once in ``rows``."""
+        to each ``appended`` text column (and ``extra`` assignments) WHERE ``key`` matches, and
+        ``only_if`` = (column, values) holds one of the values. A key appears at most once in ``rows``."""
         ...
 
     async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
@@ -84,11 +86,16 @@ class RowsByExecutemany:
         return await self.executemany(_insert_sql(table, tuple(columns), suffix), rows)
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                          extra: str = "", key: str = "id", appended: Sequence[str] = ()) -> int:
-        return await self.executemany(_update_sql(table, tuple(columns), extra, key, tuple(appended)), rows)
+                          extra: str = "", key: str = "id", appended: Sequence[str] = (),
+                          only_if: tuple[str, tuple[str, ...]] | None = None) -> int:
+        sql = _update_sql(table, tuple(columns), extra, key, tuple(appended), only_if)
+        return await self.executemany(sql, rows)
 
     async def delete_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         return await self.executemany(_delete_sql(table, tuple(columns)), rows)
+
+
+_IDENTIFIER_LIKE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,10 +104,20 @@ def _insert_sql(table: str, columns: tuple[str, ...], suffix: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _update_sql(table: str, columns: tuple[str, ...], extra: str, key: str, appended: tuple[str, ...] = ()) -> str:
+def _update_sql(table: str, columns: tuple[str, ...], extra: str, key: str, appended: tuple[str, ...] = (),
+                only_if: tuple[str, tuple[str, ...]] | None = None) -> str:
     sets = ", ".join([*(f"{c} = ?" for c in columns), *(f"{c} = {c} || ?" for c in appended),
                       *([extra] if extra else [])])
-    return f"UPDATE {table} SET {sets} WHERE {key} = ?"
+    guard = "" if only_if is None else f" AND {only_if[0]} IN ({literals(only_if[1])})"
+    return f"UPDATE {table} SET {sets} WHERE {key} = ?{guard}"
+
+
+def literals(values: Sequence[str]) -> str:
+    """``'a', 'b'``: SQL string literals of our own constants (state names), never of user input."""
+    for v in values:
+        if not _IDENTIFIER_LIKE.match(v):
+            raise ValueError(f"not a plain constant: {v!r}")
+    return ", ".join(f"'{v}'" for v in values)
 
 
 @functools.lru_cache(maxsize=256)
@@ -237,12 +254,14 @@ _SLOT_FIELDS = tuple(f.startswith("slot_") for f in _OPTIONAL_FIELDS)
 
 def _update_groups(
     updates: Sequence[MessageUpdate],
-) -> Iterator[tuple[int, tuple[str, ...], str, bool, list[tuple[Any, ...]]]]:
-    """(generation, columns, extra assignments, history appended, rows) per statement shape.
+) -> Iterator[tuple[int, tuple[str, ...], str, bool, tuple[str, ...] | None, list[tuple[Any, ...]]]]:
+    """(generation, columns, extra assignments, history appended, states required, rows) per
+    statement shape.
 
     Each update sets only what it carries, so an engine maintains only the indexes on those
     columns. A message's n-th update of the batch is in generation n: generations run in order, so
-    each message's updates apply in order, and a statement touches each message at most once.
+    each message's updates apply in order (and a guard sees the state the earlier ones left), and
+    a statement touches each message at most once.
     """
     seen: dict[str, int] = {}
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
@@ -256,12 +275,14 @@ def _update_groups(
         state = str(u.state)
         row = (state, u.at, *compress(values, given), *((history_entry(u.at, state, u.reason),) if u.history else ()),
                u.id)
-        groups.setdefault((generation, given, u.add_attempt, u.clear_slot, u.history), []).append(row)
-    for (generation, given, add_attempt, clear_slot, history), rows in sorted(groups.items(), key=lambda g: g[0][0]):
+        guard = None if u.only_from is None else tuple(sorted(str(s) for s in u.only_from))
+        groups.setdefault((generation, given, u.add_attempt, u.clear_slot, u.history, guard), []).append(row)
+    for (generation, given, add_attempt, clear_slot, history, guard), rows in sorted(groups.items(),
+                                                                                    key=lambda g: g[0][0]):
         extra = [*(["attempts = attempts + 1"] if add_attempt else []),
                  *(["slot_expiry = NULL", "slot_previous = NULL"] if clear_slot else [])]
         yield (generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), history,
-               rows)
+               guard, rows)
 
 
 def history_entry(at: float, state: str, reason: str | None) -> str:
@@ -719,10 +740,12 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             if lease is not None:
                 await self._check_lease(tx, lease[0], lease[1])
-            kept = await self._passing_guards(tx, ordered)
             changed = 0
-            for generation, columns, extra, history, rows in _update_groups(kept):
-                count = await tx.update_many("messages", columns, rows, extra, appended=_HISTORY if history else ())
+            # A guard (``only_from``) is part of its UPDATE's WHERE: the engine checks it on the row
+            # it locks for the write, so a racing writer (a status webhook) cannot slip in between.
+            for generation, columns, extra, history, guard, rows in _update_groups(ordered):
+                count = await tx.update_many("messages", columns, rows, extra, appended=_HISTORY if history else (),
+                                             only_if=None if guard is None else ("state", guard))
                 if generation == 0:
                     changed += count
             await self._apply_ledger(tx, ledger)
@@ -739,29 +762,6 @@ class SqlStore(ABC):
         lost = [s for s in wanted if s not in held]
         if lost:
             raise LeaseLost(f"worker {worker_id!r} no longer holds scope(s) {', '.join(lost)}")
-
-    async def _passing_guards(self, tx: Tx, ordered: list[MessageUpdate]) -> list[MessageUpdate]:
-        """The updates whose ``only_from`` (if any) admits the state the message has when they apply.
-
-        Guarded messages are read with the dialect's row lock, so their state cannot change between
-        this check and the write (a status webhook racing the dispatcher's outcome, say).
-        """
-        wanted = sorted({u.id for u in ordered if u.only_from is not None})
-        if not wanted:
-            return ordered
-        state: dict[str, str] = {}
-        for chunk in _chunks(wanted, self.max_params):
-            where, params = self._in("id", chunk)
-            rows = await tx.fetchall(f"SELECT id, state FROM messages WHERE {where} ORDER BY id{self.lock_rows}",
-                                     params)
-            state.update(rows)
-        kept = []
-        for u in ordered:
-            if u.only_from is not None and state.get(u.id) not in u.only_from:
-                continue
-            state[u.id] = u.state
-            kept.append(u)
-        return kept
 
     async def _apply_ledger(self, tx: Tx, ledger: Sequence[LedgerChange]) -> None:
         # Sorted by key (lock order); stable, so the changes to one recipient keep their order, and
