@@ -229,3 +229,19 @@ async def test_a_backlog_beyond_a_day_of_slots_parks_in_bulk_and_goes_in_order(h
     assert h.provider.violations == 0
     order = [m.to for m in h.provider.received if m.to != writer]
     assert order == [n.lstrip("+") for n in audience if n.lstrip("+") != writer], "first come, first served"
+
+
+async def test_a_restarted_worker_still_pulls_a_backlog_parked_in_bulk_when_slots_free(harness: Harness) -> None:
+    """The backlog parked in bulk waits at its latest time; a worker that lost its memory of it (a
+    restart) must still pull it as slots free, not leave it waiting until then."""
+    h = harness
+    await register(h)
+    r = await h.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo", "language": "en_US"}, "recipients": numbers(1000)})
+    assert r.status_code == 201, r.text
+    await h.advance(60)
+    assert h.gateway.dispatcher.sent_total == 250
+    h.gateway.dispatcher._scopes.clear()  # as after a restart: windows reload from the ledger, nothing else
+    await h.advance(2 * 86_400 + 120)
+    assert len(h.provider.received) == 750, "a day's slots each day, the bulk-parked ones included"
+    assert h.provider.violations == 0

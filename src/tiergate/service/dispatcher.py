@@ -229,13 +229,14 @@ class Dispatcher:
         return release if release is not None and (nxt is None or release < nxt) else nxt
 
     def _release_wake(self) -> float | None:
-        """When a slot frees in a scope whose backlog was parked in bulk: those messages have no
-        wake-up of their own before their latest time, so a freed slot must pull them."""
+        """When a slot frees in a scope that may have capacity-parked messages: a backlog parked in
+        bulk (or by a worker that since restarted) has no wake-up of its own before its latest
+        time, so a freed slot must pull it. A pull that finds nothing ends these wake-ups."""
         now = self.clock.now()
         wake: float | None = None
         granularity = self.config.park_granularity
         for rt in self._scopes.values():
-            if rt.backlog_until is None or not rt.may_have_parked:
+            if not rt.may_have_parked:
                 continue
             at = rt.window.next_release_at(now)
             if at is None:
