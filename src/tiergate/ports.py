@@ -201,13 +201,9 @@ class Store(Protocol):
         """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
         ...
 
-    async def counted_days(self, scope_id: str, since: float, until: float,
-                           day_offset: float = 0.0) -> list[tuple[int, str]]:
-        """(day number, recipient) of every counted send in (since, until], for policy history.
-
-        The day number is floor((sent_at + day_offset) / 86400): ``day_offset`` shifts UTC days to
-        the scope's local days.
-        """
+    async def counted_sends(self, scope_id: str, since: float, until: float) -> list[tuple[float, str]]:
+        """(sent_at, recipient) of every counted send with sent_at in (since, until], in send order:
+        the scope's history for the policy and its forecasts."""
         ...
 
     # the window ledger (one row per counted recipient of a scope)

@@ -684,11 +684,10 @@ async def test_counted_history(store: SqlStore) -> None:
     assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY) == 3  # (since, until]
     assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY - 1) == 2
     assert await store.distinct_counted("sender:200", T0, T0 + 3 * DAY) == 0
-    day0 = int(T0 // DAY)
-    assert await store.counted_days("sender:100", T0, T0 + 3 * DAY) == [
-        (day0, "a"), (day0 + 1, "b"), (day0 + 1, "a"), (day0 + 2, "d")]
-    shifted = await store.counted_days("sender:100", T0 + 100, T0 + 3 * DAY, day_offset=-DAY)
-    assert shifted == [(day0, "b"), (day0, "a"), (day0 + 1, "d")]
+    assert await store.counted_sends("sender:100", T0, T0 + 3 * DAY) == [
+        (T0 + 100, "a"), (T0 + DAY + 5, "b"), (T0 + DAY + 7, "a"), (T0 + 2 * DAY, "d")]
+    assert await store.counted_sends("sender:100", T0 + 100, T0 + 2 * DAY - 1) == [
+        (T0 + DAY + 5, "b"), (T0 + DAY + 7, "a")]
 
 
 # --------------------------------------------------------------------------------------------

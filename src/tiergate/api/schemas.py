@@ -66,6 +66,8 @@ class SenderOut(BaseModel):
     policy: str
     tier: str
     tier_source: str
+    trust_model: bool = False
+    predicted_tier: str | None = None  # the model's earned tier, admitted by where trust_model is on
     limit: int | None
     used_24h: int
     remaining: int | None

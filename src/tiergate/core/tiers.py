@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["UNLIMITED", "Tier", "parse_tier", "tier_for_limit"]
+__all__ = ["UNLIMITED", "Tier", "admission_tier", "parse_tier", "tier_for_limit"]
 
 _TIER_RE = re.compile(r"^TIER_(\d+)(K|M)?$")
 _MULT = {None: 1, "K": 1_000, "M": 1_000_000}
@@ -82,3 +82,14 @@ def parse_tier(value: object) -> Tier:
     if match:
         return Tier(text, int(match.group(1)) * _MULT[match.group(2)])
     return Tier(value, None, known=False)
+
+
+def admission_tier(tier: str, predicted: str | None, trust_model: bool) -> Tier:
+    """The tier admission enforces: the platform's, or the model's prediction where the scope
+    trusts the model and the prediction is higher (the platform's word wins otherwise)."""
+    reported = parse_tier(tier)
+    if trust_model and predicted:
+        guess = parse_tier(predicted)
+        if guess.known and guess.capacity() > reported.capacity():
+            return guess
+    return reported

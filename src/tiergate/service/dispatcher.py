@@ -27,7 +27,7 @@ from tiergate.core.admission import Category, Gate, MessageFacts, ScopeLimits, d
 from tiergate.core.model import Message, MessageState, Scope, Sender, Tenant
 from tiergate.core.outcomes import OutcomePlan, plan_outcome
 from tiergate.core.throttle import PairRate, TokenBucket
-from tiergate.core.tiers import parse_tier
+from tiergate.core.tiers import admission_tier
 from tiergate.core.window import DAY, RollingWindow, Slot
 from tiergate.ports import LeaseLost, LedgerChange, MessageUpdate, Provider, SendOutcome, Store
 from tiergate.service.localtime import quiet_until
@@ -555,13 +555,7 @@ class Dispatcher:
 
     @staticmethod
     def _limit(scope: Scope) -> int | None:
-        """The platform's tier; the model's prediction only where the scope trusts it and it is higher."""
-        tier = parse_tier(scope.tier)
-        if scope.trust_model and scope.predicted_tier:
-            predicted = parse_tier(scope.predicted_tier)
-            if predicted.known and predicted.capacity() > tier.capacity():
-                tier = predicted
-        return tier.limit
+        return admission_tier(scope.tier, scope.predicted_tier, scope.trust_model).limit
 
     async def _send(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
         async def attempt(m: Message) -> SendOutcome:

@@ -18,7 +18,8 @@ from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
 from tiergate.ports import Store
 
-__all__ = ["forecast_scope", "history_batches", "plan_for_scope", "policy_state", "utc_offset"]
+__all__ = ["forecast_scope", "history_batches", "plan_for_scope", "policy_state", "refresh_predictions",
+           "utc_offset"]
 
 HISTORY_DAYS = 30
 
@@ -40,14 +41,18 @@ def policy_state(scope: Any) -> PolicyState:
 async def history_batches(store: Store, scope: Any, now: float, offset: float) -> list[tuple[float, int]]:
     """(time, recipients whose latest counted send was then) over the last 30 days.
 
-    Recipients still in the 24 h window keep their exact send time (from the ledger); older ones
-    are placed at the start of the local day of their latest send, which is all day-based rules need.
+    Recipients still in the 24 h window keep their exact send time; older ones are placed at the
+    start of the local day of their latest send, which is all day-based rules need. (A recipient
+    whose send is still unanswered has no send time yet: it is placed 24 h before its slot frees,
+    which errs late, never early.)
     """
     in_window = {r: exp - DAY for r, exp in await store.load_ledger(scope.id, now)}
     latest_day: dict[str, int] = {}
-    for day, recipient in await store.counted_days(scope.id, now - HISTORY_DAYS * DAY, now, offset):
-        if recipient not in in_window and day > latest_day.get(recipient, -(1 << 62)):
-            latest_day[recipient] = day
+    for sent_at, recipient in await store.counted_sends(scope.id, now - HISTORY_DAYS * DAY, now):
+        if recipient in in_window:
+            in_window[recipient] = sent_at  # in send order: the latest wins
+        else:
+            latest_day[recipient] = int((sent_at + offset) // DAY)
     batches = Counter(day_start(d, offset) for d in latest_day.values())
     batches.update(in_window.values())
     return sorted(batches.items())
@@ -112,3 +117,30 @@ async def plan_for_scope(store: Store, scope: Any, audience: int, now: float,
     result = plan(audience, get_policy(scope.policy), policy_state(scope), history=history, daily_cap=daily_cap,
                   reserve=scope.reserve_fraction, start_at=now, utc_offset=offset)
     return list(result.to_dict()["days"])
+
+
+async def refresh_predictions(store: Store, now: float) -> tuple[list[str], list[str]]:
+    """For the scopes that trust the model: record the tier the policy says they have earned by now
+    (``predicted_tier``), which admission may use before the platform confirms it, and drop a
+    prediction that no longer holds (the platform's own tier caught up, quality fell, ...).
+
+    Returns (scopes whose usable tier rose, scopes whose prediction was dropped). An earned upgrade
+    the platform has not reported yet reads as due "any moment now" (a second ahead): that counts.
+    """
+    raised: list[str] = []
+    dropped: list[str] = []
+    for scope in await store.list_scopes():
+        if not scope.trust_model and scope.predicted_tier is None:
+            continue
+        predicted: str | None = None
+        if scope.trust_model:
+            result = await forecast_scope(store, scope, now)
+            at, nxt = result.get("predicted_at"), result.get("next_tier")
+            earned = result.get("status") == "earned" and nxt and at is not None and at <= now + 1.0
+            if earned and parse_tier(nxt).capacity() > parse_tier(scope.tier).capacity():
+                predicted = nxt
+        if predicted == scope.predicted_tier:
+            continue
+        await store.update_scope(scope.id, {"predicted_tier": predicted})
+        (raised if predicted is not None else dropped).append(scope.id)
+    return raised, dropped

@@ -20,6 +20,7 @@ from tiergate.service.auth import Auth
 from tiergate.service.campaigns import Campaigns
 from tiergate.service.dispatcher import Dispatcher, DispatcherConfig
 from tiergate.service.dropin import DropIn
+from tiergate.service.forecast import refresh_predictions
 from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
 from tiergate.service.state import SenderState
@@ -147,6 +148,7 @@ class Gateway:
             tasks.append(asyncio.create_task(self.dispatcher.run_forever(stop), name="dispatcher"))
         tasks.append(asyncio.create_task(self._pump_loop(stop), name="provider-events"))
         tasks.append(asyncio.create_task(self.webhooks.replay_unapplied_loop(stop), name="webhook-replay"))
+        tasks.append(asyncio.create_task(self._predict_loop(stop), name="predictions"))
         if sync and self.settings.sync_interval > 0 and self.provider.name == "cloud":
             tasks.append(asyncio.create_task(self.sync.run_forever(stop, self.settings.sync_interval), name="sync"))
         try:
@@ -155,6 +157,25 @@ class Gateway:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def refresh_predictions(self) -> None:
+        """Scopes that trust the model: admit by the tier it says they earned, until the platform speaks."""
+        raised, dropped = await refresh_predictions(self.store, self.clock.now())
+        for scope_id in raised:
+            log.info("scope %s: the policy model says a higher tier is earned; admitting by it (trust_model)",
+                     scope_id)
+            await self._capacity_changed(scope_id, None)
+        for scope_id in dropped:
+            await self._state_changed(scope_id, None)
+
+    async def _predict_loop(self, stop: asyncio.Event, every: float = 60.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.refresh_predictions()
+            except Exception:
+                log.exception("refreshing the model's tier predictions failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
 
     async def _pump_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -74,7 +74,9 @@ class SenderState:
             return scope
         old = parse_tier(scope.tier)
         scope = await self.store.update_scope(
-            scope_id, {"tier": tier.name, "tier_source": source, "tier_updated_at": self.clock.now()}
+            # The platform's word replaces the model's prediction (trust_model), whichever way it went.
+            scope_id, {"tier": tier.name, "tier_source": source, "tier_updated_at": self.clock.now(),
+                       "predicted_tier": None}
         )
         raised = tier.capacity() > old.capacity()
         await self._event(senders, "tier_raised" if raised else "tier_lowered", f"{old.name} -> {tier.name} ({source})")

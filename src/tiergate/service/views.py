@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tiergate.core.model import TERMINAL_STATES, Campaign, Message, MessageState, Scope, Sender
-from tiergate.core.tiers import parse_tier
+from tiergate.core.tiers import admission_tier
 from tiergate.core.window import DAY
 from tiergate.ports import Store
 from tiergate.service.forecast import forecast_scope
@@ -18,7 +18,7 @@ async def window_view(store: Store, scope: Scope, now: float) -> dict[str, Any]:
     """Usage of the scope's rolling 24 h window, from the durable ledger (true in every process)."""
     entries = await store.load_ledger(scope.id, now)
     expiries = sorted(exp for _, exp in entries if exp > now)
-    tier = parse_tier(scope.tier)
+    tier = admission_tier(scope.tier, scope.predicted_tier, scope.trust_model)
     used = len(expiries)
     limit = tier.limit
     return {
@@ -52,6 +52,8 @@ async def sender_view(store: Store, sender: Sender, now: float, *, with_forecast
         "policy": scope.policy,
         "tier": scope.tier,
         "tier_source": scope.tier_source,
+        "trust_model": scope.trust_model,
+        "predicted_tier": scope.predicted_tier,
         "limit": win["limit"],
         "used_24h": win["used_24h"],
         "remaining": win["remaining"],

@@ -240,7 +240,6 @@ CAPACITY_REASON = "messaging limit"  # how admission's deferral for a full windo
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
 _RECOVERED_REASON = ("the worker stopped while this send was in flight: the platform may or may not have "
                      "it; a status webhook settles it")
-_DAY = 86_400.0
 
 
 def _state(value: str) -> str:
@@ -930,19 +929,15 @@ class SqlStore(ABC):
             )
         return int(row[0]) if row else 0
 
-    async def counted_days(self, scope_id: str, since: float, until: float,
-                           day_offset: float = 0.0) -> list[tuple[int, str]]:
-        """(day number, recipient) of every counted send in (since, until], in send order.
-
-        The day number is floor((sent_at + day_offset) / 86400).
-        """
+    async def counted_sends(self, scope_id: str, since: float, until: float) -> list[tuple[float, str]]:
+        """(sent_at, recipient) of every counted send in (since, until], in send order."""
         async with self.reader() as tx:
             rows = await tx.fetchall(
                 "SELECT sent_at, recipient FROM messages WHERE scope_id = ? AND counted = TRUE "
                 "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ? ORDER BY sent_at, id",
                 (scope_id, since, until),
             )
-        return [(int((sent_at + day_offset) // _DAY), recipient) for sent_at, recipient in rows]
+        return [(sent_at, recipient) for sent_at, recipient in rows]
 
     # -- the window ledger -------------------------------------------------------------------
     async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]:
