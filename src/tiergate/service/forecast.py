@@ -6,13 +6,14 @@ for the API, the dashboard and campaign plans (and for admission only where a sc
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tiergate.core.planner import forecast, plan
+from tiergate.core.planner import Forecast, forecast, plan
 from tiergate.core.policy import PolicyState, Timing, day_start, get_policy, parse_quality
 from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
@@ -86,13 +87,17 @@ def crossing_state(policy: str, state: PolicyState, history: list[tuple[float, i
     return state
 
 
-async def forecast_scope(store: Store, scope: Any, now: float) -> dict[str, Any]:
+async def _forecast(store: Store, scope: Any, now: float) -> Forecast:
+    """The policy model's next step for the scope, from its stored history (ValueError: no model)."""
     offset = utc_offset(scope.timezone, now)
     history = await history_batches(store, scope, now, offset)
     state = crossing_state(scope.policy, policy_state(scope), history, now)
+    return forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction, utc_offset=offset)
+
+
+async def forecast_scope(store: Store, scope: Any, now: float) -> dict[str, Any]:
     try:
-        result = forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction,
-                          utc_offset=offset)
+        result = await _forecast(store, scope, now)
     except ValueError as exc:
         return {"policy": scope.policy, "current_tier": scope.tier, "next_tier": None, "note": str(exc)}
     unique_7d = await store.distinct_counted(scope.id, now - 7 * DAY, now)
@@ -119,6 +124,14 @@ async def plan_for_scope(store: Store, scope: Any, audience: int, now: float,
     return list(result.to_dict()["days"])
 
 
+def _earned_tier(result: Forecast, tier: str, now: float) -> str | None:
+    """The higher tier the model says is earned by now (due "any moment now" counts), if any."""
+    nxt, at = result.next_tier, result.at
+    if result.status != "earned" or nxt is None or at is None or at > now + 1.0:
+        return None
+    return nxt.name if nxt.capacity() > parse_tier(tier).capacity() else None
+
+
 async def refresh_predictions(store: Store, now: float) -> tuple[list[str], list[str]]:
     """For the scopes that trust the model: record the tier the policy says they have earned by now
     (``predicted_tier``), which admission may use before the platform confirms it, and drop a
@@ -134,11 +147,8 @@ async def refresh_predictions(store: Store, now: float) -> tuple[list[str], list
             continue
         predicted: str | None = None
         if scope.trust_model:
-            result = await forecast_scope(store, scope, now)
-            at, nxt = result.get("predicted_at"), result.get("next_tier")
-            earned = result.get("status") == "earned" and nxt and at is not None and at <= now + 1.0
-            if earned and parse_tier(nxt).capacity() > parse_tier(scope.tier).capacity():
-                predicted = nxt
+            with contextlib.suppress(ValueError):  # a policy the model does not know: nothing to predict
+                predicted = _earned_tier(await _forecast(store, scope, now), scope.tier, now)
         if predicted == scope.predicted_tier:
             continue
         await store.update_scope(scope.id, {"predicted_tier": predicted})
