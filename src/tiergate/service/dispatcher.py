@@ -76,6 +76,18 @@ class DispatcherConfig:
     seed: int | None = None
 
 
+def _kth_release(releases: list[float], k: int) -> float:
+    """When the k-th slot (from 0) frees at this limit: the window's releases, then each again a
+    day later (a slot taken when it frees is held for another 24 h)."""
+    return releases[k % len(releases)] + (k // len(releases)) * DAY
+
+
+def _round_up(at: float, granularity: float) -> float:
+    """Up to the next multiple of ``granularity``: slots freeing a millisecond apart wake as one
+    batch instead of a dispatcher step each (never earlier than the slot frees)."""
+    return math.ceil(at / granularity) * granularity if granularity > 0 else at
+
+
 @dataclass(slots=True)
 class ScopeRuntime:
     """What this worker holds in memory for one scope it owns."""
@@ -109,13 +121,11 @@ class ScopeRuntime:
         if not rel:
             return None
         k = len(self.parks)
-        at = rel[k % len(rel)] + (k // len(rel)) * DAY
+        at = _kth_release(rel, k)
         if deadline is not None and at >= deadline:
             return at  # it expires before then: the slot stays for the next message in line
         heapq.heappush(self.parks, at)
-        # Rounded up to the granularity: slots freeing a millisecond apart wake as one batch
-        # instead of a dispatcher step each (never earlier than the slot frees).
-        return math.ceil(at / granularity) * granularity if granularity > 0 else at
+        return _round_up(at, granularity)
 
 
 class Dispatcher:
@@ -234,14 +244,13 @@ class Dispatcher:
         time, so a freed slot must pull it. A pull that finds nothing ends these wake-ups."""
         now = self.clock.now()
         wake: float | None = None
-        granularity = self.config.park_granularity
         for rt in self._scopes.values():
             if not rt.may_have_parked:
                 continue
             at = rt.window.next_release_at(now)
             if at is None:
                 continue
-            at = math.ceil(at / granularity) * granularity if granularity > 0 else at
+            at = _round_up(at, self.config.park_granularity)
             wake = at if wake is None else min(wake, at)
         return wake
 
@@ -544,9 +553,7 @@ class Dispatcher:
         categories = [c.value for c in Category if usage >= limits.capacity_for(c)]
         # The backlog's last message, counting those parked one by one (they hold the first slots).
         last = max(len(rt.parks), await self.store.count_queued(scope_id) - 1)
-        until = releases[last % len(releases)] + (last // len(releases)) * DAY
-        granularity = self.config.park_granularity
-        until = math.ceil(until / granularity) * granularity if granularity > 0 else until
+        until = _round_up(_kth_release(releases, last), self.config.park_granularity)
         moved = await self.store.park_for_capacity(scope_id, categories=categories, now=now, until=until,
                                                    reason=reason, csw_since=now - CSW_SPAN)
         if moved:
