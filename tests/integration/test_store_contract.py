@@ -388,6 +388,9 @@ async def test_park_for_capacity_parks_only_what_needs_a_new_slot(store: SqlStor
     assert {m.id for m in await store.claim_parked("sender:100", T0 + 1, 10)} == {m.id for m in plain}
     assert await store.park_for_capacity("sender:100", categories=[], now=T0 + 1, until=T0 + 100, reason="r",
                                          csw_since=T0) == 0
+    with pytest.raises(ValueError, match="later than now"):
+        await store.park_for_capacity("sender:100", categories=["MARKETING"], now=T0 + 1, until=T0 + 1, reason="r",
+                                      csw_since=T0)
 
 
 async def test_next_due_at(store: SqlStore) -> None:

@@ -791,6 +791,8 @@ class SqlStore(ABC):
                                 reason: str, csw_since: float, chunk: int = 20_000) -> int:
         """Park the scope's due templates of these (full) categories that would need a new slot, per
         priority level and ``chunk`` rows a transaction, so no other writer waits long (see the port)."""
+        if until <= now:  # the parked rows would still be due: the chunk loop would never end
+            raise ValueError(f"park_for_capacity: until ({until}) must be later than now ({now})")
         if not categories:
             return 0
         entry = history_entry(now, "queued", reason)
