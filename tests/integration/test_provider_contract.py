@@ -301,14 +301,14 @@ async def test_a_caller_owned_session_is_left_open(fake: FakeGraph) -> None:
         assert not session.closed
 
 
-async def test_the_session_is_reused_across_sends(fake: FakeGraph, cloud: CloudProvider) -> None:
-    for i in range(5):
-        await cloud.send(SENDER, template(f"+16505551{i:03d}"))
-    session = cloud._session
-    await cloud.send(SENDER, template("+16505559999"))
-    assert cloud._session is session
+async def test_sends_reuse_one_keep_alive_connection(fake: FakeGraph, cloud: CloudProvider) -> None:
+    for i in range(6):
+        assert (await cloud.send(SENDER, template(f"+16505551{i:03d}"))).status == "accepted"
+    assert cloud._pool is not None and cloud._pool.opened == 1
     await cloud.aclose()
-    assert session is not None and session.closed
+    after = await cloud.send(SENDER, template("+16505559999"))
+    assert (after.status, after.title) == ("failed", "could not connect to the platform: not sent")
+    assert fake.accepted_count(SENDER) == 6
 
 
 def unused_port() -> int:

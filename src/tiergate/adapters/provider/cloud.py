@@ -1,9 +1,11 @@
-"""The real WhatsApp Cloud API client, on one pooled aiohttp session.
+"""The real WhatsApp Cloud API client.
 
 Sending is the gateway's hot path: the platform allows up to 1,000 messages/s per number, and a
 client library that manages only a few hundred requests/s (measured in bench/bench_http.py) would
-make that unreachable. So: one ``ClientSession`` with a tuned ``TCPConnector`` (keep-alive,
-bounded pool), bodies serialised with orjson, request URLs built once per sender.
+make that unreachable. So sends go through ``Http1Pool`` (keep-alive connections, a request head
+built once per sender, bodies serialised with orjson), which costs a fraction of aiohttp's CPU per
+request; management reads, and sends through a caller's own ``aiohttp.ClientSession`` (proxies,
+custom TLS), use aiohttp.
 
 The client only reports what happened (``SendOutcome``); whether and when to retry is the
 dispatcher's decision, from ``tiergate.core.errors``. The one judgement made here is whether the
@@ -25,6 +27,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from tiergate.adapters.provider.http1 import ConnectTimeout, Http1Pool, NotSent
 from tiergate.adapters.provider.shapes import parse_error
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome
 
@@ -55,7 +58,8 @@ class CloudProvider:
     ``timeout``: whole-request limit; ``connect_timeout``: opening a connection (a request that
     never got a connection certainly did not reach the platform). ``limit``/``limit_per_host``:
     pool size (concurrent requests in flight). ``session``: a caller-owned session (not closed by
-    ``aclose``); otherwise one is created on first use, inside the running event loop.
+    ``aclose``) that sends go through too; otherwise sends use an ``Http1Pool`` and management
+    reads a session created on first use, inside the running event loop.
     """
 
     name = "cloud"
@@ -76,7 +80,11 @@ class CloudProvider:
         self._session = session
         self._owns_session = session is None
         self._urls: dict[str, URL] = {}
+        self._heads: dict[str, bytes] = {}
         self._senders: dict[str, SenderInfo] = {}
+        self._pool = None if session is not None else Http1Pool(
+            self.base_url, limit=limit, timeout=timeout, connect_timeout=connect_timeout,
+            keepalive_timeout=keepalive_timeout)
 
     def __repr__(self) -> str:
         return f"CloudProvider(base_url={self.base_url!r})"
@@ -117,27 +125,46 @@ class CloudProvider:
         except TypeError as exc:
             return SendOutcome("failed", title="message body is not JSON-serialisable",
                                details=self._describe(exc))
-        session = self._client()
         try:
-            async with session.post(self._messages_url(phone_number_id), data=payload,
-                                    headers=self._headers) as resp:
-                status = resp.status
-                raw = await resp.read()
-                retry_after = None if status < 300 else resp.headers.get("Retry-After")
-        except aiohttp.ConnectionTimeoutError as exc:
+            status, retry_after, raw = await self._post(phone_number_id, payload)
+        except ConnectTimeout as exc:
             return SendOutcome("failed", title="no connection to the platform (connect timeout): not sent",
                                details=self._describe(exc))
-        except aiohttp.ClientConnectorError as exc:
+        except NotSent as exc:
             return SendOutcome("failed", title="could not connect to the platform: not sent",
                                details=self._describe(exc))
         except TimeoutError as exc:
             return SendOutcome("unknown", title="no answer from the platform in time: it may have the message",
                                details=self._describe(exc))
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:
             return SendOutcome("unknown", title="connection lost during the request: it may have the message",
                                details=self._describe(exc))
         outcome = self._outcome(status, raw, parse_retry_after(retry_after))
         return outcome if outcome.status == "accepted" else self._scrub(outcome)
+
+    async def _post(self, phone_number_id: str, payload: bytes) -> tuple[int, str | None, bytes]:
+        """(status, Retry-After, body); ``NotSent``/``ConnectTimeout`` when nothing left, else
+        ``TimeoutError`` or another ``OSError`` when the request may have arrived."""
+        pool = self._pool
+        if pool is not None:
+            head = self._heads.get(phone_number_id)
+            if head is None:
+                head = self._heads[phone_number_id] = pool.head(
+                    f"/{quote(phone_number_id, safe='')}/messages", self._headers)
+            resp = await pool.post(head, payload)
+            return resp.status, resp.headers.get("retry-after"), resp.body
+        try:
+            async with self._client().post(self._messages_url(phone_number_id), data=payload,
+                                           headers=self._headers) as r:
+                return r.status, r.headers.get("Retry-After"), await r.read()
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ConnectTimeout(str(exc) or type(exc).__name__) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise NotSent(str(exc)) from exc
+        except TimeoutError:
+            raise
+        except aiohttp.ClientError as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
     def _scrub(self, outcome: SendOutcome) -> SendOutcome:
         """Keep the token out of outcomes even if a server echoes it back."""
@@ -211,6 +238,8 @@ class CloudProvider:
         return None
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
         session, self._session = self._session, None
         if session is not None and self._owns_session and not session.closed:
             await session.close()
