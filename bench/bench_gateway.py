@@ -55,7 +55,8 @@ def messages(tenant_id: str, sender: str, n: int, offset: int) -> list[NewMessag
 async def gateway_rate(base_url: str, senders: int, n: int, folder: str, max_in_flight: int = 256) -> dict[str, Any]:
     from tiergate.service.gateway import Gateway
 
-    settings = Settings(database_url=str(Path(folder) / f"gw-{senders}.db"), provider="cloud", graph_url=base_url,
+    database = Path(tempfile.mkdtemp(dir=folder)) / f"gw-{senders}.db"  # a fresh one per run
+    settings = Settings(database_url=str(database), provider="cloud", graph_url=base_url,
                         access_token=TOKEN, sync_interval=0, worker_id="bench", log_level="WARNING",
                         max_in_flight=max_in_flight)
     gateway = await Gateway.open(settings)

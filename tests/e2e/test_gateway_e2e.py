@@ -245,3 +245,35 @@ async def test_a_restarted_worker_still_pulls_a_backlog_parked_in_bulk_when_slot
     await h.advance(2 * 86_400 + 120)
     assert len(h.provider.received) == 750, "a day's slots each day, the bulk-parked ones included"
     assert h.provider.violations == 0
+
+
+async def test_a_nearly_full_pool_goes_to_the_scopes_that_have_work(tmp_path: Path) -> None:
+    """With most of the in-flight pool taken, the room left must go to a scope with due messages,
+    whatever the rotation puts first: before, the first scopes in turn took the room, had nothing
+    due, and the dispatcher slept a second with work waiting (a third of the multi-sender bench)."""
+    h = await make_harness(tmp_path, max_in_flight=8)
+    try:
+        senders = [f"10654035224{k:04d}" for k in range(6)]
+        for k, pnid in enumerate(senders):
+            r = await h.client.post("/v1/senders", json={"phone_number_id": pnid, "tier": "TIER_UNLIMITED",
+                                                         "display_phone_number": f"+1555078{k:04d}"})
+            assert r.status_code == 201, r.text
+        for to in numbers(3):
+            r = await h.client.post("/v1/messages", json={"sender": senders[-1], "to": to,
+                                                          "template": {"name": "p"}})
+            assert r.status_code == 202, r.text
+        d = h.gateway.dispatcher
+        await d.refresh_scopes()
+        d.overlap_sends = True
+        d._inflight[senders[0]] = 6  # two requests' room left in all: less than the six scopes' tokens
+        for _ in range(len(senders)):  # every rotation
+            before = len(h.provider.received)
+            await d.step(refresh=False)
+            await asyncio.gather(*list(d._sending))
+            if len(h.provider.received) == 3:
+                break
+            assert len(h.provider.received) == before + 2, "the free room went to scopes with nothing due"
+        assert sorted(m.to for m in h.provider.received) == sorted(n.lstrip("+") for n in numbers(3))
+    finally:
+        await h.client.aclose()
+        await h.gateway.close()

@@ -271,7 +271,7 @@ class Dispatcher:
         # Only scopes with a sender that has tokens are claimed from: a throttled sender's backlog
         # (first in claim order) must not starve the other senders of this worker.
         messages = await self._claim(eligible, now, budget)
-        pulled, more_parked = await self._pull_parked(eligible, messages, now)
+        pulled, more_parked = await self._pull_parked(eligible, messages, now, budget)
         self._pull_pending = more_parked
         messages += pulled
         to_send: list[tuple[Message, Sender, Slot | None]] = []
@@ -304,7 +304,7 @@ class Dispatcher:
         return now if messages else now + min(1.0, self.config.idle_wait)
 
     async def _pull_parked(self, eligible: dict[str, int], claimed: Sequence[Message],
-                           now: float) -> tuple[list[Message], bool]:
+                           now: float, budget: int) -> tuple[list[Message], bool]:
         """Messages parked for capacity, pulled forward in claim order while a scope has room
         (a raised tier, a released slot): their park time is only the latest they could wait.
         Returns them, and whether a scope may have more (it had room for more than it got)."""
@@ -318,7 +318,8 @@ class Dispatcher:
             limit = self._limit(rt.scope)
             used = rt.window.usage(now) + per_scope[scope_id]
             room = (1 << 30) if limit is None else int(limit * (1 - rt.scope.reserve_fraction)) - used
-            want = min(room, tokens - per_scope[scope_id], self.config.batch_size - len(claimed) - len(pulled))
+            want = min(room, tokens - per_scope[scope_id],
+                       min(self.config.batch_size, max(budget, 1)) - len(claimed) - len(pulled))
             if want <= 0:
                 continue
             got = await self.store.claim_parked(scope_id, now, want)
@@ -340,7 +341,7 @@ class Dispatcher:
             return list(await self.store.claim_due(list(eligible), now, min(batch, max(budget, 1))))
         messages: list[Message] = []
         for scope_id, tokens in eligible.items():
-            room = min(batch - len(messages), max(tokens, 1))
+            room = min(batch - len(messages), max(budget, 1) - len(messages), max(tokens, 1))
             if room <= 0:
                 break
             messages.extend(await self.store.claim_due([scope_id], now, room))
@@ -375,12 +376,11 @@ class Dispatcher:
                     tokens += room
                     usable = True
             if usable:
-                tokens = int(min(tokens, free - budget)) if rt.senders else tokens
-                if rt.senders and tokens <= 0:
-                    break  # the pool is full for this step
-                eligible[scope_id] = tokens
-                budget += tokens
-        return eligible, budget, ready_at
+                # Every scope with tokens is eligible, each capped by the free pool (not by what the
+                # scopes before it may take): one with nothing due must not keep the rest waiting.
+                eligible[scope_id] = int(min(tokens, free)) if rt.senders else tokens
+                budget += eligible[scope_id]
+        return eligible, int(min(budget, free)), ready_at
 
     def _refill_at(self, bucket: TokenBucket, now: float) -> float:
         return bucket.next_token_at(now, max(1.0, bucket.rate * self.config.throttle_quantum))
