@@ -258,3 +258,20 @@ async def test_tls(tmp_path: Path) -> None:
         with pytest.raises(NotSent, match="CERTIFICATE_VERIFY_FAILED"):
             await post(untrusting)
     assert len(seen) == 2
+
+
+def test_on_uvloop_as_serve_runs_it() -> None:
+    """``tiergate serve`` runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        handler, _ = answering(OK, chunked)
+        async with server(handler) as url:
+            pool = Http1Pool(url)
+            got = [await post(pool), await post(pool)]
+            assert pool.opened == 1
+            await pool.aclose()
+            return got
+
+    assert uvloop.run(scenario()) == [(200, b'{"ok": true}\n'), (200, b"{}")]
