@@ -245,6 +245,26 @@ async def test_insert_messages_round_trip(store: SqlStore) -> None:
     assert await store.message_history(message.id) == [{"at": T0, "state": "queued", "reason": "accepted"}]
 
 
+async def test_a_large_batch_round_trips_every_character(store: SqlStore) -> None:
+    """Big batches take the bulk path (COPY on PostgreSQL): tabs, newlines, backslashes, quotes and
+    non-ASCII text in bodies and metadata, and missing values, must come back exactly."""
+    await seed(store)
+    tricky = ["tab\there", "line\nbreak", "back\\slash \\N", "quote ' \" done", "ação 日本 🎉", "\\.", ""]
+    batch = [new(f"57{i:06d}", metadata={"note": tricky[i % len(tricky)], "i": i},
+                 expires_at=None if i % 2 else T0 + i + 0.125, campaign_id=None if i % 3 else "c1")
+             for i in range(120)]
+    for m, text in zip(batch, tricky * 20, strict=False):
+        m.body["template"] = {"name": text or "empty", "language": {"code": "pt_BR"}}
+    inserted = await store.insert_messages(batch, T0)
+    assert len(inserted) == 120 and await store.count_by_state() == {"queued": 120}
+    for submitted, got in zip(batch, inserted, strict=True):
+        stored = await store.get_message(got.id)
+        assert stored == got
+        assert (stored.body, stored.metadata, stored.expires_at, stored.campaign_id) == (
+            submitted.body, submitted.metadata, submitted.expires_at, submitted.campaign_id)
+    assert [m.to for m in await store.claim_due(["sender:100"], T0, 200)] == [m.to for m in batch]
+
+
 async def test_insert_messages_with_a_start_time_and_an_initial_state(store: SqlStore) -> None:
     await seed(store)
     later, rejected = await store.insert_messages(

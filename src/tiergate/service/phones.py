@@ -20,8 +20,7 @@ import functools
 import re
 
 import phonenumbers
-from phonenumbers import PhoneMetadata
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata
 
 __all__ = ["valid_e164_digits"]
 

@@ -77,6 +77,14 @@ class _PgTx:
                           suffix: str = "") -> int:
         if not rows:
             return 0
+        if not suffix and len(rows) >= _COPY_FROM:
+            # No conflict to settle: COPY, whose rows psycopg formats in C (the unnest arrays' binary
+            # dump runs in Python, and was half of a campaign insert's time).
+            async with self._conn.cursor() as cursor, cursor.copy(
+                    f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            return len(rows)
         arrays, casts = self._arrays(table, columns, rows)
         cursor = await self._conn.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({casts}) {suffix}", arrays
@@ -124,6 +132,9 @@ class _PgTx:
             else:
                 arrays.append(list(values))
         return arrays, ", ".join(f"%b::{t}[]" for t in types)
+
+
+_COPY_FROM = 50  # rows: below this, one INSERT statement is as quick as a COPY's extra round trips
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:

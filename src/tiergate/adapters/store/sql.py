@@ -604,7 +604,9 @@ class SqlStore(ABC):
                              dumps(new.body).decode(), new.priority, state.value, new.reason, due, new.not_before,
                              new.idempotency_key, new.expires_at, new.campaign_id, dumps(new.metadata).decode(),
                              now, now, history_entry(now, state.value, new.reason or "accepted")))
-            await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows, "ON CONFLICT DO NOTHING")
+            # Ids are new: only an idempotency key can conflict (then the original is answered).
+            await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows,
+                                 "ON CONFLICT DO NOTHING" if first_of_key else "")
             if first_of_key:  # rows whose key existed were not inserted: answer with the originals
                 originals = await self._messages_by_key(tx, list(first_of_key))
                 replaced = {out[i].id: originals[key] for key, i in first_of_key.items()
