@@ -301,21 +301,21 @@ def main() -> None:
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
 
-    def show(r: dict[str, Any]) -> float:
+    def show(r: dict[str, Any]) -> dict[str, Any]:
         results.append(r)
         print(f"{r['system']:<22} workers {r['workers']}: {r['n']:,} enqueued in {r['enqueue_s']:5.2f} s "
               f"({r['enqueue_rate']:7,.0f}/s), drained in {r['drain_s']:5.2f} s ({r['rate']:7,.0f}/s); "
               f"end to end {r['end_to_end_rate']:7,.0f}/s", flush=True)
-        return float(r["rate"])
+        return r
 
-    reference: dict[int, float] = {}
+    reference: dict[int, dict[str, Any]] = {}
     if not args.no_pgqueuer:  # PgQueuer's usual set-up: one consumer process, at each batch size
         for batch in args.pgq_batches:
             reference[batch] = show(asyncio.run(run_pgqueuer(args.database_url, args.n, 1, batch, args.enqueue_batch)))
-    pairs: dict[int, list[tuple[float, float]]] = {w: [] for w in args.workers}
+    pairs: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {w: [] for w in args.workers}
     for _ in range(args.repeat):  # back to back, so both sides of a pair see the same machine load
         for workers in args.workers:
-            pgq = 0.0
+            pgq: dict[str, Any] = {}
             if not args.no_pgqueuer:
                 pgq = show(asyncio.run(run_pgqueuer(args.database_url, args.n, workers, 100, args.enqueue_batch)))
             if not args.no_tiergate:
@@ -323,15 +323,18 @@ def main() -> None:
                                                    args.enqueue_batch, args.batch_size, args.throughput)))
                 pairs[workers].append((tg, pgq))
     if not args.no_pgqueuer and not args.no_tiergate:
-        print("\ndrain rates, median of the runs (tiergate / PgQueuer at batch 100 with as many consumers as workers):")
-        for workers, runs in pairs.items():
-            tg = statistics.median(t for t, _ in runs)
-            pgq = statistics.median(p for _, p in runs)
-            ratio = statistics.median(t / p for t, p in runs)
-            line = (f"  {workers} worker(s): tiergate {tg:7,.0f}/s, PgQueuer {pgq:7,.0f}/s, ratio {ratio:.2f}x")
-            if 100 in reference:
-                line += f"; {tg / reference[100]:.2f}x PgQueuer's one consumer at batch 100 ({reference[100]:,.0f}/s)"
-            print(line)
+        for key, what in (("rate", "drain"), ("end_to_end_rate", "end-to-end (enqueue + drain)")):
+            print(f"\n{what} rates, median of the runs (tiergate / PgQueuer at batch 100 with as many consumers "
+                  "as workers):")
+            for workers, runs in pairs.items():
+                tg = statistics.median(t[key] for t, _ in runs)
+                pgq_rate = statistics.median(p[key] for _, p in runs)
+                ratio = statistics.median(t[key] / p[key] for t, p in runs)
+                line = f"  {workers} worker(s): tiergate {tg:7,.0f}/s, PgQueuer {pgq_rate:7,.0f}/s, ratio {ratio:.2f}x"
+                if 100 in reference:
+                    one = reference[100][key]
+                    line += f"; {tg / one:.2f}x PgQueuer's one consumer at batch 100 ({one:,.0f}/s)"
+                print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
