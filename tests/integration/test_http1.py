@@ -275,3 +275,43 @@ def test_on_uvloop_as_serve_runs_it() -> None:
             return got
 
     assert uvloop.run(scenario()) == [(200, b'{"ok": true}\n'), (200, b"{}")]
+
+
+async def test_a_waiter_that_leaves_after_its_wake_up_passes_the_free_connection_on() -> None:
+    gate = asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await read_request(reader)
+                await gate.wait()
+                writer.write(OK)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async with server(held) as url:
+        pool = Http1Pool(url, limit=1, connect_timeout=3.0)
+        first = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.01)
+        third = asyncio.create_task(post(pool))
+        await asyncio.sleep(0.05)
+        wake = pool._wake_one
+
+        def wake_then_leave() -> None:  # the woken waiter is cancelled before it can take its turn
+            wake()
+            if not second.done():
+                second.cancel()
+
+        pool._wake_one = wake_then_leave  # type: ignore[method-assign]
+        gate.set()
+        assert await first == (200, b'{"ok": true}\n')
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(third, 2.0) == (200, b'{"ok": true}\n')  # not after connect_timeout
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert second.cancelled()
+        await pool.aclose()

@@ -314,11 +314,14 @@ class Http1Pool:
             self._waiting.append(slot)
             try:
                 await asyncio.wait_for(slot, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                raise ConnectTimeout(f"no free connection within {self.connect_timeout:g} s") from None
-            finally:
+            except BaseException as exc:
                 if slot in self._waiting:
                     self._waiting.remove(slot)
+                elif slot.done() and not slot.cancelled():
+                    self._wake_one()  # woken, but leaving (cancelled, timed out): pass the turn on
+                if isinstance(exc, TimeoutError):
+                    raise ConnectTimeout(f"no free connection within {self.connect_timeout:g} s") from None
+                raise
             while idle:  # a released connection, handed over
                 conn = idle.pop()
                 if not conn.closed:
