@@ -183,8 +183,14 @@ class Store(Protocol):
 
     async def set_campaign_hold(self, campaign_id: str, hold: bool, now: float) -> int: ...
     async def cancel_campaign_messages(self, campaign_id: str, now: float) -> int: ...
-    async def recover_inflight(self, scope_ids: Sequence[str], now: float) -> int:
-        """After a crash: messages left ``sending`` in these scopes become ``unknown``."""
+    async def recover_inflight(self, scope_ids: Sequence[str], now: float, hold_until: float | None = None) -> int:
+        """After a crash: messages left ``sending`` in these scopes become ``unknown``.
+
+        ``hold_until``: their counted slots last at least until then. A dead worker's request may
+        have reached the platform long after its admission (a stalled worker, a slow network) and
+        no answer came back to move the slot to the platform's time; it cannot have arrived after
+        the takeover, so a full window from the takeover covers the platform's count.
+        """
         ...
 
     async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,

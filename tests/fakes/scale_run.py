@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -97,6 +98,9 @@ class ScaleResult:
     nudges: int = 0
     wall_seconds: float = 0.0
     virtual_span: float = 0.0
+    # Virtual seconds from a message's admission (``sending``) to the platform counting it, at most:
+    # above the dispatcher's window margin, the harness let time jump while a request was in transit.
+    max_lateness: float = 0.0
 
 
 class ScaleRun:
@@ -318,6 +322,14 @@ class ScaleRun:
                 await asyncio.to_thread(self.platform.stop)
         return result
 
+    async def _max_lateness(self, store: Any) -> float:
+        assert self.platform is not None
+        admitted = await _admitted_at(store)
+        accepted = await asyncio.to_thread(self.platform.accepted)
+        late = [m["time"] - admitted[key] for sends in accepted.values() for m in sends
+                if (key := m["body"].get("biz_opaque_callback_data")) in admitted]
+        return max(late, default=0.0)
+
     async def _result(self, killed: str | None, started: float) -> ScaleResult:
         assert self.api is not None and self.platform is not None
         store = self._store()
@@ -330,11 +342,26 @@ class ScaleRun:
             reconciled = len(unknown) - after.get("unknown", 0)
             self.say(f"{len(unknown)} unknown; the platform reported {reported}, {reconciled} reconciled")
         platform = await asyncio.to_thread(self.platform.limits)
-        return ScaleResult(
+        lateness = await self._max_lateness(store)
+        return ScaleResult(max_lateness=lateness,
             states=await store.count_by_state(), platform=platform, killed=killed,
             unknown_before_reconcile=len(unknown), reconciled=reconciled, instants=self.instants, nudges=self.nudges,
             wall_seconds=time.monotonic() - started, virtual_span=self.clock.now() - T0,
         )
+
+
+async def _admitted_at(store: Any) -> dict[str, float]:
+    """Each message's first ``sending`` time, from its history."""
+    out: dict[str, float] = {}
+    async with store.reader() as tx:
+        rows = await tx.fetchall("SELECT id, history FROM messages WHERE history LIKE ?", ('%"sending"%',))
+    for message_id, history in rows:
+        for line in history.splitlines():
+            at, state, _reason = json.loads(line)
+            if state == "sending":
+                out[message_id] = at
+                break
+    return out
 
 
 def _summary(result: ScaleResult) -> str:
@@ -344,7 +371,8 @@ def _summary(result: ScaleResult) -> str:
             f"states {dict(sorted(result.states.items()))}; platform: "
             f"{p['violations']} violations, {p['duplicates']} duplicates, peaks {p['peak_by_number']}, "
             f"{p['accepted_messages']} messages accepted; killed {result.killed}, "
-            f"{result.unknown_before_reconcile} unknown, {result.reconciled} reconciled")
+            f"{result.unknown_before_reconcile} unknown, {result.reconciled} reconciled; "
+            f"latest arrival {result.max_lateness:.1f} virtual s after admission")
 
 
 def main() -> None:

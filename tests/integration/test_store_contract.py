@@ -671,6 +671,24 @@ async def test_recover_inflight_turns_sending_into_unknown(store: SqlStore) -> N
     assert await store.recover_inflight([], T0 + 62) == 0
 
 
+async def test_recover_inflight_holds_the_slots_of_counted_sends_from_the_takeover(store: SqlStore) -> None:
+    """A dead worker's request may have reached the platform long after its admission: the slots
+    of recovered counted sends last a full window from the takeover (never shortened)."""
+    await seed(store)
+    day = 86_400.0
+    a, b, c = await store.insert_messages([new("1"), new("2"), new("3")], T0)
+    await store.apply_updates(
+        [MessageUpdate(a.id, SENDING, T0 + 1, counted=True, slot_expiry=T0 + 1 + day),
+         MessageUpdate(b.id, SENDING, T0 + 1),  # not counted (a free-form reply): no slot
+         MessageUpdate(c.id, SENDING, T0 + 1, counted=True, slot_expiry=T0 + 9 * day)],
+        [LedgerChange("sender:100", "1", T0 + 1 + day), LedgerChange("sender:100", "3", T0 + 9 * day)])
+    assert await store.recover_inflight(["sender:100"], T0 + 600, hold_until=T0 + 600 + day) == 3
+    assert await store.load_ledger("sender:100", T0) == [("1", T0 + 600 + day), ("3", T0 + 9 * day)]
+    got = {m.to: m for m in [await store.get_message(x.id) for x in (a, b, c)]}
+    assert (got["1"].slot_expiry, got["2"].slot_expiry, got["3"].slot_expiry) == (T0 + 600 + day, None, T0 + 9 * day)
+    assert {str(m.state) for m in got.values()} == {"unknown"}
+
+
 # --------------------------------------------------------------------------------------------
 # history queries
 # --------------------------------------------------------------------------------------------

@@ -862,13 +862,22 @@ class SqlStore(ABC):
                                     "canceled", "campaign canceled", now)
 
     @_retried
-    async def recover_inflight(self, scope_ids: Sequence[str], now: float) -> int:
-        """After a crash: messages left ``sending`` in these scopes become ``unknown`` (never re-sent)."""
+    async def recover_inflight(self, scope_ids: Sequence[str], now: float, hold_until: float | None = None) -> int:
+        """After a crash: messages left ``sending`` in these scopes become ``unknown`` (never re-sent);
+        with ``hold_until``, their counted slots (ledger rows and the messages' own) last at least
+        that long (see the port)."""
         moved = 0
         async with self.transaction() as tx:
             for chunk in _chunks(sorted(set(scope_ids)), self.max_params):
-                moved += await self._move(tx, f"WHERE scope_id IN ({_marks(len(chunk))}) AND state = 'sending'",
-                                          chunk, "unknown", _RECOVERED_REASON, now)
+                where = f"WHERE scope_id IN ({_marks(len(chunk))}) AND state = 'sending'"
+                if hold_until is not None:
+                    slots = await tx.fetchall(
+                        f"SELECT DISTINCT scope_id, recipient FROM messages {where} AND counted = TRUE", chunk)
+                    await tx.executemany("UPDATE window_ledger SET expiry = ? WHERE scope_id = ? AND recipient = ? "
+                                         "AND expiry < ?", [(hold_until, sc, rc, hold_until) for sc, rc in slots])
+                    await tx.execute(f"UPDATE messages SET slot_expiry = ? {where} AND counted = TRUE "
+                                     "AND slot_expiry < ?", (hold_until, *chunk, hold_until))
+                moved += await self._move(tx, where, chunk, "unknown", _RECOVERED_REASON, now)
         return moved
 
     async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,
