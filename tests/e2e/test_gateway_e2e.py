@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 from tests.e2e.conftest import T0, Harness, make_harness
 
 SENDER = "106540352242922"
@@ -277,3 +278,16 @@ async def test_a_nearly_full_pool_goes_to_the_scopes_that_have_work(tmp_path: Pa
     finally:
         await h.client.aclose()
         await h.gateway.close()
+
+
+@pytest.mark.parametrize("pacing", [{}, {"pacing": "spread", "spread_days": 2}])
+async def test_a_campaign_plans_the_recipients_it_kept_not_the_rows_it_refused(harness: Harness,
+                                                                                pacing: dict) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo"}, **pacing,
+        "recipients": [*numbers(3), "+12", "not a number", numbers(1)[0]]})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["total"] == 3 and [e["row"] for e in created["row_errors"]] == [4, 5, 6]
+    assert created["plan"][-1]["cumulative"] == 3, created["plan"]

@@ -128,6 +128,8 @@ def test_campaign_bodies(api: Api, recipients: Any, tpl: Any, extra: dict[str, A
     if r.status_code == 201:
         created = r.json()
         assert created["total"] + len(created["row_errors"]) == len(recipients)
+        if created["plan"]:  # planned for the recipients kept, not the rows submitted
+            assert created["plan"][-1]["cumulative"] == created["total"], created["plan"]
         assert api.counts()["messages"] == before["messages"] + created["total"]
 
 

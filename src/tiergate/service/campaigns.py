@@ -24,21 +24,26 @@ class Campaigns:
     async def create(self, tenant: Tenant, req: CampaignRequest) -> tuple[Campaign, list[RowError]]:
         sender = await self.intake.sender_of(tenant, req.sender)
         scope = await self.store.get_scope(sender.scope_id)
-        plan: list[dict[str, Any]] = []
-        if req.pacing == "fastest":
-            try:
-                plan = await plan_for_scope(self.store, scope, len(req.recipients), self.clock.now())
-            except ValueError as exc:  # e.g. a tier of 0, or a reservation that leaves no room: a 4xx
-                raise IntakeError(str(exc), field="sender", status=409) from None
-        elif req.spread_days:
-            per_day = -(-len(req.recipients) // req.spread_days)
-            left, cumulative = len(req.recipients), 0
-            for day in range(1, req.spread_days + 1):
-                send = min(per_day, left)
-                left -= send
-                cumulative += send
-                plan.append({"day": day, "tier": scope.tier, "send": send, "cumulative": cumulative})
-        return await self.intake.create_campaign(tenant, req, plan)
+
+        async def planned(total: int) -> list[dict[str, Any]]:
+            """The plan for the recipients that passed validation (not the rows submitted)."""
+            plan: list[dict[str, Any]] = []
+            if req.pacing == "fastest":
+                try:
+                    plan = await plan_for_scope(self.store, scope, total, self.clock.now())
+                except ValueError as exc:  # e.g. a tier of 0, or a reservation that leaves no room: a 4xx
+                    raise IntakeError(str(exc), field="sender", status=409) from None
+            elif req.spread_days:
+                per_day = -(-total // req.spread_days)
+                left, cumulative = total, 0
+                for day in range(1, req.spread_days + 1):
+                    send = min(per_day, left)
+                    left -= send
+                    cumulative += send
+                    plan.append({"day": day, "tier": scope.tier, "send": send, "cumulative": cumulative})
+            return plan
+
+        return await self.intake.create_campaign(tenant, req, planned)
 
     async def act(self, campaign: Campaign, action: str) -> Campaign:
         now = self.clock.now()

@@ -8,7 +8,7 @@ rows are reported per row and the good ones kept, as users of CSV imports expect
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,6 +47,9 @@ class IntakeError(ValueError):
         super().__init__(message)
         self.field = field
         self.status = status
+
+
+Planner = Callable[[int], Awaitable[list[dict[str, Any]]]]
 
 
 def normalize_phone(raw: object, field_name: str = "to", *, strict: bool = True) -> str:
@@ -276,7 +279,9 @@ class Intake:
 
     # -- campaigns ---------------------------------------------------------------------------
     async def create_campaign(self, tenant: Tenant, req: CampaignRequest,
-                              plan: list[dict[str, Any]] | None = None) -> tuple[Campaign, list[RowError]]:
+                              plan: list[dict[str, Any]] | Planner | None = None) -> tuple[Campaign, list[RowError]]:
+        """``plan``: the day-by-day plan, or what makes it from the number of valid recipients (the
+        rows refused here are not in it)."""
         sender = await self.sender_of(tenant, req.sender)
         now = self.clock.now()
         category = Category.parse(req.category)
@@ -316,6 +321,8 @@ class Intake:
         if not valid:
             raise IntakeError("no valid recipients" + (f": {errors[0].error}" if errors else ""),
                               field="recipients")
+        if callable(plan):
+            plan = await plan(len(valid))
         campaign = await self.store.create_campaign(Campaign(
             id=new_id("cmp", now), tenant_id=tenant.id, sender_id=sender.id,
             name=req.name or req.template.get("name", "campaign"), template=req.template,
