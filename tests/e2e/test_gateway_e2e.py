@@ -291,3 +291,24 @@ async def test_a_campaign_plans_the_recipients_it_kept_not_the_rows_it_refused(h
     created = r.json()
     assert created["total"] == 3 and [e["row"] for e in created["row_errors"]] == [4, 5, 6]
     assert created["plan"][-1]["cumulative"] == 3, created["plan"]
+
+
+async def test_a_worker_whose_leases_may_have_lapsed_before_the_send_requeues_the_batch_unsent(
+        harness: Harness) -> None:
+    """A worker stalled between admission and sending (GC, a VM pause, SIGSTOP) past its lease: a new
+    owner may hold the scope and count its slots only from the takeover, so the batch must not go
+    late. If the worker still owns the scope, the messages are simply queued again, slots freed."""
+    h = harness
+    await register(h)
+    r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": numbers(1)[0], "template": {"name": "p"}})
+    assert r.status_code == 202, r.text
+    d = h.gateway.dispatcher
+    await d.refresh_scopes()
+    h.clock.set(h.clock.now() + d.config.lease_ttl * 0.9)  # no renewal since: the lease is nearly out
+    await d.step(refresh=False)
+    assert h.provider.received == []
+    m = (await h.client.get(f"/v1/messages/{r.json()['id']}")).json()
+    assert m["state"] == "queued" and "lease lapsed" in m["reason"], m
+    assert await h.gateway.store.load_ledger(f"sender:{SENDER}", h.clock.now()) == []
+    await h.run(10)  # leases renewed (and the pair rate's few seconds passed): it goes
+    assert [x.to for x in h.provider.received] == [numbers(1)[0].lstrip("+")]

@@ -162,14 +162,17 @@ class Dispatcher:
         self._refresh_requested = False
         self._pull_pending = False  # the last pull filled its room: more parked messages may fit
         self._sending: set[asyncio.Task[None]] = set()
+        self._leases_until = math.inf  # (wall clock) until when the leases renewed last are surely ours
         self.sent_total = 0
 
     # -- ownership ---------------------------------------------------------------------------
     async def refresh_scopes(self) -> list[str]:
         """Renew leases, take free scopes, load windows of new ones, and reload scope settings."""
+        asked_at = self.wall.now()
         owned = await self.store.acquire_scopes(
-            self.worker_id, self.wall.now(), self.config.lease_ttl, self.config.max_scopes
+            self.worker_id, asked_at, self.config.lease_ttl, self.config.max_scopes
         )
+        self._leases_until = asked_at + self.config.lease_ttl
         now = self.clock.now()
         owned_set = set(owned)
         for gone in [s for s in self._scopes if s not in owned_set]:
@@ -566,6 +569,9 @@ class Dispatcher:
         return admission_tier(scope.tier, scope.predicted_tier, scope.trust_model).limit
 
     async def _send(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+        if self.wall.now() + self.config.lease_ttl / 3 >= self._leases_until:
+            await self._unsend(batch)
+            return
         async def attempt(m: Message) -> SendOutcome:
             try:
                 return await self.provider.send(m.sender_id, _correlated(m))
@@ -606,6 +612,31 @@ class Dispatcher:
             METRICS.sent.inc(sent)  # once per batch: each inc takes the counter's lock
         for sender_id, (reason, until) in pauses.items():
             await self.pause_sender(sender_id, reason, until, done_at)
+
+    async def _unsend(self, batch: Sequence[tuple[Message, Sender, Slot | None]]) -> None:
+        """The worker stalled between admission and sending until its leases may have run out:
+        another worker may own these scopes now, and it holds their slots only a window from its
+        takeover, so a send from here could reach the platform after that. Nothing is sent: the
+        messages go back to the queue with their slots freed, if this worker still owns the scopes
+        (the write is fenced); otherwise the new owner has made them ``unknown``, slots held."""
+        now = self.clock.now()
+        log.warning("leases may have lapsed before %d admitted sends went out: requeueing them unsent", len(batch))
+        by_scope: dict[str, tuple[list[MessageUpdate], list[LedgerChange]]] = defaultdict(lambda: ([], []))
+        for m, _sender, slot in batch:
+            updates, ledger = by_scope[m.scope_id]
+            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, next_attempt_at=now,
+                                         reason="not sent: the worker's scope lease lapsed before the send",
+                                         clear_slot=slot is not None, only_from=_IN_FLIGHT))
+            rt = self._scopes.get(m.scope_id)
+            if slot is not None and rt is not None and rt.window.release(slot, now):
+                ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
+        for scope_id, (updates, ledger) in by_scope.items():  # fenced per scope: a lost one keeps the rest
+            try:
+                await self.store.apply_updates(updates, ledger, lease=(self.worker_id, [scope_id]))
+            except LeaseLost:
+                log.warning("scope %s was taken over: its new owner made those sends 'unknown'", scope_id)
+                self.request_refresh()
+        self.wake()
 
     def _apply_plan(self, m: Message, sender: Sender, slot: Slot | None, plan: OutcomePlan,
                     outcome: SendOutcome, now: float, updates: list[MessageUpdate],
