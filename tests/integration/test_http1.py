@@ -315,3 +315,21 @@ async def test_a_waiter_that_leaves_after_its_wake_up_passes_the_free_connection
         assert asyncio.get_running_loop().time() - started < 1.0
         assert second.cancelled()
         await pool.aclose()
+
+
+async def test_cloud_provider_sends_the_cloud_api_request_meta_expects() -> None:
+    from tiergate.adapters.provider.cloud import CloudProvider
+
+    answer = b'HTTP/1.1 200 OK\r\nContent-Length: 58\r\n\r\n{"messaging_product":"whatsapp","messages":[{"id":"w.1"}]}'
+    handler, seen = answering(answer)
+    async with server(handler) as url:
+        provider = CloudProvider(url, "secret-token-123")
+        outcome = await provider.send("1065/x", {"messaging_product": "whatsapp", "to": "1", "type": "text"})
+        await provider.aclose()
+    assert (outcome.status, outcome.wamid) == ("accepted", "w.1")
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v24.0/1065%2Fx/messages HTTP/1.1"  # the id is one path segment
+    assert b"Authorization: Bearer secret-token-123" in lines and b"Content-Type: application/json" in lines
+    assert any(line.startswith(b"User-Agent: tiergate/") for line in lines)
+    assert body == b'{"messaging_product":"whatsapp","to":"1","type":"text"}'

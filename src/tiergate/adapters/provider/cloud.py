@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from tiergate import __version__
 from tiergate.adapters.provider.http1 import ConnectTimeout, Http1Pool, NotSent
 from tiergate.adapters.provider.shapes import parse_error
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome
@@ -71,7 +72,8 @@ class CloudProvider:
             raise ValueError("the Cloud API needs an access token")
         self.base_url = base_url.rstrip("/")
         self._token = access_token
-        self._headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"}
+        self._headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json",
+                         "User-Agent": f"tiergate/{__version__}"}
         self._get_headers = {"Authorization": f"Bearer {access_token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._limit = limit
