@@ -23,6 +23,7 @@ from tiergate.service.dropin import DropIn
 from tiergate.service.forecast import refresh_predictions
 from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
+from tiergate.service.periodic import run_every
 from tiergate.service.state import SenderState
 from tiergate.service.sync import GraphSync
 from tiergate.service.wakeups import CHANGED, announce
@@ -169,13 +170,7 @@ class Gateway:
             await self._state_changed(scope_id, None)
 
     async def _predict_loop(self, stop: asyncio.Event, every: float = 60.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.refresh_predictions()
-            except Exception:
-                log.exception("refreshing the model's tier predictions failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+        await run_every(stop, every, self.refresh_predictions, log, "refreshing the model's tier predictions failed")
 
     async def _pump_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -10,7 +10,6 @@ inbound time, tiers and pauses are set, not toggled).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -38,6 +37,7 @@ from tiergate.core.window import DAY
 from tiergate.ports import LedgerChange, MessageUpdate, NotFound, Store
 from tiergate.service.dispatcher import Dispatcher
 from tiergate.service.metrics import METRICS
+from tiergate.service.periodic import run_every
 from tiergate.service.state import SenderState
 from tiergate.service.wakeups import announce
 from tiergate.settings import Settings
@@ -108,13 +108,7 @@ class WebhookService:
         return done
 
     async def replay_unapplied_loop(self, stop: asyncio.Event, every: float = 30.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.replay_unapplied()
-            except Exception:
-                log.exception("replaying stored webhooks failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+        await run_every(stop, every, self.replay_unapplied, log, "replaying stored webhooks failed")
 
     # -- application ----------------------------------------------------------------------------
     async def apply_body(self, body: Any, *, dedupe: bool = True) -> int:
