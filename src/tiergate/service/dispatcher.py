@@ -627,9 +627,8 @@ class Dispatcher:
             updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, next_attempt_at=now,
                                          reason="not sent: the worker's scope lease lapsed before the send",
                                          clear_slot=slot is not None, only_from=_IN_FLIGHT))
-            rt = self._scopes.get(m.scope_id)
-            if slot is not None and rt is not None and rt.window.release(slot, now):
-                ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
+            if slot is not None:
+                self._free_slot(m, slot, now, ledger)
         for scope_id, (updates, ledger) in by_scope.items():  # fenced per scope: a lost one keeps the rest
             try:
                 await self.store.apply_updates(updates, ledger, lease=(self.worker_id, [scope_id]))
@@ -662,11 +661,16 @@ class Dispatcher:
             )
         )
         if plan.release_slot and slot is not None:
-            rt = self._scopes.get(m.scope_id)
-            if rt is not None and rt.window.release(slot, now):
-                ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
+            self._free_slot(m, slot, now, ledger)
         if plan.pause_sender:
             pauses[sender.id] = (plan.pause_sender, now + self.config.pause_on_spam_limit)
+
+    def _free_slot(self, m: Message, slot: Slot, now: float, ledger: list[LedgerChange]) -> None:
+        """The send never counted (refused, or never made): its slot goes back, in memory and in
+        the ledger (where an earlier send of the same recipient may still count)."""
+        rt = self._scopes.get(m.scope_id)
+        if rt is not None and rt.window.release(slot, now):
+            ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry, remove=True))
 
     def _extend_slot(self, m: Message, slot: Slot, answered_at: float, ledger: list[LedgerChange]) -> float | None:
         """The platform counts a send from when it got it, which can be later than the admission
