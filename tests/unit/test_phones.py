@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberType
 
 from tiergate.service.intake import IntakeError, normalize_phone
-from tiergate.service.phones import library_e164_digits, valid_e164_digits
+from tiergate.service.phones import valid_e164_digits
 
 CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 TYPES = [t for t in vars(PhoneNumberType).values() if isinstance(t, int) and t != PhoneNumberType.UNKNOWN]
@@ -32,6 +32,17 @@ def examples() -> list[str]:
 
 
 EXAMPLES = examples()
+
+
+def library_e164_digits(text: str) -> str | None:
+    """What phonenumbers itself says (the reference): the wa_id digits, or None."""
+    try:
+        parsed = phonenumbers.parse(text if text.startswith("+") else "+" + text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 def agrees(text: str) -> bool:

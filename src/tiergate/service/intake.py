@@ -279,9 +279,9 @@ class Intake:
 
     # -- campaigns ---------------------------------------------------------------------------
     async def create_campaign(self, tenant: Tenant, req: CampaignRequest,
-                              plan: list[dict[str, Any]] | Planner | None = None) -> tuple[Campaign, list[RowError]]:
-        """``plan``: the day-by-day plan, or what makes it from the number of valid recipients (the
-        rows refused here are not in it)."""
+                              plan: Planner | None = None) -> tuple[Campaign, list[RowError]]:
+        """``plan`` makes the day-by-day plan from the number of valid recipients (the rows refused
+        here are not in it)."""
         sender = await self.sender_of(tenant, req.sender)
         now = self.clock.now()
         category = Category.parse(req.category)
@@ -321,13 +321,12 @@ class Intake:
         if not valid:
             raise IntakeError("no valid recipients" + (f": {errors[0].error}" if errors else ""),
                               field="recipients")
-        if callable(plan):
-            plan = await plan(len(valid))
+        days = await plan(len(valid)) if plan is not None else []
         campaign = await self.store.create_campaign(Campaign(
             id=new_id("cmp", now), tenant_id=tenant.id, sender_id=sender.id,
             name=req.name or req.template.get("name", "campaign"), template=req.template,
             category=category.value, pacing=req.pacing, spread_days=req.spread_days, start_at=start,
-            deadline=req.deadline, quiet_hours=req.quiet_hours, total=len(valid), plan=plan or [],
+            deadline=req.deadline, quiet_hours=req.quiet_hours, total=len(valid), plan=days,
             created_at=now,
         ))
         per_day = math.ceil(len(valid) / req.spread_days) if req.pacing == "spread" and req.spread_days else None

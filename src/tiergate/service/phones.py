@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import re
 
-import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata
 
 __all__ = ["valid_e164_digits"]
@@ -117,13 +116,3 @@ def valid_e164_digits(text: str) -> str | None:
             return digits
     return None
 
-
-def library_e164_digits(text: str) -> str | None:
-    """What phonenumbers says (the reference the fast path is tested against): digits or None."""
-    try:
-        parsed = phonenumbers.parse(text if text.startswith("+") else "+" + text, None)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
