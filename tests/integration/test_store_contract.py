@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 from dataclasses import replace
 from typing import Any
@@ -474,6 +475,30 @@ async def test_apply_updates_changes_only_the_given_fields(store: SqlStore) -> N
     got = await store.get_message(m.id)
     assert (got.next_attempt_at, got.attempts) == (T0 + 60, 2)
     assert await store.apply_updates([]) == 0
+
+
+async def test_bulk_updates_round_trip_every_value(store: SqlStore) -> None:
+    """Batched updates and ledger writes (one JSON batch on PostgreSQL) keep text, floats to the last
+    bit, booleans and missing values exact; a batch with a non-finite number (which JSON cannot
+    carry) is written exactly too."""
+    await seed(store)
+    tricky = ["tab\there", "line\nbreak", "back\\slash \\N", "quote ' \" done", "ação 日本 🎉", "\\.", "null", ""]
+    batch = await store.insert_messages([new(f"57{i:06d}") for i in range(len(tricky) * 8)], T0)
+    expiries = [T0 + DAY + i / 7 + 1e-7 for i in range(len(batch))]  # no short decimal form
+    await store.apply_updates(
+        [MessageUpdate(m.id, SENDING, T0 + 0.1, reason=tricky[i % len(tricky)], add_attempt=True,
+                       counted=i % 2 == 0, slot_expiry=expiries[i]) for i, m in enumerate(batch)],
+        [LedgerChange("sender:100", m.to, expiries[i]) for i, m in enumerate(batch)],
+    )
+    for i, m in enumerate(batch):
+        got = await store.get_message(m.id)
+        assert (got.state, got.reason, got.counted, got.slot_expiry, got.wamid) == (
+            SENDING, tricky[i % len(tricky)], i % 2 == 0, expiries[i], None)
+    assert dict(await store.load_ledger("sender:100", T0)) == {m.to: expiries[i] for i, m in enumerate(batch)}
+    await store.apply_updates([MessageUpdate(m.id, Q, T0 + 1, next_attempt_at=math.inf if i == 3 else T0 + 5)
+                               for i, m in enumerate(batch)])
+    assert [(await store.get_message(m.id)).next_attempt_at for m in batch] == [
+        math.inf if i == 3 else T0 + 5 for i in range(len(batch))]
 
 
 async def test_apply_updates_honours_only_from(store: SqlStore) -> None:
