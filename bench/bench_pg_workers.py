@@ -159,10 +159,23 @@ async def tiergate_worker(url: str, worker_id: str, max_scopes: int, batch_size:
 # Each drain is done when nothing is left queued or in flight: for both systems, two probes of the
 # partial indexes that hold exactly those rows, every 20 ms. (A GROUP BY over every message, or a
 # count(*) over PgQueuer's table with its dead rows, cost the server up to a third of a CPU.)
-_LEFT = ("SELECT EXISTS (SELECT 1 FROM messages WHERE state = 'queued') "
-         "OR EXISTS (SELECT 1 FROM messages WHERE state = 'sending')")
+_LEFT = ("SELECT EXISTS (SELECT 1 FROM {schema}.messages WHERE state = 'queued') "
+         "OR EXISTS (SELECT 1 FROM {schema}.messages WHERE state = 'sending')")
 _PGQ_LEFT = ("SELECT EXISTS (SELECT 1 FROM {schema}.pgqueuer WHERE status = 'queued') "
              "OR EXISTS (SELECT 1 FROM {schema}.pgqueuer WHERE status = 'picked')")
+
+
+async def drained(url: str, left: str, procs: list[subprocess.Popen[str]], who: str) -> float:
+    """Poll ``left`` (true while items remain) every 20 ms; returns when it turns false."""
+    check = psycopg.connect(url, autocommit=True)
+    try:
+        while check.execute(left).fetchone() != (False,):
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"{who} died")
+            await asyncio.sleep(0.02)
+    finally:
+        check.close()
+    return time.perf_counter()
 
 
 async def run_tiergate(base_url: str, n: int, workers: int, scopes: int, enqueue_batch: int,
@@ -195,15 +208,7 @@ async def run_tiergate(base_url: str, n: int, workers: int, scopes: int, enqueue
         enqueue_s = time.perf_counter() - begun
         procs = [spawn(["--worker", url, f"w{i}", str(max_scopes), str(batch_size)]) for i in range(workers)]
         started = await asyncio.to_thread(start_together, procs)
-        check = psycopg.connect(base_url, autocommit=True, options=f"-c search_path={schema}")
-        try:
-            while check.execute(_LEFT).fetchone() != (False,):
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError("a worker died")
-                await asyncio.sleep(0.02)
-        finally:
-            check.close()
-        finished = time.perf_counter()
+        finished = await drained(base_url, _LEFT.format(schema=schema), procs, "a worker")
         counts = await api.store.count_by_state()
         if counts != {"sent": n}:
             raise RuntimeError(f"the drain ended with {counts}, not {n} sent")
@@ -275,15 +280,7 @@ async def run_pgqueuer(base_url: str, n: int, workers: int, batch_size: int, enq
         procs = [spawn(["--pgqueuer-worker", base_url, str(batch_size)], env={"PGQUEUER_SCHEMA": schema})
                  for _ in range(workers)]
         started = await asyncio.to_thread(start_together, procs)
-        check = psycopg.connect(base_url, autocommit=True)
-        try:
-            while check.execute(_PGQ_LEFT.format(schema=schema)).fetchone() != (False,):
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError("a PgQueuer worker died")
-                await asyncio.sleep(0.02)
-        finally:
-            check.close()
-        finished = time.perf_counter()
+        finished = await drained(base_url, _PGQ_LEFT.format(schema=schema), procs, "a PgQueuer worker")
     finally:
         stop(procs)
         await conn.close()

@@ -237,6 +237,8 @@ _OPTIONAL_FIELDS = ("reason", "next_attempt_at", "wamid", "error_code", "error_d
 _CLAIM_ORDER = "priority, next_attempt_at, created_at"
 CAPACITY_REASON = "messaging limit"  # how admission's deferral for a full window reads (core.admission)
 # Sends that count against the marketing frequency cap (a 'sending' one may already have left).
+# PostgreSQL's partial index messages_marketing_recipient (migration 0004) lists these same states:
+# change both, or the cap's lookup no longer matches the index and scans.
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
 _RECOVERED_REASON = ("the worker stopped while this send was in flight: the platform may or may not have "
                      "it; a status webhook settles it")
