@@ -77,6 +77,9 @@ class MessageUpdate:
     sent_at: float | None = None
     only_from: Sequence[MessageState] | None = None  # apply only if the current state is one of these
     history: bool = True
+    # States this same write passes through first, each (state, reason) with a history line at
+    # ``at`` before this update's own: an inline send writes its admission and its answer at once.
+    earlier: tuple[tuple[MessageState, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +311,13 @@ class SenderInfo:
 
 
 class Provider(Protocol):
-    """The messaging platform: the real Cloud API or the in-process sandbox."""
+    """The messaging platform: the real Cloud API or the in-process sandbox.
+
+    A provider may declare ``answers_inline = True``: ``send`` never waits on I/O and what it does
+    lives and dies with this process (the sandbox). The dispatcher then sends an admitted batch at
+    once and writes admission and outcome in one transaction: no ``sending`` row write, because no
+    one outside the process can have seen a send that was not recorded.
+    """
 
     name: str
 

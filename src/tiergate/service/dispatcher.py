@@ -19,7 +19,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tiergate.clock import Clock
@@ -40,6 +40,7 @@ __all__ = ["Dispatcher", "DispatcherConfig"]
 
 CSW_SPAN = DAY
 _IN_FLIGHT = (MessageState.SENDING,)
+_LEASE_LAPSED = "not sent: the worker's scope lease lapsed before the send"
 
 
 def _correlated(m: Message) -> dict[str, Any]:
@@ -287,7 +288,7 @@ class Dispatcher:
                 log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
                 self._scopes.clear()
                 return now
-            if to_send:
+            if to_send and not self._answers_inline:  # an inline provider's were sent in admission
                 if self.overlap_sends:
                     self._send_in_background(to_send, now)
                 else:
@@ -525,6 +526,9 @@ class Dispatcher:
         deferred = sum(1 for u in updates if u.state is MessageState.QUEUED)
         if deferred:
             METRICS.deferred.inc(deferred)
+        pauses: dict[str, tuple[str, float]] = {}
+        if to_send and self._answers_inline:
+            to_send, pauses = await self._send_inline(to_send, updates, ledger, now)
         if updates:
             try:
                 await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
@@ -540,7 +544,51 @@ class Dispatcher:
                 await self._park_backlog(scope_id, limits, reason, now)
             except Exception:  # only a shortcut: the backlog is decided one by one instead
                 log.exception("parking the backlog of %s in bulk failed", scope_id)
+        for sender_id, (reason, until) in pauses.items():
+            await self.pause_sender(sender_id, reason, until, self.clock.now())
         return to_send, throttled_until
+
+    @property
+    def _answers_inline(self) -> bool:
+        return bool(getattr(self.provider, "answers_inline", False))
+
+    async def _send_inline(
+        self, batch: list[tuple[Message, Sender, Slot | None]], updates: list[MessageUpdate],
+        ledger: list[LedgerChange], now: float,
+    ) -> tuple[list[tuple[Message, Sender, Slot | None]], dict[str, tuple[str, float]]]:
+        """Send an admitted batch to a provider that answers inline, before anything is written,
+        and fold each answer into its admission's update: one row write per message instead of
+        two (``sending``, then the outcome). Sound because such a provider's sends die with this
+        process: a crash before the commit loses the sends and their record together.
+
+        Returns the batch as sent (empty when the leases may lapse first: nothing is sent, the
+        admissions are dropped and their slots freed) and the senders to pause."""
+        admitted = {u.id: i for i, u in enumerate(updates) if u.state is MessageState.SENDING}
+        if self.wall.now() + self.config.lease_ttl / 3 >= self._leases_until:
+            log.warning("leases may lapse before %d admitted sends go out: they stay queued", len(batch))
+            for m, _sender, slot in batch:
+                owner = self._scopes.get(m.scope_id)
+                if slot is not None and owner is not None:
+                    owner.window.release(slot, now)
+            for i in admitted.values():
+                updates[i] = MessageUpdate(updates[i].id, MessageState.QUEUED, now, next_attempt_at=now,
+                                           reason=_LEASE_LAPSED)
+            ledger.clear()  # admission only counts the slots of those sends
+            return [], {}
+        outcomes = [await self._attempt(m) for m, _, _ in batch]
+        answers, more_ledger, pauses = self._record_outcomes(batch, outcomes, self.clock.now())
+        for answer in answers:
+            i = admitted[answer.id]
+            first = updates[i]
+            clear = answer.clear_slot
+            updates[i] = replace(
+                answer, add_attempt=True, counted=first.counted, only_from=None,
+                slot_expiry=None if clear else (answer.slot_expiry or first.slot_expiry),
+                slot_previous=None if clear else first.slot_previous,
+                earlier=((first.state, first.reason),),
+            )
+        ledger += more_ledger  # after the admission's: the store applies one recipient's changes in order
+        return batch, pauses
 
     async def _park_backlog(self, scope_id: str, limits: ScopeLimits, reason: str, now: float) -> None:
         """Once every slot freeing in the next 24 h is promised to a parked message, park the rest of
@@ -572,30 +620,36 @@ class Dispatcher:
         if self.wall.now() + self.config.lease_ttl / 3 >= self._leases_until:
             await self._unsend(batch)
             return
-        async def attempt(m: Message) -> SendOutcome:
-            try:
-                return await self.provider.send(m.sender_id, _correlated(m))
-            except Exception as exc:  # the request may have left: never re-send silently
-                log.exception("provider raised on send %s", m.id)
-                return SendOutcome("unknown", title=f"provider error: {type(exc).__name__}")
-
         async def one(m: Message) -> SendOutcome:
             sem = self._sems.get(m.sender_id)
             if sem is None:
                 sem = self._sems[m.sender_id] = asyncio.Semaphore(self.config.send_concurrency)
             async with sem:
-                return await attempt(m)
+                return await self._attempt(m)
 
-        if getattr(self.provider, "answers_inline", False):
-            # An in-process platform answers without waiting on I/O: no task, no semaphore per message.
-            outcomes = [await attempt(m) for m, _, _ in batch]
-        elif self.overlap_sends:
+        if self.overlap_sends:
             # What is claimed is already capped by each sender's room in flight (``_token_budget``):
             # a semaphore would only cost its bookkeeping (3% of a PostgreSQL worker's time).
-            outcomes = list(await asyncio.gather(*(attempt(m) for m, _, _ in batch)))
+            outcomes = list(await asyncio.gather(*(self._attempt(m) for m, _, _ in batch)))
         else:
             outcomes = list(await asyncio.gather(*(one(m) for m, _, _ in batch)))
         done_at = self.clock.now()
+        updates, ledger, pauses = self._record_outcomes(batch, outcomes, done_at)
+        await self.store.apply_updates(updates, ledger)
+        for sender_id, (reason, until) in pauses.items():
+            await self.pause_sender(sender_id, reason, until, done_at)
+
+    async def _attempt(self, m: Message) -> SendOutcome:
+        try:
+            return await self.provider.send(m.sender_id, _correlated(m))
+        except Exception as exc:  # the request may have left: never re-send silently
+            log.exception("provider raised on send %s", m.id)
+            return SendOutcome("unknown", title=f"provider error: {type(exc).__name__}")
+
+    def _record_outcomes(
+        self, batch: Sequence[tuple[Message, Sender, Slot | None]], outcomes: Sequence[SendOutcome], done_at: float,
+    ) -> tuple[list[MessageUpdate], list[LedgerChange], dict[str, tuple[str, float]]]:
+        """What the answers mean: each message's update, the ledger changes, the senders to pause."""
         sent_before = self.sent_total
         updates: list[MessageUpdate] = []
         ledger: list[LedgerChange] = []
@@ -606,12 +660,10 @@ class Dispatcher:
                                 http_status=outcome.http_status, retry_after=outcome.retry_after,
                                 message_status=outcome.message_status)
             self._apply_plan(m, sender, slot, plan, outcome, done_at, updates, ledger, pauses)
-        await self.store.apply_updates(updates, ledger)
         sent = self.sent_total - sent_before
         if sent:
             METRICS.sent.inc(sent)  # once per batch: each inc takes the counter's lock
-        for sender_id, (reason, until) in pauses.items():
-            await self.pause_sender(sender_id, reason, until, done_at)
+        return updates, ledger, pauses
 
     async def _unsend(self, batch: Sequence[tuple[Message, Sender, Slot | None]]) -> None:
         """The worker stalled between admission and sending until its leases may have run out:
@@ -625,7 +677,7 @@ class Dispatcher:
         for m, _sender, slot in batch:
             updates, ledger = by_scope[m.scope_id]
             updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, next_attempt_at=now,
-                                         reason="not sent: the worker's scope lease lapsed before the send",
+                                         reason=_LEASE_LAPSED,
                                          clear_slot=slot is not None, only_from=_IN_FLIGHT))
             if slot is not None:
                 self._free_slot(m, slot, now, ledger)

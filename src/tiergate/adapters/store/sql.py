@@ -274,8 +274,13 @@ def _update_groups(
         if u.clear_slot:
             given = tuple(g and not slot for g, slot in zip(given, _SLOT_FIELDS, strict=True))
         state = str(u.state)
-        row = (state, u.at, *compress(values, given), *((history_entry(u.at, state, u.reason),) if u.history else ()),
-               u.id)
+        lines: tuple[str, ...] = ()
+        if u.history:
+            line = history_entry(u.at, state, u.reason)
+            if u.earlier:
+                line = "".join(history_entry(u.at, str(passed), why) for passed, why in u.earlier) + line
+            lines = (line,)
+        row = (state, u.at, *compress(values, given), *lines, u.id)
         guard = None if u.only_from is None else tuple(sorted(str(s) for s in u.only_from))
         groups.setdefault((generation, given, u.add_attempt, u.clear_slot, u.history, guard), []).append(row)
     for (generation, given, add_attempt, clear_slot, history, guard), rows in sorted(groups.items(),
