@@ -101,6 +101,10 @@ class RecipientFlags:
 class Store(Protocol):
     """Durable state. Every method is one transaction; none leaves a half-written change."""
 
+    # True when calls run concurrently (a pool of connections to a server): a batch's write can be
+    # left running while the next batch is claimed. False for a store whose calls run one at a time.
+    concurrent_calls: bool
+
     # lifecycle
     async def open(self) -> None: ...  # connect and apply migrations (safe when run concurrently)
     async def close(self) -> None: ...
@@ -137,8 +141,10 @@ class Store(Protocol):
     async def get_message(self, message_id: str) -> Message: ...
     async def get_message_by_wamid(self, wamid: str) -> Message | None: ...
     async def message_history(self, message_id: str) -> list[dict[str, Any]]: ...
-    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int) -> list[Message]:
-        """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
+    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int,
+                        exclude: Sequence[str] = ()) -> list[Message]:
+        """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age),
+        but for the ids in ``exclude`` (a batch whose write has not landed yet).
 
         Claiming changes nothing: only the owner of a scope's lease claims from it.
         """

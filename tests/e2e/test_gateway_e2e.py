@@ -9,6 +9,8 @@ import orjson
 import pytest
 from tests.e2e.conftest import T0, Harness, make_harness
 
+from tiergate.ports import SendOutcome
+
 SENDER = "106540352242922"
 
 
@@ -312,3 +314,46 @@ async def test_a_worker_whose_leases_may_have_lapsed_before_the_send_requeues_th
     assert await h.gateway.store.load_ledger(f"sender:{SENDER}", h.clock.now()) == []
     await h.run(10)  # leases renewed (and the pair rate's few seconds passed): it goes
     assert [x.to for x in h.provider.received] == [numbers(1)[0].lstrip("+")]
+
+
+async def test_an_inline_provider_gets_admission_and_answer_in_one_write(harness: Harness) -> None:
+    """The sandbox answers inline: no 'sending' row write, yet the history keeps both steps, the
+    attempt and the slot; a refusal that the platform did not count gives its slot back at once."""
+    h = harness
+    await register(h)
+    ok, refused = numbers(2)
+    sent: list[str] = []
+    real_send = h.provider.send
+
+    async def send(phone_number_id: str, body: dict) -> SendOutcome:
+        sent.append(body["to"])
+        if body["to"] == refused.lstrip("+"):  # a 4xx with a definite error: the platform did not count it
+            return SendOutcome("failed", code=131026, title="Message undeliverable", http_status=400)
+        return await real_send(phone_number_id, body)
+
+    h.provider.send = send
+    ids = []
+    for to in (ok, refused):
+        r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": to, "template": {"name": "p"}})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+    writes: list[list[str]] = []
+    store = h.gateway.store
+    real_apply = store.apply_updates
+
+    async def apply_updates(updates, ledger=(), lease=None):  # type: ignore[no-untyped-def]
+        writes.append([str(u.state) for u in updates])
+        return await real_apply(updates, ledger, lease)
+
+    store.apply_updates = apply_updates  # type: ignore[method-assign]
+    await h.gateway.dispatcher.step()
+    assert sorted(sent) == sorted(x.lstrip("+") for x in (ok, refused))
+    assert writes == [["failed", "sent"]] or writes == [["sent", "failed"]], writes  # one write, no 'sending'
+    good = (await h.client.get(f"/v1/messages/{ids[0]}")).json()
+    assert good["state"] == "sent" and good["attempts"] == 1 and good["wamid"]
+    assert [e["state"] for e in good["history"]] == ["queued", "sending", "sent"]
+    bad = (await h.client.get(f"/v1/messages/{ids[1]}")).json()
+    assert bad["state"] == "failed" and "131026" in bad["reason"] and bad["attempts"] == 1
+    assert [e["state"] for e in bad["history"]] == ["queued", "sending", "failed"]
+    ledger = await store.load_ledger(f"sender:{SENDER}", h.clock.now())
+    assert [r for r, _ in ledger] == [ok.lstrip("+")]

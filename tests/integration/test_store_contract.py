@@ -358,6 +358,19 @@ async def test_claim_due_orders_by_priority_then_due_time_then_age(store: SqlSto
     assert future.id in [m.id for m in await store.claim_due(["sender:100"], T0 + 200, 10)]
 
 
+async def test_claim_due_skips_the_ids_it_is_told_to(store: SqlStore) -> None:
+    """A batch whose write is still in flight is skipped, and the claim still fills its limit."""
+    await seed(store, scopes=("100", "200"))
+    ones = await store.insert_messages([new(f"a{i}") for i in range(6)], T0)
+    twos = await store.insert_messages([new(f"b{i}", sender="200") for i in range(3)], T0)
+    skip = [ones[0].id, ones[2].id, twos[1].id, "msg_not_there"]
+    claimed = await store.claim_due(["sender:100"], T0, 3, exclude=skip)
+    assert [m.id for m in claimed] == [ones[1].id, ones[3].id, ones[4].id]
+    both = await store.claim_due(["sender:100", "sender:200"], T0, 20, exclude=skip)
+    assert sorted(m.id for m in both) == sorted(m.id for m in [*ones, *twos] if m.id not in skip)
+    assert len(await store.claim_due(["sender:100"], T0, 20, exclude=())) == 6
+
+
 async def test_claim_due_across_many_scopes(store: SqlStore) -> None:
     senders = tuple(str(1000 + i) for i in range(130))  # more scopes than one UNION ALL chunk
     await seed(store, scopes=senders)

@@ -163,6 +163,8 @@ class Dispatcher:
         self._refresh_requested = False
         self._pull_pending = False  # the last pull filled its room: more parked messages may fit
         self._sending: set[asyncio.Task[None]] = set()
+        self._pending_write: asyncio.Task[None] | None = None  # a batch's write left running
+        self._writing: list[str] = []  # the ids it updates: claims skip them until it is in
         self._leases_until = math.inf  # (wall clock) until when the leases renewed last are surely ours
         self.sent_total = 0
 
@@ -239,7 +241,12 @@ class Dispatcher:
     # -- one step ------------------------------------------------------------------------------
     async def step(self, refresh: bool = True) -> float | None:
         """Run one batch. Returns when to run next (``now`` when more is due at once)."""
-        nxt = await self._step(refresh)
+        try:
+            nxt = await self._step(refresh)
+        except LeaseLost:
+            log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
+            self._scopes.clear()
+            return self.clock.now()
         release = self._release_wake()
         return release if release is not None and (nxt is None or release < nxt) else nxt
 
@@ -261,6 +268,7 @@ class Dispatcher:
 
     async def _step(self, refresh: bool) -> float | None:
         if refresh or not self._scopes:
+            await self._flush_write()
             await self.refresh_scopes()
         scope_ids = list(self._scopes)
         if not scope_ids:
@@ -271,6 +279,7 @@ class Dispatcher:
             # Every sender is out of tokens: claiming would only read messages it must skip.
             if self._pull_pending and ready_at != math.inf:
                 return ready_at  # parked messages wait to be pulled into room that is there
+            await self._flush_write()
             nxt = await self.store.next_due_at(scope_ids)
             return None if nxt is None else max(nxt, ready_at)
         # Only scopes with a sender that has tokens are claimed from: a throttled sender's backlog
@@ -282,12 +291,7 @@ class Dispatcher:
         to_send: list[tuple[Message, Sender, Slot | None]] = []
         throttled_until: float | None = None
         if messages:
-            try:
-                to_send, throttled_until = await self._admit(messages, now)
-            except LeaseLost:
-                log.warning("lost a scope lease mid-batch; dropping in-memory state and retrying")
-                self._scopes.clear()
-                return now
+            to_send, throttled_until = await self._admit(messages, now, write_behind=not pulled)
             if to_send and not self._answers_inline:  # an inline provider's were sent in admission
                 if self.overlap_sends:
                     self._send_in_background(to_send, now)
@@ -298,6 +302,8 @@ class Dispatcher:
         if more_parked:
             # Room is left and parked messages wait for it: at once, or when tokens are back.
             return now if to_send or not waits else min(waits)
+        if not messages:
+            await self._flush_write()  # what is due is known once the last batch's write is in
         nxt = await self.store.next_due_at(scope_ids)
         if nxt is None or nxt > now:
             return nxt
@@ -343,13 +349,14 @@ class Dispatcher:
         throttled backlog fills the batch), in one query when a worker owns many."""
         batch = self.config.batch_size
         if len(eligible) > self.config.per_scope_claims:
-            return list(await self.store.claim_due(list(eligible), now, min(batch, max(budget, 1))))
+            return list(await self.store.claim_due(list(eligible), now, min(batch, max(budget, 1)),
+                                                   exclude=self._writing))
         messages: list[Message] = []
         for scope_id, tokens in eligible.items():
             room = min(batch - len(messages), max(budget, 1) - len(messages), max(tokens, 1))
             if room <= 0:
                 break
-            messages.extend(await self.store.claim_due([scope_id], now, room))
+            messages.extend(await self.store.claim_due([scope_id], now, room, exclude=self._writing))
         return messages
 
     def _token_budget(self, now: float) -> tuple[dict[str, int], int, float]:
@@ -391,7 +398,7 @@ class Dispatcher:
         return bucket.next_token_at(now, max(1.0, bucket.rate * self.config.throttle_quantum))
 
     async def _admit(
-        self, messages: Sequence[Message], now: float
+        self, messages: Sequence[Message], now: float, write_behind: bool = False,
     ) -> tuple[list[tuple[Message, Sender, Slot | None]], float | None]:
         by_tenant: dict[str, set[str]] = defaultdict(set)
         by_sender: dict[str, set[str]] = defaultdict(set)
@@ -529,16 +536,16 @@ class Dispatcher:
         pauses: dict[str, tuple[str, float]] = {}
         if to_send and self._answers_inline:
             to_send, pauses = await self._send_inline(to_send, updates, ledger, now)
+        await self._flush_write()  # one write in flight, and writes land in order
         if updates:
-            try:
-                await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
-            except LeaseLost:
-                # Nothing was written: undo the in-memory admissions before giving the scope up.
-                for m, _s, slot in to_send:
-                    owner = self._scopes.get(m.scope_id)
-                    if slot is not None and owner is not None:
-                        owner.window.release(slot, now)
-                raise
+            if (write_behind and not full and self._answers_inline and self.overlap_sends
+                    and getattr(self.store, "concurrent_calls", False)):
+                # Left running while the next batch is claimed (which skips these rows) and
+                # decided: the worker's Python and the database's work on the write overlap.
+                self._writing = [u.id for u in updates]
+                self._pending_write = asyncio.create_task(self._commit(updates, ledger, to_send, now))
+            else:
+                await self._commit(updates, ledger, to_send, now)
         for scope_id, (limits, reason) in full.items():
             try:
                 await self._park_backlog(scope_id, limits, reason, now)
@@ -547,6 +554,29 @@ class Dispatcher:
         for sender_id, (reason, until) in pauses.items():
             await self.pause_sender(sender_id, reason, until, self.clock.now())
         return to_send, throttled_until
+
+    async def _commit(self, updates: list[MessageUpdate], ledger: list[LedgerChange],
+                      batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+        """Write a batch's decisions under the lease fence; if a lease was lost, nothing was
+        written: undo the batch's in-memory admissions before giving the scopes up."""
+        try:
+            await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
+        except LeaseLost:
+            for m, _s, slot in batch:
+                owner = self._scopes.get(m.scope_id)
+                if slot is not None and owner is not None:
+                    owner.window.release(slot, now)
+            raise
+
+    async def _flush_write(self) -> None:
+        """Wait for the write left running (``_admit``), raising what it raised."""
+        task, self._pending_write = self._pending_write, None
+        if task is None:
+            return
+        try:
+            await task
+        finally:
+            self._writing = []
 
     @property
     def _answers_inline(self) -> bool:
@@ -803,6 +833,10 @@ class Dispatcher:
         finally:  # answers already on their way are recorded before the dispatcher stops
             while self._sending:
                 await asyncio.gather(*list(self._sending), return_exceptions=True)
+            try:
+                await self._flush_write()
+            except Exception:
+                log.exception("the last batch's write failed: its messages stay queued")
             self.overlap_sends = False
 
     async def _steps(self, stop: asyncio.Event) -> None:

@@ -225,6 +225,7 @@ class PostgresStore(SqlStore):
     """``Store`` on PostgreSQL: ``PostgresStore("postgresql://user@host/db", schema="tiergate")``."""
 
     dialect = "postgres"
+    concurrent_calls = True  # a pool: a write in flight does not hold up the next claim
     lock_rows = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
@@ -299,6 +300,12 @@ class PostgresStore(SqlStore):
         """``column = ANY(?)`` over one array parameter: a statement with hundreds of placeholders costs
         psycopg more to build (and the server more to parse) than running it."""
         return f"{column} = ANY(?)", [list(values)]
+
+    def _not_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A hashed anti-join over one JSON text parameter (orjson builds it in C): an array
+        parameter is dumped element by element in Python, and ``<> ALL`` compares every row with
+        every value."""
+        return f"{column} NOT IN (SELECT jsonb_array_elements_text(?::jsonb))", [orjson.dumps(list(values)).decode()]
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)

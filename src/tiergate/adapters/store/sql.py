@@ -382,6 +382,7 @@ class SqlStore(ABC):
     """Every ``Store`` method, once. Subclasses connect, provide transactions and dialect hooks."""
 
     dialect: str = ""  # picks the migration files
+    concurrent_calls = False  # see the port
     row_key: str = "id"  # the cheapest key to find a messages row by in a subquery (SQLite: its rowid)
     lock_rows: str = ""  # appended to SELECTs of rows the transaction then changes (" FOR UPDATE")
     skip_locked: str = ""  # appended to the lease-taking SELECT so workers never take the same scope
@@ -413,6 +414,11 @@ class SqlStore(ABC):
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column IN (?, ...)`` and its parameters (PostgreSQL binds one array instead)."""
         return f"{column} IN ({_marks(len(values))})", list(values)
+
+    def _not_in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``NOT (column IN (...))`` and its parameters."""
+        where, params = self._in(column, values)
+        return f"NOT ({where})", params
 
     async def __aenter__(self: S) -> S:
         await self.open()
@@ -662,7 +668,8 @@ class SqlStore(ABC):
             row = await tx.fetchone("SELECT history FROM messages WHERE id = ?", (message_id,))
         return [] if row is None else _history(row[0])
 
-    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int) -> list[Message]:
+    async def claim_due(self, scope_ids: Sequence[str], now: float, limit: int,
+                        exclude: Sequence[str] = ()) -> list[Message]:
         """Queued messages due by ``now`` in these scopes, most urgent first (priority, due, age).
 
         One index range per scope and priority level (``messages_claim`` holds exactly this order),
@@ -675,9 +682,10 @@ class SqlStore(ABC):
         """
         if not scope_ids or limit <= 0:
             return []
+        skip, skip_params = ("", []) if not exclude else self._not_in("id", exclude)
         per_level = (f"SELECT * FROM ({MESSAGES.select}{self.claim_hint} WHERE scope_id = ? AND state = 'queued' "
-                     f"AND priority = ? AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?) "
-                     f"AS s{{}}")
+                     f"AND priority = ? AND next_attempt_at <= ?{f' AND {skip}' if skip else ''} "
+                     f"ORDER BY next_attempt_at, created_at LIMIT ?) AS s{{}}")
         claimed: list[Message] = []
         async with self.reader() as tx:
             for chunk in _chunks(sorted(set(scope_ids)), 100):
@@ -687,7 +695,7 @@ class SqlStore(ABC):
                 query = " UNION ALL ".join(per_level.format(i) for i in range(len(levels)))
                 params: list[Any] = []
                 for scope_id, priority in levels:
-                    params += (scope_id, priority, now, limit)
+                    params += (scope_id, priority, now, *skip_params, limit)
                 order = _CLAIM_ORDER
                 if len(chunk) > 1:
                     order = f"ROW_NUMBER() OVER (PARTITION BY scope_id ORDER BY {_CLAIM_ORDER}), {_CLAIM_ORDER}"
