@@ -1,5 +1,6 @@
-"""An inline provider on a running worker: one write per message, and on PostgreSQL each batch's
-write left running while the next batch is claimed. Every message goes exactly once."""
+"""A running worker on each store: on PostgreSQL each batch's write is left running while the next
+batch is claimed; an inline provider gets one write per message, a remote one's sends wait for
+their admission's write. Every message goes exactly once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import pytest
 
 from tiergate.clock import SystemClock
 from tiergate.core.model import Message
@@ -19,17 +22,25 @@ from tiergate.settings import Settings
 GUARD = 60.0  # seconds before a stuck drain fails the test (it never paces it)
 
 
-class CountingInline:
-    """Answers inline, like the sandbox, and counts every send per recipient."""
+class Counting:
+    """Counts every send per recipient. Inline, it answers like the sandbox; otherwise like a
+    remote platform, and it checks that the message's admission was written before the send."""
 
     name = "counting"
-    answers_inline = True
 
-    def __init__(self) -> None:
+    def __init__(self, inline: bool) -> None:
+        self.answers_inline = inline
         self.sends: Counter[str] = Counter()
+        self.store: Any = None
+        self.unwritten: list[str] = []
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
         self.sends[body["to"]] += 1
+        if not self.answers_inline:
+            await asyncio.sleep(0)  # a request's await
+            message = await self.store.get_message(body["biz_opaque_callback_data"])
+            if message.state != "sending":
+                self.unwritten.append(message.id)
         return SendOutcome("accepted", wamid=f"wamid.{body['to']}.{self.sends[body['to']]}")
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
@@ -48,8 +59,9 @@ class CountingInline:
         return None
 
 
-async def test_a_running_worker_sends_each_message_once_with_one_write_each(store_url: str) -> None:
-    provider = CountingInline()
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "remote"])
+async def test_a_running_worker_sends_each_message_once(store_url: str, inline: bool) -> None:
+    provider = Counting(inline)
     gateway = await Gateway.open(Settings(database_url=store_url, worker_id="w1", batch_size=50),
                                  clock=SystemClock(), provider=provider,
                                  dispatcher_config=DispatcherConfig(batch_size=50, idle_wait=0.2))
@@ -64,6 +76,7 @@ async def test_a_running_worker_sends_each_message_once_with_one_write_each(stor
         return got
 
     gateway.store.claim_due = spying_claim  # type: ignore[method-assign]
+    provider.store = gateway.store
     stop = asyncio.Event()
     try:
         tenant = await gateway.auth.create_tenant("acme")
@@ -83,6 +96,7 @@ async def test_a_running_worker_sends_each_message_once_with_one_write_each(stor
         await runner
         assert sorted(provider.sends) == sorted(r.lstrip("+") for r in audience)
         assert set(provider.sends.values()) == {1}  # none twice
+        assert provider.unwritten == []  # no remote send before its admission was written
         one = (await gateway.store.list_messages(tenant.id, limit=1))[0]
         assert [e["state"] for e in await gateway.store.message_history(one.id)] == ["queued", "sending", "sent"]
         assert one.attempts == 1 and one.slot_expiry is not None

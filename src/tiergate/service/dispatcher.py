@@ -538,12 +538,16 @@ class Dispatcher:
             to_send, pauses = await self._send_inline(to_send, updates, ledger, now)
         await self._flush_write()  # one write in flight, and writes land in order
         if updates:
-            if (write_behind and not full and self._answers_inline and self.overlap_sends
-                    and getattr(self.store, "concurrent_calls", False)):
+            if write_behind and not full and self.overlap_sends and getattr(self.store, "concurrent_calls", False):
                 # Left running while the next batch is claimed (which skips these rows) and
-                # decided: the worker's Python and the database's work on the write overlap.
+                # decided: the worker's Python and the database's work on the write overlap. A
+                # remote platform's sends wait for it (``_send_recorded``): nothing leaves before
+                # its admission is written.
                 self._writing = [u.id for u in updates]
                 self._pending_write = asyncio.create_task(self._commit(updates, ledger, to_send, now))
+                if to_send and not self._answers_inline:
+                    self._send_in_background(to_send, now, after=self._pending_write)
+                    to_send = []  # on their way
             else:
                 await self._commit(updates, ledger, to_send, now)
         for scope_id, (limits, reason) in full.items():
@@ -806,19 +810,25 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     await stop_listening()
 
-    def _send_in_background(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+    def _send_in_background(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float,
+                            after: asyncio.Task[None] | None = None) -> None:
         by_sender: dict[str, list[tuple[Message, Sender, Slot | None]]] = defaultdict(list)
         for item in batch:
             by_sender[item[1].id].append(item)
         for sender_id, items in by_sender.items():
             self._inflight[sender_id] += len(items)
-            task = asyncio.create_task(self._send_recorded(sender_id, items, now))
+            task = asyncio.create_task(self._send_recorded(sender_id, items, now, after))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
     async def _send_recorded(self, sender_id: str, items: list[tuple[Message, Sender, Slot | None]],
-                             now: float) -> None:
+                             now: float, after: asyncio.Task[None] | None = None) -> None:
         try:
+            if after is not None:
+                try:
+                    await asyncio.shield(after)  # the admission's write: sent only once it is in
+                except Exception:
+                    return  # not written, so not sent: they stay queued (the next step raises it)
             await self._send(items, now)
         except Exception:  # they stay 'sending': the next start of a worker marks them unknown
             log.exception("recording %d answers of sender %s failed", len(items), sender_id)
