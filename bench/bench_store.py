@@ -1,8 +1,13 @@
 """Storage throughput: enqueue + claim + admission write + outcome write, per adapter, with a baseline.
 
 Each batch of messages goes through what the dispatcher does to it in storage:
-``insert_messages`` (the batch), ``claim_due`` (the same number), ``apply_updates`` to ``sending``
-with a window-ledger row per recipient (the admission transaction), ``apply_updates`` to ``sent``.
+``insert_messages`` (the batch), ``claim_due`` (the same number), then one of two paths:
+
+- two writes (a remote platform, e.g. the Cloud API): ``apply_updates`` to ``sending`` with a
+  window-ledger row per recipient (the admission transaction, before the send), then
+  ``apply_updates`` to ``sent``;
+- one write (a provider that answers inline: the sandbox, the simulator): admission and answer in
+  one ``apply_updates`` to ``sent`` (with both history lines) and the ledger rows.
 The baseline, measured in the same run on the same engine, is a bare ``executemany`` INSERT of the
 same rows (same columns and JSON bodies, primary key only) in one transaction per batch: the ratio
 says what the full path costs over the cheapest possible write of the messages alone.
@@ -100,7 +105,7 @@ async def postgres_baseline(work: list[list[NewMessage]], url: str, schema: str)
         return time.perf_counter() - started
 
 
-async def pipeline(store: SqlStore, work: list[list[NewMessage]]) -> dict[str, float]:
+async def pipeline(store: SqlStore, work: list[list[NewMessage]], one_write: bool = False) -> dict[str, float]:
     """Seconds spent in each step over the whole run (and in total)."""
     await store.create_tenant(Tenant("t1", "bench", created_at=T0))
     await store.upsert_scope(Scope(SCOPE, "t1", tier="TIER_UNLIMITED"))
@@ -118,9 +123,15 @@ async def pipeline(store: SqlStore, work: list[list[NewMessage]]) -> dict[str, f
         await timed("insert", lambda b=batch, t=now: store.insert_messages(b, t))
         claimed = await timed("claim", lambda t=now, k=len(batch): store.claim_due([SCOPE], t, k))
         assert len(claimed) == len(batch), "claimed fewer than inserted"
+        slots = [LedgerChange(SCOPE, m.to, now + DAY) for m in claimed]
+        if one_write:
+            done = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", add_attempt=True, counted=True,
+                                  slot_expiry=now + DAY, wamid=f"wamid.{m.id}", sent_at=now,
+                                  earlier=((MessageState.SENDING, "admitted"),)) for m in claimed]
+            await timed("admit", lambda u=done, s=slots: store.apply_updates(u, s, lease=None))
+            continue
         admit = [MessageUpdate(m.id, MessageState.SENDING, now, reason="admitted", add_attempt=True, counted=True,
                                slot_expiry=now + DAY) for m in claimed]
-        slots = [LedgerChange(SCOPE, m.to, now + DAY) for m in claimed]
         await timed("admit", lambda u=admit, s=slots: store.apply_updates(u, s, lease=None))
         sent = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", wamid=f"wamid.{m.id}", sent_at=now)
                 for m in claimed]
@@ -138,28 +149,37 @@ def report(engine: str, n: int, spent: dict[str, float], baseline: float) -> dic
            "ratio": round(rate / base_rate, 3),
            "step_us_per_message": {k: round(v / n * 1e6, 2) for k, v in spent.items()}}
     steps = "  ".join(f"{k} {v:.1f}" for k, v in row["step_us_per_message"].items())
-    print(f"{engine:<10} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f}   {steps}")
+    print(f"{engine:<20} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f}   {steps}")
     return row
 
 
-async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> dict[str, Any]:
+PATHS = (("2 writes", False), ("1 write", True))
+
+
+async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> list[dict[str, Any]]:
     baseline = sqlite_baseline(work, os.path.join(folder, "baseline.db"))
-    async with open_store(os.path.join(folder, "tiergate.db")) as store:
-        spent = await pipeline(store, work)
-    return report("sqlite", n, spent, baseline)
+    rows = []
+    for label, one_write in PATHS:
+        async with open_store(os.path.join(folder, f"tiergate-{one_write}.db")) as store:
+            spent = await pipeline(store, work, one_write)
+        rows.append(report(f"sqlite, {label}", n, spent, baseline))
+    return rows
 
 
-async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> dict[str, Any]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-        await admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            baseline = await postgres_baseline(work, url, schema)
-            async with open_store(url, schema=schema) as store:
-                spent = await pipeline(store, work)
-        finally:
-            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-    return report("postgres", n, spent, baseline)
+async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> list[dict[str, Any]]:
+    rows = []
+    for label, one_write in PATHS:
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(f"CREATE SCHEMA {schema}")
+            try:
+                baseline = await postgres_baseline(work, url, schema)
+                async with open_store(url, schema=schema) as store:
+                    spent = await pipeline(store, work, one_write)
+            finally:
+                await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        rows.append(report(f"postgres, {label}", n, spent, baseline))
+    return rows
 
 
 async def main() -> None:
@@ -172,13 +192,13 @@ async def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     work = batches(args.n, args.batch)
-    print(f"{'engine':<10} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7}   "
+    print(f"{'engine, path':<20} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7}   "
           "us per message by step")
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        results.append(await run_sqlite(work, args.n, folder))
+        results += await run_sqlite(work, args.n, folder)
     if not args.no_postgres:
-        results.append(await run_postgres(work, args.n, args.postgres_url))
+        results += await run_postgres(work, args.n, args.postgres_url)
     if args.json:
         args.json.write_text(json.dumps({"batch": args.batch, "results": results}, indent=2))
 
