@@ -146,12 +146,14 @@ def stop(procs: list[subprocess.Popen[str]]) -> None:
 # ------------------------------------------------------------------------------------------------
 # tiergate
 # ------------------------------------------------------------------------------------------------
-async def tiergate_worker(url: str, worker_id: str, max_scopes: int, batch_size: int, sends: str) -> None:
+async def tiergate_worker(url: str, worker_id: str, max_scopes: int, batch_size: int, sends: str,
+                          write_behind: bool) -> None:
     settings = Settings(database_url=url, worker_id=worker_id, batch_size=batch_size)
     # A no-op provider answers at once: the in-flight caps (per sender, a guard for hanging senders;
     # in all, the HTTP pool's size) are set past the batch, so a whole claimed batch goes in one admission.
     config = DispatcherConfig(batch_size=batch_size, max_scopes=max_scopes, lease_ttl=30.0, idle_wait=1.0,
-                              send_concurrency=4 * batch_size, max_in_flight=4 * batch_size)
+                              send_concurrency=4 * batch_size, max_in_flight=4 * batch_size,
+                              write_behind=write_behind)
     gateway = await Gateway.open(settings, clock=SystemClock(), provider=NoopProvider(sends == "inline"),
                                  dispatcher_config=config)
     done = asyncio.Event()
@@ -186,7 +188,8 @@ async def drained(url: str, left: str, procs: list[subprocess.Popen[str]], who: 
 
 
 async def run_tiergate(base_url: str, n: int, workers: int, scopes: int, enqueue_batch: int,
-                       batch_size: int, throughput_mps: int, sends: str = "inline") -> dict[str, Any]:
+                       batch_size: int, throughput_mps: int, sends: str = "inline",
+                       write_behind: bool = True) -> dict[str, Any]:
     schema = f"bench_tg_{uuid.uuid4().hex[:10]}"
     url = with_schema(base_url, schema)
     api = await Gateway.open(Settings(database_url=url, worker_id="api"), clock=SystemClock(),
@@ -213,7 +216,8 @@ async def run_tiergate(base_url: str, n: int, workers: int, scopes: int, enqueue
                     await api.intake.create_campaign(tenant, CampaignRequest(
                         sender, TEMPLATE, [{"to": r} for r in chunk], category="UTILITY"))
         enqueue_s = time.perf_counter() - begun
-        procs = [spawn(["--worker", url, f"w{i}", str(max_scopes), str(batch_size), sends])
+        procs = [spawn(["--worker", url, f"w{i}", str(max_scopes), str(batch_size), sends,
+                        "1" if write_behind else "0"])
                  for i in range(workers)]
         started = await asyncio.to_thread(start_together, procs)
         finished = await drained(base_url, _LEFT.format(schema=schema), procs, "a worker")
@@ -224,8 +228,8 @@ async def run_tiergate(base_url: str, n: int, workers: int, scopes: int, enqueue
         stop(procs)
         await api.close()
         admin(base_url, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    return _result("tiergate" if sends == "inline" else "tiergate (awaited)", workers, n, batch_size, enqueue_s,
-                   finished - started)
+    name = "tiergate" + ("" if sends == "inline" else " (awaited)") + ("" if write_behind else " (no w-b)")
+    return _result(name, workers, n, batch_size, enqueue_s, finished - started)
 
 
 def _result(system: str, workers: int, n: int, batch: int, enqueue_s: float, drain_s: float) -> dict[str, Any]:
@@ -300,8 +304,8 @@ async def run_pgqueuer(base_url: str, n: int, workers: int, batch_size: int, enq
 # ------------------------------------------------------------------------------------------------
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        url, worker_id, max_scopes, batch, sends = sys.argv[2:7]
-        asyncio.run(tiergate_worker(url, worker_id, int(max_scopes), int(batch), sends))
+        url, worker_id, max_scopes, batch, sends, write_behind = sys.argv[2:8]
+        asyncio.run(tiergate_worker(url, worker_id, int(max_scopes), int(batch), sends, write_behind == "1"))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--pgqueuer-worker":
         asyncio.run(pgqueuer_worker(sys.argv[2], int(sys.argv[3])))
@@ -322,6 +326,8 @@ def main() -> None:
     parser.add_argument("--sends", choices=["inline", "awaited"], default="inline",
                         help="inline: the no-op provider answers inline (one write per message, as for the "
                              "sandbox); awaited: treated as a remote platform (sending, then the answer)")
+    parser.add_argument("--no-write-behind", action="store_true",
+                        help="each batch's write finishes before the next claim (DispatcherConfig.write_behind)")
     parser.add_argument("--no-pgqueuer", action="store_true")
     parser.add_argument("--no-tiergate", action="store_true")
     parser.add_argument("--json", help="write the results here")
@@ -348,7 +354,7 @@ def main() -> None:
             if not args.no_tiergate:
                 tg = show(asyncio.run(run_tiergate(args.database_url, args.n, workers, args.scopes,
                                                    args.enqueue_batch, args.batch_size, args.throughput,
-                                                   args.sends)))
+                                                   args.sends, not args.no_write_behind)))
                 pairs[workers].append((tg, pgq))
     if not args.no_pgqueuer and not args.no_tiergate:
         for key, what in (("rate", "drain"), ("end_to_end_rate", "end-to-end (enqueue + drain)")):

@@ -74,6 +74,7 @@ class DispatcherConfig:
     throttle_quantum: float = 0.05
     park_granularity: float = 1.0  # seconds: capacity-parked messages wake in batches this wide
     per_scope_claims: int = 32  # up to this many eligible scopes, claim from each by its own budget
+    write_behind: bool = True  # on a store with concurrent calls, claim the next batch during a write
     seed: int | None = None
 
 
@@ -538,7 +539,8 @@ class Dispatcher:
             to_send, pauses = await self._send_inline(to_send, updates, ledger, now)
         await self._flush_write()  # one write in flight, and writes land in order
         if updates:
-            if write_behind and not full and self.overlap_sends and getattr(self.store, "concurrent_calls", False):
+            if (write_behind and not full and self.overlap_sends and self.config.write_behind
+                    and getattr(self.store, "concurrent_calls", False)):
                 # Left running while the next batch is claimed (which skips these rows) and
                 # decided: the worker's Python and the database's work on the write overlap. A
                 # remote platform's sends wait for it (``_send_recorded``): nothing leaves before
