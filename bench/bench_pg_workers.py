@@ -60,6 +60,7 @@ from tiergate.clock import SystemClock
 from tiergate.ports import SenderInfo, SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
+from tiergate.service.gctune import tune_gc
 from tiergate.service.intake import CampaignRequest, SenderRequest
 from tiergate.settings import Settings
 
@@ -154,6 +155,7 @@ async def tiergate_worker(url: str, worker_id: str, max_scopes: int, batch_size:
     config = DispatcherConfig(batch_size=batch_size, max_scopes=max_scopes, lease_ttl=30.0, idle_wait=1.0,
                               send_concurrency=4 * batch_size, max_in_flight=4 * batch_size,
                               write_behind=write_behind)
+    tune_gc()  # as `tiergate worker` does
     gateway = await Gateway.open(settings, clock=SystemClock(), provider=NoopProvider(sends == "inline"),
                                  dispatcher_config=config)
     done = asyncio.Event()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 
 from tiergate.cli.app import app, console, fail
+from tiergate.service.gctune import tune_gc
 from tiergate.settings import Settings
 
 __all__ = ["load_settings", "shown_url"]
@@ -100,6 +101,7 @@ def serve(
     """Run the HTTP API and the dispatcher (embedded default: ./tiergate.db + the sandbox)."""
     settings = load_settings(host=host, port=port, database_url=database_url, provider=provider)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     asyncio.run(_serve(settings, dispatch=not no_dispatch))
 
 
@@ -123,4 +125,5 @@ def worker(
     """Run a dispatcher alone: it leases scopes, admits and sends; run several for scale-out."""
     settings = load_settings(database_url=database_url, provider=provider, worker_id=worker_id)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_gc()
     asyncio.run(_work(settings))

@@ -19,6 +19,7 @@ from tiergate.core.model import NewMessage
 from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
 from tiergate.service.dispatcher import DispatcherConfig
+from tiergate.service.gctune import tuned_gc
 from tiergate.service.intake import SenderRequest
 from tiergate.settings import Settings
 
@@ -64,9 +65,10 @@ async def simulate_real_path(
                                      dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY,
                                                                        throttle_quantum=1.0, window_margin=0.0))
         try:
-            return await _run(gateway, provider, clock, policy=policy, start_tier=start_tier, daily=daily,
-                              days=days, quality=quality, reserve=reserve, throughput_mps=throughput_mps,
-                              progress=progress)
+            with tuned_gc():
+                return await _run(gateway, provider, clock, policy=policy, start_tier=start_tier, daily=daily,
+                                  days=days, quality=quality, reserve=reserve, throughput_mps=throughput_mps,
+                                  progress=progress)
         finally:
             await gateway.close()
 
