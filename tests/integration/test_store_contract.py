@@ -898,3 +898,17 @@ async def test_sqlite_creates_the_folder_of_its_file(tmp_path: Any) -> None:
     async with open_store(f"sqlite:///{tmp_path}/new/folder/tiergate.db") as store:
         await seed(store)
     assert (tmp_path / "new" / "folder" / "tiergate.db").exists()
+
+
+async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:
+    """The simulator's file: no journal on disk and a large cache; bad settings are refused up front."""
+    async with SQLiteStore(str(tmp_path / "sim.db"), synchronous="OFF", journal_mode="MEMORY", cache_mib=256) as store:
+        await store.create_tenant(Tenant("t1", "acme", created_at=T0))
+        assert (await store.get_tenant("t1")).name == "acme"
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA journal_mode").fetchone() == ("memory",)
+        assert store._conn.execute("PRAGMA cache_size").fetchone() == (-256 * 1024,)
+    with pytest.raises(ValueError, match="journal_mode"):
+        SQLiteStore(str(tmp_path / "x.db"), journal_mode="DELETE")
+    with pytest.raises(ValueError, match="cache_mib"):
+        SQLiteStore(str(tmp_path / "x.db"), cache_mib=0)

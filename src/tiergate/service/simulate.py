@@ -59,8 +59,10 @@ async def simulate_real_path(
         settings = Settings(database_url=url, batch_size=batch_size, worker_id="simulator")
         from tiergate.adapters.store import open_store
 
-        # A throwaway file of the simulator's own needs no fsync; a given database keeps its defaults.
-        store = open_store(url, **({} if database_url else {"synchronous": "OFF"}))
+        # A throwaway file of the simulator's own needs no fsync, no journal on disk and may cache
+        # all of itself (1M messages: ~0.5 GB); a given database keeps its defaults.
+        store = open_store(url, **({} if database_url else {"synchronous": "OFF", "journal_mode": "MEMORY",
+                                                            "cache_mib": 1024}))
         gateway = await Gateway.open(settings, clock=clock, provider=provider, wall_clock=clock, store=store,
                                      dispatcher_config=DispatcherConfig(batch_size=batch_size, lease_ttl=10 * DAY,
                                                                        throttle_quantum=1.0, window_margin=0.0))

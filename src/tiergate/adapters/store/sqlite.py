@@ -57,10 +57,19 @@ class SQLiteStore(SqlStore):
     claim_hint = " INDEXED BY messages_claim"
     row_key = "rowid"  # the id is a second B-tree away (the table is keyed by rowid)
 
-    def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0, synchronous: str = "NORMAL",
+                 journal_mode: str = "WAL", cache_mib: int = 64) -> None:
         super().__init__()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        if journal_mode.upper() not in ("WAL", "MEMORY"):
+            raise ValueError(f"journal_mode must be WAL or MEMORY, not {journal_mode!r}")
+        if cache_mib < 1:
+            raise ValueError(f"cache_mib must be at least 1, not {cache_mib!r}")
+        # WAL lets other processes read and write the file safely; MEMORY (no journal on disk) only
+        # for a private throwaway file (the simulator's), where a crash loses nothing of value.
+        self.journal_mode = journal_mode.upper()
+        self.cache_mib = cache_mib
         self.path = path
         self.busy_timeout = busy_timeout
         # NORMAL in WAL mode: a commit survives a process crash (it may not survive a power cut);
@@ -79,10 +88,13 @@ class SQLiteStore(SqlStore):
                                check_same_thread=False, cached_statements=512)
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         if self.path != ":memory:":
-            await self._enable_wal(conn)
+            if self.journal_mode == "WAL":
+                await self._enable_wal(conn)
+            else:
+                conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
-        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+        conn.execute(f"PRAGMA cache_size = -{self.cache_mib * 1024}")  # page cache, in KiB
         self._conn, self._tx = conn, _SQLiteTx(conn)
         try:
             async with self.transaction() as tx:
