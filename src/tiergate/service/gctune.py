@@ -3,7 +3,7 @@
 The dispatcher allocates a few objects per message (rows, messages, updates) while its rolling
 windows and the sandbox keep millions alive. With CPython's default thresholds (700, 10, 10) a
 young collection runs every few hundred allocations and the older generations are rescanned
-often: that was ~25% of a 200k-recipient simulation's time and ~15% of a PostgreSQL worker's
+often: that was ~25% of a 200k-recipient simulation's time and ~12% of a PostgreSQL worker's
 CPU (BENCHMARKS.md). Nothing here creates reference cycles on the hot path, so collecting less
 often costs no memory to speak of.
 """
