@@ -19,7 +19,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from tiergate.clock import Clock
@@ -76,6 +76,23 @@ class DispatcherConfig:
     per_scope_claims: int = 32  # up to this many eligible scopes, claim from each by its own budget
     write_behind: bool = True  # on a store with concurrent calls, claim the next batch during a write
     seed: int | None = None
+
+
+def folded(admission: MessageUpdate, answer: MessageUpdate) -> MessageUpdate:
+    """An inline send's admission and answer as one update: the answer's state and fields, the
+    admission's attempt, count and slot (unless the answer frees it), both history lines, and no
+    guard (nothing else can have touched a message that was never written as in flight).
+
+    Built field by field, not with ``dataclasses.replace`` (3x slower, and this runs per message):
+    a field added to ``MessageUpdate`` must be added here (``test_folded_carries_every_field``)."""
+    clear = answer.clear_slot
+    return MessageUpdate(
+        answer.id, answer.state, answer.at, reason=answer.reason, next_attempt_at=answer.next_attempt_at,
+        add_attempt=True, wamid=answer.wamid, error_code=answer.error_code, error_detail=answer.error_detail,
+        counted=admission.counted, slot_expiry=None if clear else (answer.slot_expiry or admission.slot_expiry),
+        slot_previous=None if clear else admission.slot_previous, clear_slot=clear, sent_at=answer.sent_at,
+        only_from=None, history=answer.history, earlier=((admission.state, admission.reason),),
+    )
 
 
 def _kth_release(releases: list[float], k: int) -> float:
@@ -615,14 +632,7 @@ class Dispatcher:
         answers, more_ledger, pauses = self._record_outcomes(batch, outcomes, self.clock.now())
         for answer in answers:
             i = admitted[answer.id]
-            first = updates[i]
-            clear = answer.clear_slot
-            updates[i] = replace(
-                answer, add_attempt=True, counted=first.counted, only_from=None,
-                slot_expiry=None if clear else (answer.slot_expiry or first.slot_expiry),
-                slot_previous=None if clear else first.slot_previous,
-                earlier=((first.state, first.reason),),
-            )
+            updates[i] = folded(updates[i], answer)
         ledger += more_ledger  # after the admission's: the store applies one recipient's changes in order
         return batch, pauses
 
