@@ -56,6 +56,7 @@ class PairRate:
 
     interval: float = PAIR_INTERVAL
     next_ok: dict[str, float] = field(default_factory=dict)
+    prune_above: int = 100_000  # entries; doubled past what a pruning keeps, so pruning stays amortized O(1)
 
     def ready_at(self, recipient: str) -> float:
         return self.next_ok.get(recipient, float("-inf"))
@@ -68,5 +69,9 @@ class PairRate:
         self.next_ok[recipient] = max(self.next_ok.get(recipient, until), until)
 
     def prune(self, now: float) -> None:
-        if len(self.next_ok) > 100_000:
+        """Forget recipients whose wait is over: a worker that reaches millions of recipients must
+        not keep one entry each for its lifetime. Runs only once the map has doubled since the last
+        pruning (long holds, like 131049's day, may keep many entries that are still waiting)."""
+        if len(self.next_ok) > self.prune_above:
             self.next_ok = {r: t for r, t in self.next_ok.items() if t > now}
+            self.prune_above = max(self.prune_above, 2 * len(self.next_ok))

@@ -292,6 +292,8 @@ class Dispatcher:
         if not scope_ids:
             return None
         now = self.clock.now()
+        for pair in self._pairs.values():
+            pair.prune(now)
         eligible, budget, ready_at = self._token_budget(now)
         if not eligible:
             # Every sender is out of tokens: claiming would only read messages it must skip.
