@@ -357,3 +357,23 @@ async def test_an_inline_provider_gets_admission_and_answer_in_one_write(harness
     assert [e["state"] for e in bad["history"]] == ["queued", "sending", "failed"]
     ledger = await store.load_ledger(f"sender:{SENDER}", h.clock.now())
     assert [r for r, _ in ledger] == [ok.lstrip("+")]
+
+
+async def test_campaign_rows_with_and_without_parameters_get_their_own_bodies(harness: Harness) -> None:
+    """Rows without parameters share the campaign's template; a row's own parameters stay its own."""
+    h = harness
+    await register(h, tier="TIER_1K")
+    plain_a, with_params, plain_b = numbers(3)
+    comps = [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]
+    r = await h.client.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "promo", "language": "pt_BR"}, "category": "MARKETING",
+        "recipients": [plain_a, {"to": with_params, "components": comps}, {"to": plain_b}]})
+    assert r.status_code == 201, r.text
+    tenant, = await h.gateway.store.list_tenants()
+    stored = {m.to: m.body for m in await h.gateway.store.list_messages(tenant.id, limit=10)}
+    template = {"name": "promo", "language": {"code": "pt_BR"}}
+    assert stored[plain_a.lstrip("+")] == {"messaging_product": "whatsapp", "recipient_type": "individual",
+                                           "to": plain_a.lstrip("+"), "type": "template", "template": template}
+    b = plain_b.lstrip("+")
+    assert stored[b]["template"] == template and stored[b]["to"] == b
+    assert stored[with_params.lstrip("+")]["template"] == {**template, "components": comps}

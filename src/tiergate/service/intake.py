@@ -34,6 +34,8 @@ __all__ = [
     "SenderRequest",
     "build_body",
     "normalize_phone",
+    "template_body",
+    "template_payload",
 ]
 
 POLICIES = ("classic", "portfolio")
@@ -78,25 +80,36 @@ def normalize_phone(raw: object, field_name: str = "to", *, strict: bool = True)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
+def template_payload(template: dict[str, Any]) -> dict[str, Any]:
+    """The ``template`` object of a Cloud API body, checked: name, language code, components."""
+    name = template.get("name")
+    language = template.get("language", "en_US")
+    if isinstance(language, dict):
+        language = language.get("code")
+    if not isinstance(name, str) or not name.strip():
+        raise IntakeError("template.name: required", field="template.name")
+    if not isinstance(language, str) or not language.strip():
+        raise IntakeError("template.language: required (e.g. 'en_US')", field="template.language")
+    components = template.get("components") or []
+    if not isinstance(components, list):
+        raise IntakeError("template.components: expected a list", field="template.components")
+    tpl: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if components:
+        tpl["components"] = components
+    return tpl
+
+
+def template_body(to: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The Cloud API request body of a template (``payload`` from ``template_payload``)."""
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "template",
+            "template": payload}
+
+
 def build_body(to: str, template: dict[str, Any] | None, text: str | None) -> tuple[str, dict[str, Any]]:
     """The Cloud API request body for a template or a text message: (kind, body)."""
-    base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
     if template is not None:
-        name = template.get("name")
-        language = template.get("language", "en_US")
-        if isinstance(language, dict):
-            language = language.get("code")
-        if not isinstance(name, str) or not name.strip():
-            raise IntakeError("template.name: required", field="template.name")
-        if not isinstance(language, str) or not language.strip():
-            raise IntakeError("template.language: required (e.g. 'en_US')", field="template.language")
-        components = template.get("components") or []
-        if not isinstance(components, list):
-            raise IntakeError("template.components: expected a list", field="template.components")
-        tpl: dict[str, Any] = {"name": name, "language": {"code": language}}
-        if components:
-            tpl["components"] = components
-        return "template", {**base, "type": "template", "template": tpl}
+        return "template", template_body(to, template_payload(template))
+    base: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
     if text is not None:
         if not text.strip():
             raise IntakeError("text: empty message", field="text")
@@ -299,7 +312,7 @@ class Intake:
         start = max(now, req.start_at or now)
         if req.deadline is not None and req.deadline <= start:
             raise IntakeError("deadline: must be after start_at", field="deadline")
-        build_body("0", req.template, None)  # validate the template once, before any row
+        shared = template_payload(req.template)  # checked once, before any row; shared by rows without parameters
         errors: list[RowError] = []
         seen: set[str] = set()
         valid: list[tuple[str, list[Any] | None]] = []
@@ -335,14 +348,14 @@ class Intake:
             flags = await self.store.recipient_flags(tenant.id, [t for t, _ in valid])
             opted_out = {t for t, f in flags.items() if f.opted_out_at is not None}
         news: list[NewMessage] = []
+        plain_metadata = {"campaign": campaign.id}  # one object for every row without quiet hours
         for i, (to, comps) in enumerate(valid):
-            tpl = dict(req.template)
-            if comps is not None:
-                tpl["components"] = comps
-            kind, body = build_body(to, tpl, None)
+            payload = shared if comps is None else template_payload({**req.template, "components": comps})
+            kind, body = "template", template_body(to, payload)
             not_before = start + (i // per_day) * DAY if per_day else start
-            metadata: dict[str, Any] = {"campaign": campaign.id}
+            metadata: dict[str, Any] = plain_metadata
             if req.quiet_hours is not None:
+                metadata = {"campaign": campaign.id}
                 tz = recipient_timezone(to)
                 metadata["quiet"] = [req.quiet_hours[0], req.quiet_hours[1], tz]
                 not_before = quiet_until(not_before, req.quiet_hours, tz) or not_before

@@ -596,6 +596,10 @@ class SqlStore(ABC):
             rows: list[tuple[Any, ...]] = []
             first_of_key: dict[tuple[str, str], int] = {}
             dumps = orjson.dumps
+            # A campaign's rows share their first history line and, often, one metadata object:
+            # each is encoded once per batch (the objects are alive for the loop, so ids are unique).
+            lines: dict[tuple[str, str], str] = {}
+            metadata_text: dict[int, str] = {}
             for i, (new, message_id) in enumerate(zip(messages, ids, strict=True)):
                 if new.idempotency_key is not None:
                     first = first_of_key.setdefault((new.tenant_id, new.idempotency_key), i)
@@ -613,10 +617,15 @@ class SqlStore(ABC):
                 )
                 out.append(message)
                 fresh.append(message)
+                meta = metadata_text.get(id(new.metadata))
+                if meta is None:
+                    meta = metadata_text[id(new.metadata)] = dumps(new.metadata).decode()
+                line = lines.get((state.value, new.reason))
+                if line is None:
+                    line = lines[(state.value, new.reason)] = history_entry(now, state.value, new.reason or "accepted")
                 rows.append((message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category,
                              dumps(new.body).decode(), new.priority, state.value, new.reason, due, new.not_before,
-                             new.idempotency_key, new.expires_at, new.campaign_id, dumps(new.metadata).decode(),
-                             now, now, history_entry(now, state.value, new.reason or "accepted")))
+                             new.idempotency_key, new.expires_at, new.campaign_id, meta, now, now, line))
             # Ids are new: only an idempotency key can conflict (then the original is answered).
             await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows,
                                  "ON CONFLICT DO NOTHING" if first_of_key else "")
