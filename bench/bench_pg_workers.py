@@ -334,6 +334,9 @@ def main() -> None:
     parser.add_argument("--no-tiergate", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    # The driver is the API side of both systems (tiergate's intake, PgQueuer's enqueue): the same
+    # garbage-collector settings as `tiergate serve`, for both.
+    tune_gc()
     results: list[dict[str, Any]] = []
 
     def show(r: dict[str, Any]) -> dict[str, Any]:
