@@ -559,7 +559,7 @@ class Dispatcher:
         await self._flush_write()  # one write in flight, and writes land in order
         if updates:
             if (write_behind and not full and self.overlap_sends and self.config.write_behind
-                    and getattr(self.store, "concurrent_calls", False)):
+                    and self.store.concurrent_calls):
                 # Left running while the next batch is claimed (which skips these rows) and
                 # decided: the worker's Python and the database's work on the write overlap. A
                 # remote platform's sends wait for it (``_send_recorded``): nothing leaves before
