@@ -6,7 +6,10 @@ it in a loop that sleeps until then or until woken; simulation jumps the clock s
 
 Admission and the state change commit in one transaction (``sending`` + the window-ledger row)
 before anything is sent, so a crash can neither lose a message nor count a recipient twice; a
-restart turns what was ``sending`` into ``unknown`` instead of re-sending it.
+restart turns what was ``sending`` into ``unknown`` instead of re-sending it. A provider that
+answers inline (the sandbox: nothing outside the process) is sent to at admission instead, and
+admission and answer are one write (``_send_inline``). On a store with concurrent calls a batch's
+write is left running while the next batch is claimed (``write_behind``).
 """
 
 from __future__ import annotations
