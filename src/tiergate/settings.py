@@ -30,6 +30,8 @@ class Settings:
     # Requests to the platform in flight per process (Little's law: msg/s x latency; 256 covers
     # 1,000 msg/s at ~250 ms). Against a fast local endpoint fewer go faster (BENCHMARKS.md).
     max_in_flight: int = 256
+    # PostgreSQL: claim the next batch while a batch's write runs (README, scale-out). 0 turns it off.
+    write_behind: bool = True
     max_body_bytes: int = 2_000_000
     max_webhook_bytes: int = 8_000_000
     max_campaign_recipients: int = 200_000

@@ -203,3 +203,16 @@ async def test_a_remote_platform_gets_nothing_whose_admission_write_failed(tmp_p
         assert sorted(provider.sends.values()) == [1] * 30 and provider.unwritten == []
     finally:
         await gateway.close()
+
+
+async def test_write_behind_is_a_setting(tmp_path: Any) -> None:
+    """``TIERGATE_WRITE_BEHIND=0`` reaches the dispatcher; on by default."""
+    on = Settings.from_env({}, database_url=str(tmp_path / "on.db"))
+    off = Settings.from_env({"TIERGATE_WRITE_BEHIND": "0"}, database_url=str(tmp_path / "off.db"))
+    assert on.write_behind and not off.write_behind
+    for settings, expected in ((on, True), (off, False)):
+        gateway = await Gateway.open(settings, clock=SystemClock(), provider=Counting(inline=True))
+        try:
+            assert gateway.dispatcher.config.write_behind is expected
+        finally:
+            await gateway.close()

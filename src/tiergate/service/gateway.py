@@ -61,7 +61,8 @@ class Gateway:
         self.intake = Intake(store, clock, provider)
         config = dispatcher_config or DispatcherConfig(batch_size=settings.batch_size, max_scopes=settings.max_scopes,
                                                        lease_ttl=settings.lease_ttl,
-                                                       max_in_flight=settings.max_in_flight)
+                                                       max_in_flight=settings.max_in_flight,
+                                                       write_behind=settings.write_behind)
         self.dispatcher = Dispatcher(store, provider, clock, worker_id=worker_id,
                                      wall_clock=wall_clock or SystemClock(), config=config)
         self.state = SenderState(store, clock, self._capacity_changed, self._state_changed)
