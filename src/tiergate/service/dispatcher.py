@@ -590,11 +590,15 @@ class Dispatcher:
         try:
             await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
         except LeaseLost:
-            for m, _s, slot in batch:
-                owner = self._scopes.get(m.scope_id)
-                if slot is not None and owner is not None:
-                    owner.window.release(slot, now)
+            self._release_slots(batch, now)
             raise
+
+    def _release_slots(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
+        """Undo a batch's in-memory admissions (nothing of them was written)."""
+        for m, _sender, slot in batch:
+            owner = self._scopes.get(m.scope_id)
+            if slot is not None and owner is not None:
+                owner.window.release(slot, now)
 
     async def _flush_write(self) -> None:
         """Wait for the write left running (``_admit``), raising what it raised."""
@@ -624,10 +628,7 @@ class Dispatcher:
         admitted = {u.id: i for i, u in enumerate(updates) if u.state is MessageState.SENDING}
         if self.wall.now() + self.config.lease_ttl / 3 >= self._leases_until:
             log.warning("leases may lapse before %d admitted sends go out: they stay queued", len(batch))
-            for m, _sender, slot in batch:
-                owner = self._scopes.get(m.scope_id)
-                if slot is not None and owner is not None:
-                    owner.window.release(slot, now)
+            self._release_slots(batch, now)
             for i in admitted.values():
                 updates[i] = MessageUpdate(updates[i].id, MessageState.QUEUED, now, next_attempt_at=now,
                                            reason=_LEASE_LAPSED)
