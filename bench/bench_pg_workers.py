@@ -45,7 +45,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -55,9 +54,10 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes, when run as a script
 
 from tests.fakes.processes import stop_processes
+from tests.fakes.providers import SendOnlyProvider
 
 from tiergate.clock import SystemClock
-from tiergate.ports import SenderInfo, SendOutcome
+from tiergate.ports import SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
 from tiergate.service.gctune import tune_gc
@@ -70,7 +70,7 @@ TEMPLATE = {"name": "spring_sale", "language": "es"}
 _REPO = Path(__file__).resolve().parents[1]
 
 
-class NoopProvider:
+class NoopProvider(SendOnlyProvider):
     """Accepts every send at once: what is measured is tiergate, not a platform.
 
     It answers inline (``answers_inline``: no I/O, nothing outside the process), so the dispatcher
@@ -81,27 +81,12 @@ class NoopProvider:
     name = "noop"
 
     def __init__(self, inline: bool = True) -> None:
+        super().__init__(inline)
         self.serial = 0
-        self.answers_inline = inline
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
         self.serial += 1
         return SendOutcome("accepted", wamid=f"wamid.{os.getpid()}.{self.serial}", message_status="accepted")
-
-    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
-        return {}
-
-    async def register_sender(self, info: SenderInfo) -> None:
-        return None
-
-    def poll_events(self, now: float) -> list[dict[str, Any]]:
-        return []
-
-    def next_event_at(self) -> float | None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def with_schema(url: str, schema: str) -> str:

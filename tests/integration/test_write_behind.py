@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from tests.fakes.providers import SendOnlyProvider
 
 from tiergate.clock import SystemClock
 from tiergate.core.model import Message
-from tiergate.ports import SenderInfo, SendOutcome
+from tiergate.ports import SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
 from tiergate.service.intake import CampaignRequest, SenderRequest
@@ -22,14 +23,14 @@ from tiergate.settings import Settings
 GUARD = 60.0  # seconds before a stuck drain fails the test (it never paces it)
 
 
-class Counting:
+class Counting(SendOnlyProvider):
     """Counts every send per recipient. Inline, it answers like the sandbox; otherwise like a
     remote platform, and it checks that the message's admission was written before the send."""
 
     name = "counting"
 
     def __init__(self, inline: bool) -> None:
-        self.answers_inline = inline
+        super().__init__(inline)
         self.sends: Counter[str] = Counter()
         self.store: Any = None
         self.unwritten: list[str] = []
@@ -42,21 +43,6 @@ class Counting:
             if message.state != "sending":
                 self.unwritten.append(message.id)
         return SendOutcome("accepted", wamid=f"wamid.{body['to']}.{self.sends[body['to']]}")
-
-    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
-        return {}
-
-    async def register_sender(self, info: SenderInfo) -> None:
-        return None
-
-    def poll_events(self, now: float) -> list[dict[str, Any]]:
-        return []
-
-    def next_event_at(self) -> float | None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "remote"])
