@@ -5,19 +5,21 @@ their admission's write. Every message goes exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
 from tests.fakes.providers import SendOnlyProvider
 
-from tiergate.clock import SystemClock
+from tiergate.clock import SystemClock, VirtualClock
 from tiergate.core.model import Message
-from tiergate.ports import SendOutcome
+from tiergate.ports import LeaseLost, SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
 from tiergate.service.intake import CampaignRequest, SenderRequest
+from tiergate.service.simulate import advance_to
 from tiergate.settings import Settings
 
 GUARD = 60.0  # seconds before a stuck drain fails the test (it never paces it)
@@ -95,26 +97,24 @@ async def test_a_running_worker_sends_each_message_once(store_url: str, inline: 
         await gateway.close()
 
 
-async def test_a_write_behind_that_loses_its_lease_is_redone_by_the_next_steps(tmp_path: Any) -> None:
-    """The write left running fails with LeaseLost: the next step gives its scopes up and
-    re-reads them, the batch (never recorded) is claimed again, and everything ends sent once in
-    the store. Run step by step on SQLite, told it may overlap calls, so the order is exact."""
-    from tiergate.clock import VirtualClock
-    from tiergate.ports import LeaseLost
-    from tiergate.service.simulate import advance_to
-
+@contextlib.asynccontextmanager
+async def lease_lost_once(tmp_path: Any, provider: Counting,
+                          recipients: int) -> AsyncIterator[tuple[Gateway, VirtualClock, list[str], list[int]]]:
+    """A gateway on SQLite, told it may overlap calls, stepped by hand (so the order is exact), with
+    a campaign of ``recipients`` queued and a store whose first fenced write loses its lease.
+    Yields the gateway, its clock, the audience, and the sizes of the writes that failed."""
     clock = VirtualClock(1_767_571_200.0)
-    provider = Counting(inline=True)
     gateway = await Gateway.open(Settings(database_url=str(tmp_path / "wb.db"), worker_id="w1", batch_size=20),
                                  clock=clock, wall_clock=clock, provider=provider,
                                  dispatcher_config=DispatcherConfig(batch_size=20))
     try:
         store = gateway.store
+        provider.store = store
         store.concurrent_calls = True  # type: ignore[misc]
         tenant = await gateway.auth.create_tenant("acme")
         await gateway.intake.register_sender(tenant, SenderRequest("1001", "+15550001001", tier="TIER_1K"))
         await store.update_sender("1001", {"throughput_mps": 1_000_000})
-        audience = [f"+4915100{i:06d}" for i in range(50)]
+        audience = [f"+4915100{i:06d}" for i in range(recipients)]
         await gateway.intake.create_campaign(tenant, CampaignRequest(
             "1001", {"name": "hello", "language": "en_US"}, [{"to": r} for r in audience], category="UTILITY"))
         real_apply = store.apply_updates
@@ -127,8 +127,19 @@ async def test_a_write_behind_that_loses_its_lease_is_redone_by_the_next_steps(t
             return await real_apply(updates, ledger, lease)
 
         store.apply_updates = flaky_apply  # type: ignore[method-assign]
-        d = gateway.dispatcher
-        d.overlap_sends = True
+        gateway.dispatcher.overlap_sends = True
+        yield gateway, clock, audience, failed
+    finally:
+        await gateway.close()
+
+
+async def test_a_write_behind_that_loses_its_lease_is_redone_by_the_next_steps(tmp_path: Any) -> None:
+    """The write left running fails with LeaseLost: the next step gives its scopes up and
+    re-reads them, the batch (never recorded) is claimed again, and everything ends sent once in
+    the store."""
+    provider = Counting(inline=True)
+    async with lease_lost_once(tmp_path, provider, 50) as (gateway, clock, audience, failed):
+        d, store = gateway.dispatcher, gateway.store
         assert await d.step() == clock.now()  # batch 1 sent inline, its write left running
         assert d._pending_write is not None and len(d._writing) == 20
         assert await d.step(refresh=False) == clock.now()  # the write's LeaseLost surfaces here
@@ -141,54 +152,22 @@ async def test_a_write_behind_that_loses_its_lease_is_redone_by_the_next_steps(t
         assert sorted(r for r, _ in await store.load_ledger("sender:1001", clock.now())) == sorted(
             r.lstrip("+") for r in audience)
         assert sorted(provider.sends.values()) == [1] * 10 + [2] * 40
-    finally:
-        await gateway.close()
 
 
 async def test_a_remote_platform_gets_nothing_whose_admission_write_failed(tmp_path: Any) -> None:
     """Write-behind with a remote platform: the batch's sends wait for its admission's write; when
     that write loses its lease they never leave, and the batch goes once, later, when written."""
-    from tiergate.clock import VirtualClock
-    from tiergate.ports import LeaseLost
-    from tiergate.service.simulate import advance_to
-
-    clock = VirtualClock(1_767_571_200.0)
     provider = Counting(inline=False)
-    gateway = await Gateway.open(Settings(database_url=str(tmp_path / "wb.db"), worker_id="w1", batch_size=20),
-                                 clock=clock, wall_clock=clock, provider=provider,
-                                 dispatcher_config=DispatcherConfig(batch_size=20))
-    try:
-        store = gateway.store
-        provider.store = store
-        store.concurrent_calls = True  # type: ignore[misc]
-        tenant = await gateway.auth.create_tenant("acme")
-        await gateway.intake.register_sender(tenant, SenderRequest("1001", "+15550001001", tier="TIER_1K"))
-        await store.update_sender("1001", {"throughput_mps": 1_000_000})
-        audience = [f"+4915100{i:06d}" for i in range(30)]
-        await gateway.intake.create_campaign(tenant, CampaignRequest(
-            "1001", {"name": "hello", "language": "en_US"}, [{"to": r} for r in audience], category="UTILITY"))
-        real_apply = store.apply_updates
-        failed: list[int] = []
-
-        async def flaky_apply(updates: Any, ledger: Any = (), lease: Any = None) -> int:
-            if lease is not None and not failed:
-                failed.append(len(updates))
-                raise LeaseLost("taken over (test)")
-            return await real_apply(updates, ledger, lease)
-
-        store.apply_updates = flaky_apply  # type: ignore[method-assign]
+    async with lease_lost_once(tmp_path, provider, 30) as (gateway, clock, _audience, failed):
         d = gateway.dispatcher
-        d.overlap_sends = True
         await d.step()  # batch 1 admitted, its write left running, its sends waiting on it
         await asyncio.gather(*list(d._sending))
         assert failed == [20] and provider.sends == Counter()  # nothing left: the write failed
         await advance_to(gateway, clock, clock.now() + 60)
         await asyncio.gather(*list(d._sending))
         await d._flush_write()
-        assert await store.count_by_state() == {"sent": 30}
+        assert await gateway.store.count_by_state() == {"sent": 30}
         assert sorted(provider.sends.values()) == [1] * 30 and provider.unwritten == []
-    finally:
-        await gateway.close()
 
 
 async def test_write_behind_is_a_setting(tmp_path: Any) -> None:
