@@ -19,11 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiergate.api import schemas as s
+from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import MessageState
 from tiergate.ports import NotFound
 from tiergate.service.auth import Principal
 from tiergate.service.gateway import Gateway
-from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest, SenderRequest
+from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest, SenderRequest, normalize_phone
 from tiergate.service.metrics import METRICS
 from tiergate.service.views import campaign_view, message_view, sender_view
 
@@ -49,6 +50,33 @@ async def owned(fetch: Callable[[str], Awaitable[Any]], what: str, object_id: st
     if obj is None or obj.tenant_id != tenant_id:
         raise ApiError(404, f"{what} {object_id!r} not found")
     return obj
+
+
+_TYPE_MISMATCH = frozenset({"string_type", "dict_type", "model_type", "model_attributes_type", "list_type",
+                            "int_type", "float_type", "bool_type", "none_required"})
+
+
+def _is_branch(part: Any) -> bool:
+    """A union member's tag in an error's location (``str``, ``RecipientIn``), not a field name."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "dict", "list", "none")
+                                      or part[:1].isupper() or "[" in part)
+
+
+def _telling(details: list[dict[str, Any]]) -> dict[str, Any]:
+    """The error to lead with. A value that fits none of a union's members fails each one; "should
+    be a valid string" says little about an object whose field is wrong, so prefer the member it
+    was meant for (the one that failed on something other than its type)."""
+    first = details[0]
+    if first.get("type") not in _TYPE_MISMATCH or not any(_is_branch(p) for p in first["loc"]):
+        return first
+    def path(error: dict[str, Any]) -> list[Any]:
+        return [p for p in error["loc"] if not _is_branch(p)]
+
+    field = path(first)
+    for other in details[1:]:
+        if other.get("type") not in _TYPE_MISMATCH and path(other)[:len(field)] == field:
+            return other
+    return first
 
 
 def _error(status: int, message: str, field: str | None = None, details: list[Any] | None = None,
@@ -162,14 +190,14 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                   for e in exc.errors()]
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "").removeprefix("Value error, "),
+                    "type": e.get("type", "")} for e in exc.errors()]
+        first = _telling(details) if details else {"loc": [], "msg": "invalid request"}
         if first.get("type") == "json_invalid":  # loc holds a character position, not a field
             why = (exc.errors()[0].get("ctx") or {}).get("error", "")
             return _error(422, f"the body is not valid JSON (character {first['loc'][-1]}): {why}".rstrip(": "),
                           details=details)
-        where = ".".join(str(p) for p in first["loc"][1:]) or None
+        where = ".".join(str(p) for p in first["loc"][1:] if not _is_branch(p)) or None
         return _error(422, f"{where + ': ' if where else ''}{first['msg']}", where, details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -312,18 +340,31 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         language: Annotated[str, Form()] = "en_US",
         category: Annotated[str, Form()] = "MARKETING",
         name: Annotated[str, Form()] = "",
-        start_at: Annotated[float | None, Form()] = None,
-        deadline: Annotated[float | None, Form()] = None,
+        start_at: Annotated[str | None, Form(description="epoch seconds or ISO 8601 with offset")] = None,
+        deadline: Annotated[str | None, Form(description="epoch seconds or ISO 8601 with offset")] = None,
         pacing: Annotated[str, Form()] = "fastest",
         spread_days: Annotated[int | None, Form()] = None,
     ) -> Any:
         raw = await file.read()
+        start, end = form_time(start_at, "start_at"), form_time(deadline, "deadline")
         rows, row_errors = parse_recipients_csv(raw, settings.max_campaign_recipients)
+        if not rows and row_errors:
+            first = row_errors[0]
+            raise ApiError(422, f"no valid recipients: row {first['row']}: {first['error']}"
+                           + (f" (and {len(row_errors) - 1} more rows)" if len(row_errors) > 1 else ""), "file")
         result = await _create_campaign(who, CampaignRequest(
             sender=sender, template={"name": template, "language": language}, recipients=rows, name=name,
-            category=category, start_at=start_at, deadline=deadline, pacing=pacing, spread_days=spread_days))
-        result["row_errors"] = row_errors + result["row_errors"]
+            category=category, start_at=start, deadline=end, pacing=pacing, spread_days=spread_days))
+        result["row_errors"] = sorted(row_errors + result["row_errors"], key=lambda e: e["row"])
         return result
+
+    def form_time(value: str | None, field: str) -> float | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return float(s.parse_timestamp(value))
+        except ValueError as exc:
+            raise ApiError(422, f"{field}: {exc}", field) from None
 
     async def own_campaign(who: Principal, campaign_id: str) -> Any:
         return await owned(gateway.store.get_campaign, "campaign", campaign_id, who.tenant.id)
@@ -354,17 +395,46 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                  tags=["campaigns"])(_campaign_action(action))
 
     # -- recipients --------------------------------------------------------------------------
+    def consent_time(at: float | None, field: str) -> float:
+        """When the consent was given or withdrawn: now, or an earlier time (an import)."""
+        current = now()
+        if at is None:
+            return current
+        if at > current + 300:
+            raise ApiError(422, f"{field}: in the future; give when the recipient actually answered", field)
+        return at
+
     @app.post("/v1/recipients/{to}/opt-in", status_code=204, tags=["recipients"])
     async def opt_in(to: str, who: Who, body: s.OptIn | None = None) -> Response:
-        from tiergate.service.intake import normalize_phone
-        await gateway.store.set_opt_in(who.tenant.id, normalize_phone(to), now(), (body or s.OptIn()).source)
+        body = body or s.OptIn()
+        await gateway.store.set_opt_in(who.tenant.id, normalize_phone(to),
+                                       consent_time(body.opted_in_at, "opted_in_at"), body.source)
         return Response(status_code=204)
 
     @app.post("/v1/recipients/{to}/opt-out", status_code=204, tags=["recipients"])
-    async def opt_out(to: str, who: Who, body: s.OptIn | None = None) -> Response:
-        from tiergate.service.intake import normalize_phone
-        await gateway.store.set_opt_out(who.tenant.id, normalize_phone(to), now(), (body or s.OptIn()).source)
+    async def opt_out(to: str, who: Who, body: s.OptOut | None = None) -> Response:
+        body = body or s.OptOut()
+        await gateway.store.set_opt_out(who.tenant.id, normalize_phone(to),
+                                        consent_time(body.opted_out_at, "opted_out_at"), body.source)
         return Response(status_code=204)
+
+    @app.get("/v1/recipients/{to}", response_model=s.RecipientOut, tags=["recipients"])
+    async def get_recipient(to: str, who: Who) -> Any:
+        """What governs sends to this number: its consent and each sender's service window."""
+        number = normalize_phone(to)
+        flags = (await gateway.store.recipient_flags(who.tenant.id, [number])).get(number)
+        current = now()
+        windows = []
+        for sender in await gateway.store.list_senders(who.tenant.id):
+            last = (await gateway.store.last_inbound(sender.id, [number])).get(number)
+            if last is not None:
+                windows.append({"sender": sender.id, "last_inbound_at": last, "open_until": last + CSW_SPAN,
+                                "open": last + CSW_SPAN > current})
+        return {"to": number, "opted_in_at": flags.opted_in_at if flags else None,
+                "opted_out_at": flags.opted_out_at if flags else None,
+                "marketing_allowed": not (flags and flags.opted_out_at is not None)
+                and not (who.tenant.require_opt_in and (flags is None or flags.opted_in_at is None)),
+                "service_windows": windows}
 
     # -- tenants and keys (admin) ------------------------------------------------------------
     def tenant_out(t: Any) -> dict[str, Any]:
@@ -492,7 +562,7 @@ def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]
             if not to:
                 errors.append({"row": i, "error": "empty 'to'"})
                 continue
-            entry: dict[str, Any] = {"to": to}
+            entry: dict[str, Any] = {"to": to, "row": i}  # intake reports its errors by this row
             values = [row[p] for p in params if row.get(p)]
             if values:
                 entry["components"] = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}]

@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def parse_timestamp(value: Any) -> Any:
+    """Epoch seconds, or an ISO 8601 date-time with its UTC offset: what people paste and what
+    programs send. A date-time without an offset is refused (whose midnight would it be?)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is neither epoch seconds nor an ISO 8601 date-time "
+                         "(e.g. 2026-12-01T09:00:00Z)") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset: add Z or +hh:mm (e.g. 2026-12-01T09:00:00-03:00)")
+    return parsed.timestamp()
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("a time must be a finite number of seconds")
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# A time in a request: epoch seconds (a number) or an ISO 8601 string with an offset; always
+# answered as epoch seconds.
+Timestamp = Annotated[
+    float, BeforeValidator(parse_timestamp), AfterValidator(_finite),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
+                    "description": "epoch seconds, or an ISO 8601 date-time with its offset"}),
+]
+MessageCategory = Annotated[Literal["MARKETING", "UTILITY", "AUTHENTICATION", "SERVICE"], BeforeValidator(_upper)]
+TemplateCategory = Annotated[Literal["MARKETING", "UTILITY", "AUTHENTICATION"], BeforeValidator(_upper)]
 
 
 class ErrorBody(BaseModel):
@@ -93,10 +136,10 @@ class MessageIn(Strict):
     to: str = Field(min_length=3, max_length=32)
     template: TemplateIn | None = None
     text: str | None = Field(default=None, max_length=4096)
-    category: Literal["MARKETING", "UTILITY", "AUTHENTICATION", "SERVICE"] | None = None
+    category: MessageCategory | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
-    expires_at: float | None = None
-    not_before: float | None = None
+    expires_at: Timestamp | None = None
+    not_before: Timestamp | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -133,9 +176,9 @@ class CampaignIn(Strict):
     template: TemplateIn
     recipients: list[str | RecipientIn] = Field(min_length=1)
     name: str = Field(default="", max_length=200)
-    category: Literal["MARKETING", "UTILITY", "AUTHENTICATION"] = "MARKETING"
-    start_at: float | None = None
-    deadline: float | None = None
+    category: TemplateCategory = "MARKETING"
+    start_at: Timestamp | None = None
+    deadline: Timestamp | None = None
     quiet_hours: tuple[int, int] | None = None
     pacing: Literal["fastest", "spread"] = "fastest"
     spread_days: int | None = Field(default=None, ge=1, le=365)
@@ -166,6 +209,27 @@ class CampaignOut(BaseModel):
 
 class OptIn(Strict):
     source: str = Field(default="api", max_length=100)
+    opted_in_at: Timestamp | None = None  # when the recipient agreed (an import of older consent); now by default
+
+
+class OptOut(Strict):
+    source: str = Field(default="api", max_length=100)
+    opted_out_at: Timestamp | None = None  # when the recipient withdrew; now by default
+
+
+class ServiceWindowOut(BaseModel):
+    sender: str
+    last_inbound_at: float
+    open_until: float
+    open: bool
+
+
+class RecipientOut(BaseModel):
+    to: str
+    opted_in_at: float | None
+    opted_out_at: float | None
+    marketing_allowed: bool  # not opted out, and opted in where the tenant requires it
+    service_windows: list[ServiceWindowOut]
 
 
 class TenantIn(Strict):

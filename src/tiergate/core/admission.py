@@ -10,9 +10,10 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from tiergate.core.window import RollingWindow, Slot
+from tiergate.core.window import DAY, RollingWindow, Slot
 
 __all__ = [
+    "CSW_SPAN",
     "Category",
     "Decision",
     "Gate",
@@ -21,6 +22,11 @@ __all__ = [
     "decide",
     "priority_of",
 ]
+
+
+# The customer service window: free-form replies, and no new count, for 24 h after the recipient's
+# latest message to the sender.
+CSW_SPAN = DAY
 
 
 class Category(StrEnum):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tiergate.clock import Clock
-from tiergate.core.admission import Category, Gate, MessageFacts, ScopeLimits, decide
+from tiergate.core.admission import CSW_SPAN, Category, Gate, MessageFacts, ScopeLimits, decide
 from tiergate.core.model import Message, MessageState, Scope, Sender, Tenant
 from tiergate.core.outcomes import OutcomePlan, plan_outcome
 from tiergate.core.throttle import PairRate, TokenBucket
@@ -41,7 +41,6 @@ log = logging.getLogger("tiergate.dispatcher")
 
 __all__ = ["Dispatcher", "DispatcherConfig"]
 
-CSW_SPAN = DAY
 _IN_FLIGHT = (MessageState.SENDING,)
 _LEASE_LAPSED = "not sent: the worker's scope lease lapsed before the send"
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from tiergate.clock import Clock
-from tiergate.core.admission import Category, priority_of
+from tiergate.core.admission import CSW_SPAN, Category, priority_of
 from tiergate.core.model import Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
 from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
@@ -157,7 +157,7 @@ class RowError:
 class CampaignRequest:
     sender: str
     template: dict[str, Any]
-    recipients: Sequence[dict[str, Any]]  # {"to": ..., optional "components"/"params"}
+    recipients: Sequence[dict[str, Any]]  # {"to": ..., optional "components", optional "row" (its number)}
     name: str = ""
     category: str = "MARKETING"
     start_at: float | None = None
@@ -280,7 +280,7 @@ class Intake:
         now = self.clock.now()
         to = normalize_phone(req.to)
         last = (await self.store.last_inbound(sender.id, [to])).get(to)
-        csw_open = last is not None and last + DAY > now
+        csw_open = last is not None and last + CSW_SPAN > now
         new = self._new_message(tenant, sender, req, now, csw_open)
         if new.category == Category.MARKETING:
             flags = (await self.store.recipient_flags(tenant.id, [to])).get(to)
@@ -316,7 +316,8 @@ class Intake:
         errors: list[RowError] = []
         seen: set[str] = set()
         valid: list[tuple[str, list[Any] | None]] = []
-        for i, row in enumerate(req.recipients, start=1):
+        for n, row in enumerate(req.recipients, start=1):
+            i = row.get("row", n)  # a CSV row keeps its own number (rows refused before are not here)
             try:
                 to = normalize_phone(row.get("to"))
             except IntakeError as exc:
@@ -332,7 +333,7 @@ class Intake:
             seen.add(to)
             valid.append((to, comps))
         if not valid:
-            raise IntakeError("no valid recipients" + (f": {errors[0].error}" if errors else ""),
+            raise IntakeError("no valid recipients" + (f": row {errors[0].row}: {errors[0].error}" if errors else ""),
                               field="recipients")
         days = await plan(len(valid)) if plan is not None else []
         campaign = await self.store.create_campaign(Campaign(

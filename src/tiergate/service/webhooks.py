@@ -17,6 +17,7 @@ import random
 from typing import Any
 
 from tiergate.clock import Clock
+from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import STATUS_RANK, Message, MessageState
 from tiergate.core.optout import is_start_keyword, is_stop_keyword
 from tiergate.core.outcomes import plan_failure
@@ -33,7 +34,6 @@ from tiergate.core.webhooks import (
     load_body,
     parse_webhook,
 )
-from tiergate.core.window import DAY
 from tiergate.ports import LedgerChange, MessageUpdate, NotFound, Store
 from tiergate.service.dispatcher import Dispatcher
 from tiergate.service.metrics import METRICS
@@ -152,7 +152,8 @@ class WebhookService:
             return
         sender = await self.store.get_sender(ev.phone_number_id)
         at = ev.timestamp if ev.timestamp is not None else self.clock.now()
-        if ev.opens_window and await self.store.record_inbound(sender.id, ev.wa_id, at) and at + DAY > self.clock.now():
+        opened = ev.opens_window and await self.store.record_inbound(sender.id, ev.wa_id, at)
+        if opened and at + CSW_SPAN > self.clock.now():
             # The service window is open: free-form replies and templates to this user go now.
             await self.store.requeue_where(sender_id=sender.id, recipient=ev.wa_id, now=self.clock.now())
             self.dispatcher.wake()

@@ -1,0 +1,155 @@
+"""What a client may send and what it is told: times as ISO 8601 or epoch seconds, categories in any
+case, CSV row errors that point at the right row, a recipient's consent (imported with its own
+time) and service windows, and validation messages that name the real problem."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.e2e.conftest import T0, Harness
+
+from tiergate.api.schemas import parse_timestamp
+
+SENDER = "106540352242922"
+
+
+async def register(h: Harness) -> None:
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": "TIER_250"})
+    assert r.status_code == 201, r.text
+
+
+@given(seconds=st.integers(min_value=0, max_value=4_000_000_000), minutes=st.integers(min_value=-14 * 60,
+                                                                                     max_value=14 * 60))
+def test_an_iso_time_with_any_offset_is_the_same_instant_as_its_epoch_seconds(seconds: int, minutes: int) -> None:
+    instant = datetime.fromtimestamp(seconds, UTC).astimezone(timezone(timedelta(minutes=minutes)))
+    assert parse_timestamp(instant.isoformat()) == seconds
+    assert parse_timestamp(f" {seconds} ") == seconds
+    assert parse_timestamp(float(seconds)) == seconds  # a number passes through
+
+
+@pytest.mark.parametrize("text", ["2026-12-01", "2026-12-01T09:00:00", "tomorrow", "12:00Z", ""])
+def test_a_time_without_an_offset_or_not_a_time_is_refused_with_an_example(text: str) -> None:
+    with pytest.raises(ValueError, match=r"offset|ISO 8601"):
+        parse_timestamp(text)
+
+
+async def test_times_may_be_iso_8601_in_json_and_in_the_csv_form(harness: Harness) -> None:
+    await register(harness)
+    c = harness.client
+    later = datetime.fromtimestamp(T0 + 3 * 86_400, UTC)
+    r = await c.post("/v1/messages", json={"sender": SENDER, "to": "+5511911112222", "template": {"name": "x"},
+                                           "expires_at": later.isoformat()})
+    assert r.status_code == 202, r.text
+    assert r.json()["expires_at"] == T0 + 3 * 86_400
+    r = await c.post("/v1/campaigns", json={
+        "sender": SENDER, "template": {"name": "x"}, "recipients": ["+5511911113333"],
+        "start_at": later.astimezone(timezone(timedelta(hours=-3))).isoformat()})
+    assert r.status_code == 201, r.text
+    assert r.json()["start_at"] == T0 + 3 * 86_400
+    r = await c.post("/v1/campaigns/csv", files={"file": ("r.csv", b"to\n+5511911114444\n")},
+                     data={"sender": SENDER, "template": "x", "start_at": later.isoformat().replace("+00:00", "Z")})
+    assert r.status_code == 201, r.text
+    assert r.json()["start_at"] == T0 + 3 * 86_400
+
+
+@pytest.mark.parametrize(("url", "body", "field"), [
+    ("/v1/messages", {"to": "+5511911112222", "template": {"name": "x"}, "expires_at": "2026-12-01"}, "expires_at"),
+    ("/v1/messages", {"to": "+5511911112222", "template": {"name": "x"}, "not_before": "nan"}, "not_before"),
+    ("/v1/campaigns", {"template": {"name": "x"}, "recipients": ["+5511911112222"], "deadline": "soon"}, "deadline"),
+])
+async def test_a_bad_time_is_a_422_naming_the_field_and_nothing_is_queued(
+        harness: Harness, url: str, body: dict[str, Any], field: str) -> None:
+    await register(harness)
+    r = await harness.client.post(url, json={"sender": SENDER, **body})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field and "Value error" not in error["message"], error
+    assert await harness.gateway.store.count_by_state() == {}
+
+
+async def test_a_bad_time_in_the_csv_form_is_a_422_and_no_campaign_is_made(harness: Harness) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", b"to\n+5511911114444\n")},
+                                  data={"sender": SENDER, "template": "x", "start_at": "next monday"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "start_at", r.text
+    store = harness.gateway.store
+    assert [c for t in await store.list_tenants() for c in await store.list_campaigns(t.id)] == []
+
+
+async def test_categories_are_taken_in_any_case(harness: Harness) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511911112222",
+                                                        "template": {"name": "x"}, "category": " utility"})
+    assert r.status_code == 202 and r.json()["category"] == "UTILITY", r.text
+    r = await harness.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
+                                                         "recipients": ["+5511911113333"], "category": "Marketing"})
+    assert r.status_code == 201 and r.json()["category"] == "MARKETING", r.text
+
+
+async def test_csv_row_errors_point_at_their_own_rows_even_after_rows_refused_earlier(harness: Harness) -> None:
+    await register(harness)
+    csv = b"to,param1\n+5511911110001,Ana,extra\n+5511911110002,Bea\nbad,Carl\n+5511911110002,Dan\n"
+    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv)},
+                                  data={"sender": SENDER, "template": "x"})
+    assert r.status_code == 201, r.text
+    errors = r.json()["row_errors"]
+    assert [(e["row"], e["error"].split(":")[0].split(" ")[0]) for e in errors] == [
+        (1, "wrong"), (3, "to"), (4, "duplicate")], errors
+    assert r.json()["total"] == 1
+
+
+async def test_a_csv_with_no_valid_row_is_a_422_naming_a_row(harness: Harness) -> None:
+    await register(harness)
+    for csv in (b"to\nbad\nworse\n", b"to\n+5511911110001,x\n+5511911110002,y\n"):
+        r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv)},
+                                      data={"sender": SENDER, "template": "x"})
+        assert r.status_code == 422, r.text
+        assert "no valid recipients: row 1" in r.json()["error"]["message"], r.text
+
+
+async def test_a_union_error_names_what_is_wrong_in_the_object_not_that_it_is_no_string(harness: Harness) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
+                                                         "recipients": ["+5511911110001", {"to": "+5511911110002",
+                                                                                           "params": ["x"]}]})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["field"] == "recipients.1.params" and "Extra inputs" in error["message"], error
+
+
+async def test_consent_can_be_imported_with_its_time_and_read_back_with_the_service_windows(harness: Harness) -> None:
+    await register(harness)
+    c = harness.client
+    to = "+5511911112222"
+    r = await c.post(f"/v1/recipients/{to}/opt-in",
+                     json={"source": "crm import", "opted_in_at": "2025-06-01T12:00:00Z"})
+    assert r.status_code == 204, r.text
+    r = await c.get(f"/v1/recipients/{to}")
+    assert r.status_code == 200, r.text
+    seen = r.json()
+    assert seen["to"] == "5511911112222" and seen["opted_out_at"] is None and seen["marketing_allowed"]
+    assert seen["opted_in_at"] == datetime(2025, 6, 1, 12, tzinfo=UTC).timestamp()
+    assert seen["service_windows"] == []
+
+    await harness.gateway.store.record_inbound(SENDER, "5511911112222", T0 - 3600)
+    r = await c.post(f"/v1/recipients/{to}/opt-out", json={})
+    assert r.status_code == 204
+    seen = (await c.get(f"/v1/recipients/{to}")).json()
+    assert seen["opted_out_at"] == T0 and not seen["marketing_allowed"]
+    assert seen["service_windows"] == [{"sender": SENDER, "last_inbound_at": T0 - 3600,
+                                        "open_until": T0 - 3600 + 86_400, "open": True}]
+
+
+async def test_consent_in_the_future_or_a_bad_number_is_refused(harness: Harness) -> None:
+    c = harness.client
+    r = await c.post("/v1/recipients/+5511911112222/opt-in", json={"opted_in_at": T0 + 86_400})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "opted_in_at", r.text
+    r = await c.get("/v1/recipients/not-a-number")
+    assert r.status_code == 422 and r.json()["error"]["field"] == "to", r.text
+    seen = (await c.get("/v1/recipients/+5511911112222")).json()
+    assert seen["opted_in_at"] is None and seen["marketing_allowed"]
