@@ -153,3 +153,29 @@ async def test_consent_in_the_future_or_a_bad_number_is_refused(harness: Harness
     assert r.status_code == 422 and r.json()["error"]["field"] == "to", r.text
     seen = (await c.get("/v1/recipients/+5511911112222")).json()
     assert seen["opted_in_at"] is None and seen["marketing_allowed"]
+
+
+async def test_the_enqueued_metric_counts_every_way_in_once(harness: Harness) -> None:
+    """Single messages, campaigns and the drop-in endpoint; not a repeated idempotency key, not a
+    campaign row refused for an opt-out."""
+    from tiergate.service.metrics import METRICS
+
+    def enqueued() -> float:
+        return METRICS.registry.get_sample_value("tiergate_enqueued_total") or 0.0
+
+    await register(harness)
+    c = harness.client
+    before = enqueued()
+    message = {"sender": SENDER, "to": "+5511911110001", "template": {"name": "x"}, "idempotency_key": "k"}
+    assert (await c.post("/v1/messages", json=message)).status_code == 202
+    harness.clock.advance(1.0)  # a repeat comes later (the original's time tells them apart)
+    assert (await c.post("/v1/messages", json=message)).status_code == 202  # the original again
+    assert (await c.post("/v1/recipients/+5511911110003/opt-out")).status_code == 204
+    r = await c.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
+                                            "recipients": ["+5511911110002", "+5511911110003", "+5511911110004"]})
+    assert r.status_code == 201 and r.json()["counts"] == {"queued": 2, "rejected": 1}, r.text
+    r = await c.post(f"/graph/v24.0/{SENDER}/messages", json={
+        "messaging_product": "whatsapp", "to": "5511911110005", "type": "template",
+        "template": {"name": "x", "language": {"code": "en_US"}}})
+    assert r.status_code == 200, r.text
+    assert enqueued() - before == 1 + 2 + 1

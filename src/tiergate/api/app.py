@@ -290,7 +290,6 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         if body.template is not None and body.text is not None:
             raise ApiError(422, "give 'template' or 'text', not both", "text")
         message = await gateway.intake.submit(who.tenant, _message_request(body))
-        METRICS.enqueued.inc()
         gateway.dispatcher.wake()
         return message_view(message)
 

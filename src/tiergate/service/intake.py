@@ -23,6 +23,7 @@ from tiergate.core.window import DAY
 from tiergate.ids import new_id
 from tiergate.ports import ConflictError, NotFound, Provider, SenderInfo, Store
 from tiergate.service.localtime import quiet_until, recipient_timezone
+from tiergate.service.metrics import METRICS
 from tiergate.service.phones import valid_e164_digits
 from tiergate.service.wakeups import CHANGED, announce
 
@@ -287,6 +288,8 @@ class Intake:
             if flags is not None and flags.opted_out_at is not None:
                 raise IntakeError(f"{to} opted out of marketing; tiergate will not send it marketing", field="to")
         [message] = await self.store.insert_messages([new], now)
+        if message.created_at == now:  # not the original of a repeated key (made at an earlier time)
+            METRICS.enqueued.inc()
         await announce(self.store)
         return message
 
@@ -369,5 +372,6 @@ class Intake:
                 reason="recipient opted out of marketing" if rejected else "",
             ))
         await self.store.insert_messages(news, now)
+        METRICS.enqueued.inc(sum(1 for n in news if n.state is MessageState.QUEUED))
         await announce(self.store)  # one wake-up for the whole batch
         return campaign, errors
