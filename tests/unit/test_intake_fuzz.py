@@ -101,7 +101,7 @@ def test_csv_limits_and_encodings() -> None:
         except ApiError as exc:
             assert exc.status == 422 and why in exc.message, exc.message
     rows, errors = parse_recipients_csv(b"\xef\xbb\xbfTO,param1\n+5511911112222,Ana\n,\n+1,x,extra\n", 10)
-    assert rows == [{"to": "+5511911112222", "components": [
+    assert rows == [{"to": "+5511911112222", "row": 1, "components": [
         {"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}]
     assert [e["row"] for e in errors] == [2, 3]
 
