@@ -65,6 +65,14 @@ def test_detach_and_json(served: Served, tmp_path: Path) -> None:
     (["{csv}", "--sender", "nope", "--template", "t"], "the campaign was not created: unknown sender 'nope'"),
     (["{csv}", "--sender", "x", "--template", "t", "--category", "promo"], "--category must be MARKETING"),
     (["{bad}", "--sender", "300000000000001", "--template", "t"], "needs a header row with a 'to' column"),
+    (["{csv}", "--sender", "x", "--template", "t", "--pacing", "spread"], "--spread-days go together"),
+    (["{csv}", "--sender", "x", "--template", "t", "--pacing", "slow"], "--pacing must be fastest or spread"),
+    (["{csv}", "--sender", "300000000000001", "--template", "t", "--start-at", "soon"],
+     "not created: start_at: 'soon' is neither epoch seconds nor an ISO 8601"),
+    (["{csv}", "--sender", "300000000000001", "--template", "t", "--quiet-hours", "late"],
+     "not created: quiet_hours: 'late' is not two hours like 21-8"),
+    (["{csv}", "--sender", "300000000000001", "--template", "t", "--quiet-hours", "25-8"],
+     "not created: quiet_hours: two hours 0-23"),
 ])
 def test_user_mistakes_give_one_clear_error(served: Served, tmp_path: Path, args: list[str], message: str) -> None:
     good = csv_file(tmp_path, 2)
@@ -92,3 +100,45 @@ def test_server_problems_give_one_clear_error(served: Served, tmp_path: Path) ->
     for done in (nowhere, refused, keyless, from_env):
         assert "Traceback" not in done.stdout + done.stderr
         assert done.stderr.strip().startswith("error:")
+
+
+def test_pacing_start_and_quiet_hours_reach_the_campaign(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000004", tier="TIER_1K")
+    rc, out, err = send(served, str(csv_file(tmp_path, 40, base=4_000)), "--sender", "300000000000004",
+                        "--template", "promo", "--pacing", "spread", "--spread-days", "4", "--quiet-hours", "21-8",
+                        "--start-at", "2030-01-01T09:00:00-03:00", "--deadline", "2030-02-01T00:00:00Z", "--detach")
+    assert rc == 0, err
+    assert "created: 40 recipients, planned over 4 day(s)" in out
+    campaign_id = out.split("campaign ")[1].split(" ")[0]
+    with served.client() as c:
+        campaign = c.get(f"/v1/campaigns/{campaign_id}").json()
+        waiting = c.get("/v1/messages", params={"campaign_id": campaign_id, "limit": 100}).json()
+    assert campaign["pacing"] == "spread" and [d["send"] for d in campaign["plan"]] == [10, 10, 10, 10]
+    assert campaign["start_at"] == 1_893_499_200.0 and campaign["deadline"] == 1_896_134_400.0
+    starts = sorted({m["next_attempt_at"] for m in waiting})
+    assert len(starts) == 4 and starts[1] - starts[0] == 86_400  # a quarter a day, from the start
+    assert all(m["expires_at"] == 1_896_134_400.0 for m in waiting)
+
+
+def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000005", tier="TIER_1K")
+    rc, out, err = send(served, str(csv_file(tmp_path, 10, base=5_000)), "--sender", "300000000000005",
+                        "--template", "promo", "--start-at", "2030-01-01T00:00:00Z", "--detach")
+    assert rc == 0, err
+    campaign_id = out.split("campaign ")[1].split(" ")[0]
+    common = ("--url", served.url, "--api-key", served.key)
+
+    def act(*args: str) -> tuple[int, str, str]:
+        done = tiergate("campaign", *args, *common)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        return done.returncode, clean(done.stdout), clean(done.stderr)
+
+    assert act("pause", campaign_id)[:2] == (0, "recipients is paused: 0 of 10 done; 0 sent, 10 held")
+    assert act("resume", campaign_id)[:2] == (0, "recipients is running: 0 of 10 done; 0 sent, 10 queued")
+    assert act("cancel", campaign_id)[:2] == (0, "recipients is canceled: 10 of 10 done; 0 sent, 10 canceled")
+    rc, _, err = act("resume", campaign_id)
+    assert rc == 2 and "cannot be resumed" in err
+    rc, _, err = act("pause", "cmp_nope")
+    assert rc == 2 and "campaign 'cmp_nope' not found" in err and "campaign list" in err
+    rc, out, _ = act("list")
+    assert rc == 0 and f"{campaign_id} recipients canceled 10/10 done" in out

@@ -343,9 +343,11 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         deadline: Annotated[str | None, Form(description="epoch seconds or ISO 8601 with offset")] = None,
         pacing: Annotated[str, Form()] = "fastest",
         spread_days: Annotated[int | None, Form()] = None,
+        quiet_hours: Annotated[str | None, Form(description="'21-8': none 21:00-08:00, recipient's time")] = None,
     ) -> Any:
         raw = await file.read()
         start, end = form_time(start_at, "start_at"), form_time(deadline, "deadline")
+        quiet = form_hours(quiet_hours)
         rows, row_errors = parse_recipients_csv(raw, settings.max_campaign_recipients)
         if not rows and row_errors:
             first = row_errors[0]
@@ -353,7 +355,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                            + (f" (and {len(row_errors) - 1} more rows)" if len(row_errors) > 1 else ""), "file")
         result = await _create_campaign(who, CampaignRequest(
             sender=sender, template={"name": template, "language": language}, recipients=rows, name=name,
-            category=category, start_at=start, deadline=end, pacing=pacing, spread_days=spread_days))
+            category=category, start_at=start, deadline=end, pacing=pacing, spread_days=spread_days,
+            quiet_hours=quiet))
         result["row_errors"] = sorted(row_errors + result["row_errors"], key=lambda e: e["row"])
         return result
 
@@ -364,6 +367,17 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             return float(s.parse_timestamp(value))
         except ValueError as exc:
             raise ApiError(422, f"{field}: {exc}", field) from None
+
+    def form_hours(value: str | None) -> tuple[int, int] | None:
+        """``21-8`` (or ``21,8``): no sends from 21:00 to 08:00 in each recipient's local time."""
+        if value is None or not value.strip():
+            return None
+        parts = value.replace(",", "-").split("-")
+        try:
+            start, end = (int(p) for p in parts)
+        except ValueError:
+            raise ApiError(422, f"quiet_hours: {value!r} is not two hours like 21-8", "quiet_hours") from None
+        return start, end  # intake checks the range
 
     async def own_campaign(who: Principal, campaign_id: str) -> Any:
         return await owned(gateway.store.get_campaign, "campaign", campaign_id, who.tenant.id)

@@ -86,6 +86,16 @@ def send(
     language: str = typer.Option("en_US", "--language", help="The template's language code."),
     category: str = typer.Option("MARKETING", "--category", help="MARKETING, UTILITY or AUTHENTICATION."),
     name: str = typer.Option("", "--name", help="A name to recognise the campaign by (default: the file name)."),
+    pacing: str = typer.Option("fastest", "--pacing",
+                               help="fastest (as soon as capacity allows) or spread (an even share a day)."),
+    spread_days: int | None = typer.Option(None, "--spread-days", min=1, max=365,
+                                           help="With --pacing spread: over how many days."),
+    start_at: str | None = typer.Option(None, "--start-at",
+                                        help="Not before this time: ISO 8601 with an offset, or epoch seconds."),
+    deadline: str | None = typer.Option(None, "--deadline",
+                                        help="What has not gone by then expires (ISO 8601 or epoch seconds)."),
+    quiet_hours: str | None = typer.Option(None, "--quiet-hours",
+                                           help="e.g. 21-8: none from 21:00 to 08:00 in each recipient's local time."),
     url: str | None = URL,
     api_key: str | None = KEY,
     interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between progress checks."),
@@ -97,14 +107,20 @@ def send(
     category = category.upper()
     if category not in ("MARKETING", "UTILITY", "AUTHENTICATION"):
         fail(f"--category must be MARKETING, UTILITY or AUTHENTICATION, not {escape(category)!r}")
+    if pacing not in ("fastest", "spread"):
+        fail(f"--pacing must be fastest or spread, not {escape(pacing)!r}")
+    if (pacing == "spread") != (spread_days is not None):
+        fail("--pacing spread and --spread-days go together", "e.g. --pacing spread --spread-days 7")
+    fields = {"sender": sender, "template": template, "language": language, "category": category,
+              "name": name or file.stem, "pacing": pacing}
+    optional = {"spread_days": spread_days, "start_at": start_at, "deadline": deadline, "quiet_hours": quiet_hours}
+    fields.update({k: str(v) for k, v in optional.items() if v is not None})
     remote = Remote(url, api_key)
 
     async def main() -> None:
         async with remote:
             try:
-                c = await remote.upload_csv("/v1/campaigns/csv", file, {
-                    "sender": sender, "template": template, "language": language, "category": category,
-                    "name": name or file.stem})
+                c = await remote.upload_csv("/v1/campaigns/csv", file, fields)
             except RemoteError as exc:
                 hint = "see `tiergate status` for your senders" if exc.status == 404 else ""
                 fail(f"the campaign was not created: {escape(exc.message)}", hint)
@@ -174,7 +190,8 @@ async def follow(remote: Remote, campaign_id: str, interval: float) -> None:
             if c["state"] in ("paused", "canceled"):
                 progress.stop()
                 console.print(f"the campaign is {c['state']}: {c['total'] - c['done']:,} messages not sent"
-                              + ("; resume it with POST /v1/campaigns/{id}/resume" if c["state"] == "paused" else ""))
+                              + (f"; resume it with `tiergate campaign resume {campaign_id}`"
+                                 if c["state"] == "paused" else ""))
                 return
             stalled = c["done"] == previous_done and not counts.get("sending")
             if stalled and time.monotonic() - last_check >= interval:
@@ -200,3 +217,70 @@ async def follow(remote: Remote, campaign_id: str, interval: float) -> None:
             c = await remote.get(f"/v1/campaigns/{campaign_id}")
     failed = sum(c["counts"].get(s, 0) for s in FINAL_OTHER)
     console.print(f"done: {summary(c)}" + (f" ([yellow]{failed:,} not delivered[/])" if failed else ""))
+
+
+def _act(action: str, campaign_id: str, url: str | None, api_key: str | None, as_json: bool) -> None:
+    remote = Remote(url, api_key)
+
+    async def main() -> None:
+        async with remote:
+            try:
+                c = await remote.request("POST", f"/v1/campaigns/{campaign_id}/{action}")
+            except RemoteError as exc:
+                fail(escape(exc.message), "campaign ids start with cmp_; `tiergate campaign list` shows them"
+                     if exc.status == 404 else "")
+            if as_json:
+                print_json(c)
+                return
+            console.print(f"[bold]{escape(c['name'] or c['id'])}[/] is {c['state']}: {c['done']:,} of "
+                          f"{c['total']:,} done; {summary(c)}")
+
+    asyncio.run(main())
+
+
+@campaign_app.command("pause")
+def pause(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+          url: str | None = URL, api_key: str | None = KEY,
+          as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
+    """Hold what has not been sent yet (resume sends it; nothing is lost)."""
+    _act("pause", campaign_id, url, api_key, as_json)
+
+
+@campaign_app.command("resume")
+def resume(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+           url: str | None = URL, api_key: str | None = KEY,
+           as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
+    """Send what a pause held, in its place in the queue."""
+    _act("resume", campaign_id, url, api_key, as_json)
+
+
+@campaign_app.command("cancel")
+def cancel(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+           url: str | None = URL, api_key: str | None = KEY,
+           as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
+    """Cancel what has not been sent yet (final: a canceled campaign cannot be resumed)."""
+    _act("cancel", campaign_id, url, api_key, as_json)
+
+
+@campaign_app.command("list")
+def list_campaigns(url: str | None = URL, api_key: str | None = KEY,
+                   as_json: bool = typer.Option(False, "--json", help="Print the campaigns as JSON.")) -> None:
+    """Your tenant's campaigns: state and progress."""
+    remote = Remote(url, api_key)
+
+    async def main() -> None:
+        async with remote:
+            try:
+                campaigns = await remote.get("/v1/campaigns")
+            except RemoteError as exc:
+                fail(escape(exc.message))
+            if as_json:
+                print_json(campaigns)
+                return
+            if not campaigns:
+                console.print("no campaigns yet: `tiergate campaign send FILE.csv` makes one")
+            for c in campaigns:
+                console.print(f"{escape(c['id'])}  [bold]{escape(c['name'])}[/]  {c['state']}  "
+                              f"{c['done']:,}/{c['total']:,} done; {summary(c)}")
+
+    asyncio.run(main())
