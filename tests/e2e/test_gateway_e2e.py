@@ -135,6 +135,21 @@ async def test_dropin_endpoint_speaks_meta_shapes(harness: Harness) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == 131047
 
 
+@pytest.mark.parametrize("key", [None, "tg_wrong"])
+async def test_dropin_refuses_a_bad_key_as_the_graph_api_does(harness: Harness, key: str | None) -> None:
+    """An app written for the Cloud API reads the error object: a bad token is code 190, 401."""
+    await register(harness)
+    headers = {"Authorization": f"Bearer {key}"} if key else {"Authorization": ""}
+    r = await harness.client.post(f"/graph/v24.0/{SENDER}/messages", headers=headers, json={
+        "messaging_product": "whatsapp", "to": "5511911112222", "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}}})
+    assert r.status_code == 401, r.text
+    error = r.json()["error"]
+    assert error["code"] == 190 and error["type"] == "OAuthException" and error["fbtrace_id"], error
+    assert "API key" in error["error_data"]["details"]
+    assert (await harness.client.get("/v1/senders", headers=headers)).json()["error"].get("code") is None
+
+
 async def test_a_pause_and_resume_does_not_push_waiting_messages_back_a_day(harness: Harness) -> None:
     """Requeued messages give back the slots they were handed (they were not lost, nor sent late)."""
     h = harness

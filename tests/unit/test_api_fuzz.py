@@ -295,6 +295,8 @@ def test_rate_limit_per_key_answers_429_with_retry_after(tmp_path: Path) -> None
         assert r.status_code == 429
         assert 1 <= int(r.headers["Retry-After"]) <= 60
         assert "too many requests" in r.json()["error"]["message"]
+        r = limited.call("POST", f"/graph/v24.0/{SENDER}/messages", json={})  # the drop-in: Meta's shape
+        assert r.status_code == 429 and r.json()["error"]["code"] == 80007 and int(r.headers["Retry-After"]) >= 1
         # another key of the same tenant has its own budget
         key = limited.loop.run_until_complete(limited.h.gateway.auth.create_key(
             limited.loop.run_until_complete(limited.h.gateway.store.find_tenant_by_name("default")).id))[1]  # type: ignore[union-attr]
