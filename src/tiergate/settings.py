@@ -35,7 +35,7 @@ class Settings:
     max_body_bytes: int = 2_000_000
     max_webhook_bytes: int = 8_000_000
     max_campaign_recipients: int = 200_000
-    rate_limit_per_minute: int = 6000  # requests per API key per minute
+    rate_limit_per_minute: int = 6000  # requests per API key per minute (0: no limit)
     sandbox_seed: int = 0
     sandbox_reply_share: float = 0.0
     sandbox_undeliverable_share: float = 0.0
@@ -61,7 +61,31 @@ class Settings:
             raise ValueError(f"provider {settings.provider!r}: use 'sandbox' or 'cloud'")
         if settings.provider == "cloud" and not settings.access_token:
             raise ValueError("provider 'cloud' needs TIERGATE_ACCESS_TOKEN (a system user access token)")
-        return settings
+        for name, (low, high) in _BOUNDS.items():
+            value = getattr(settings, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} (TIERGATE_{name.upper()}) must be {low:g} to {high:g}, not {value!r}")
+        if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level {settings.log_level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return replace(settings, log_level=settings.log_level.upper())
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+# What a number among the settings may be: a value outside fails at start, with its name, instead
+# of a traceback (a port) or a worker that never claims anything (a batch of 0).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65_535),
+    "sync_interval": (1.0, 7 * 86_400.0),
+    "batch_size": (1, 100_000),
+    "max_scopes": (1, 10_000_000),
+    "lease_ttl": (1.0, 86_400.0),
+    "max_in_flight": (1, 100_000),
+    "max_body_bytes": (1_024, 1 << 30),
+    "max_webhook_bytes": (1_024, 1 << 30),
+    "max_campaign_recipients": (1, 100_000_000),
+    "rate_limit_per_minute": (0, 10_000_000),
+    "sandbox_reply_share": (0.0, 1.0),
+    "sandbox_undeliverable_share": (0.0, 1.0),
+}

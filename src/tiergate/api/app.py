@@ -137,6 +137,8 @@ class RateLimiter:
         self.hits: dict[str, deque[float]] = defaultdict(deque)
 
     def check(self, key_id: str) -> float | None:
+        if self.per_minute <= 0:  # 0: no limit
+            return None
         now = time.monotonic()
         q = self.hits[key_id]
         while q and q[0] <= now - 60:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -52,12 +53,33 @@ async def _open(settings: Settings):  # type: ignore[no-untyped-def]
              "check TIERGATE_DATABASE_URL / --database-url")
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the API's address before anything else starts: a port in use or a host that does not
+    resolve is one line and exit 2, not a traceback after the store was opened (and the admin key
+    printed). The bound socket goes to uvicorn, so nothing can take the port in between."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}", "check --host / TIERGATE_HOST")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+             "is another tiergate (or something else) running there? pick another --port / TIERGATE_PORT")
+    return sock
+
+
 async def _serve(settings: Settings, dispatch: bool) -> None:
     import uvicorn
     from fastapi import FastAPI
 
     from tiergate.api.app import create_app
 
+    listening = _listen(settings.host, settings.port)
     gateway = await _open(settings)
     key = await gateway.auth.bootstrap(settings.api_key)
     replayed = await gateway.webhooks.replay_unapplied()
@@ -84,10 +106,11 @@ async def _serve(settings: Settings, dispatch: bool) -> None:
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     try:
-        await server.serve()
+        await server.serve(sockets=[listening])
     finally:
         stop.set()
         await gateway.close()
+        listening.close()
 
 
 @app.command()
