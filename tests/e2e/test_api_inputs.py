@@ -179,3 +179,19 @@ async def test_the_enqueued_metric_counts_every_way_in_once(harness: Harness) ->
         "template": {"name": "x", "language": {"code": "en_US"}}})
     assert r.status_code == 200, r.text
     assert enqueued() - before == 1 + 2 + 1
+
+
+async def test_messages_page_newest_first_with_before(harness: Harness) -> None:
+    await register(harness)
+    c = harness.client
+    ids = []
+    for i in range(5):
+        r = await c.post("/v1/messages", json={"sender": SENDER, "to": f"+551191111000{i}", "template": {"name": "x"}})
+        ids.append(r.json()["id"])
+        harness.clock.advance(0.01)
+    first = (await c.get("/v1/messages", params={"limit": 2})).json()
+    second = (await c.get("/v1/messages", params={"limit": 2, "before": first[-1]["id"]})).json()
+    last = (await c.get("/v1/messages", params={"limit": 2, "before": second[-1]["id"]})).json()
+    assert [m["id"] for m in first + second + last] == ids[::-1]
+    r = await c.get("/v1/messages", params={"before": "x" * 65})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "before", r.text

@@ -922,11 +922,17 @@ class SqlStore(ABC):
         return int(row[0]) if row else 0
 
     async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None,
-                            state: str | None = None, limit: int = 100) -> list[Message]:
-        """The newest ``limit`` matching messages, newest first."""
+                            state: str | None = None, limit: int = 100, before: str | None = None) -> list[Message]:
+        """The newest ``limit`` matching messages, newest first; ``before`` (an id) pages on.
+
+        Ids begin with their creation time, so newest first is id order: read backwards off the
+        primary key, or off ``messages_campaign`` (campaign_id, id), the scan stops after ``limit``
+        matches instead of sorting every message of the tenant or campaign."""
         where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id,
                                       state=None if state is None else _state(state))
-        return await self._list(MESSAGES, where, [*params, limit], order="created_at DESC, id DESC LIMIT ?")
+        if before is not None:
+            where, params = f"{where} AND id < ?", [*params, before]
+        return await self._list(MESSAGES, where, [*params, limit], order="id DESC LIMIT ?")
 
     @staticmethod
     def _filters(**equal: str | None) -> tuple[str, list[str]]:
