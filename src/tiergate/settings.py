@@ -22,7 +22,7 @@ class Settings:
     app_secret: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
-    sync_interval: float = 900.0
+    sync_interval: float = 900.0  # seconds between Graph API syncs of every sender (0: none)
     worker_id: str = ""
     batch_size: int = 500
     max_scopes: int = 10_000  # scope leases one worker holds at most (spread S scopes over N workers)
@@ -77,7 +77,7 @@ class Settings:
 # of a traceback (a port) or a worker that never claims anything (a batch of 0).
 _BOUNDS: dict[str, tuple[float, float]] = {
     "port": (1, 65_535),
-    "sync_interval": (1.0, 7 * 86_400.0),
+    "sync_interval": (0.0, 7 * 86_400.0),  # 0: no periodic Graph sync
     "batch_size": (1, 100_000),
     "max_scopes": (1, 10_000_000),
     "lease_ttl": (1.0, 86_400.0),
@@ -85,7 +85,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "max_body_bytes": (1_024, 1 << 30),
     "max_webhook_bytes": (1_024, 1 << 30),
     "max_campaign_recipients": (1, 100_000_000),
-    "rate_limit_per_minute": (0, 10_000_000),
+    "rate_limit_per_minute": (0, 1e15),  # 0: no limit
     "sandbox_reply_share": (0.0, 1.0),
     "sandbox_undeliverable_share": (0.0, 1.0),
 }
