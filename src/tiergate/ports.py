@@ -24,6 +24,7 @@ from tiergate.core.model import (
 
 __all__ = [
     "ConflictError",
+    "Forward",
     "LeaseLost",
     "LedgerChange",
     "MessageUpdate",
@@ -34,6 +35,7 @@ __all__ = [
     "SendOutcome",
     "SenderInfo",
     "Store",
+    "WebhookSink",
 ]
 
 
@@ -96,6 +98,17 @@ class LedgerChange:
 class RecipientFlags:
     opted_in_at: float | None = None
     opted_out_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A platform webhook (the tenant's share of one delivery) on its way to the tenant's app."""
+
+    id: str
+    tenant_id: str
+    body: bytes
+    attempts: int  # including the one this claim is for
+    created_at: float
 
 
 class Store(Protocol):
@@ -247,7 +260,33 @@ class Store(Protocol):
         ...
 
     # raw webhook events: stored first, applied after, each change applied once
-    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float) -> bool: ...
+    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float,
+                                forwards: Sequence[tuple[str, bytes]] = ()) -> bool:
+        """Store a raw delivery first; False if this id is already stored. ``forwards`` ((tenant id,
+        body) to send on to tenants' apps) are queued in the same transaction, only with a new event."""
+        ...
+
+    async def claim_forwards(self, now: float, limit: int, hold: float) -> list[Forward]:
+        """Due forwards, hidden from other claims for ``hold`` seconds (a crash mid-send retries)."""
+        ...
+
+    async def finish_forward(self, forward_id: str, *, delivered_at: float | None = None, error: str = "",
+                             next_attempt_at: float | None = None) -> None:
+        """Delivered (``delivered_at``), or failed for now (retry at ``next_attempt_at``), or for good."""
+        ...
+
+    async def forward_counts(self, tenant_id: str) -> dict[str, Any]:
+        """Forwards by state, and the latest error and delivery time."""
+        ...
+
+    async def cancel_forwards(self, tenant_id: str, at: float) -> int:
+        """Drop the tenant's pending forwards (forwarding was turned off); returns how many."""
+        ...
+
+    async def prune_forwards(self, before: float) -> int:
+        """Delete forwards finished (delivered, failed, canceled) before ``before``."""
+        ...
+
     async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None: ...
     async def unapplied_webhook_events(self, limit: int = 100) -> list[tuple[str, bytes]]: ...
     async def claim_change(self, change_id: str, at: float) -> bool:
@@ -338,3 +377,13 @@ class Provider(Protocol):
 
     def next_event_at(self) -> float | None: ...
     async def aclose(self) -> None: ...
+
+
+class WebhookSink(Protocol):
+    """Where forwarded webhooks go: a tenant's own endpoint, over HTTP (``adapters.outbound``)."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
+        """None when the endpoint took the body (a 2xx); else why not, in one line."""
+        ...
+
+    async def close(self) -> None: ...

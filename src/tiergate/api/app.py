@@ -3,10 +3,12 @@
 
 import csv
 import io
+import secrets
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import orjson
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
@@ -465,6 +467,39 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                 "marketing_allowed": not (flags and flags.opted_out_at is not None)
                 and not (who.tenant.require_opt_in and (flags is None or flags.opted_in_at is None)),
                 "service_windows": windows}
+
+    # -- forwarding the platform's webhooks to the tenant's app ---------------------------------
+    async def webhook_view(tenant: Any, secret: str | None = None) -> dict[str, Any]:
+        seen = await gateway.store.forward_counts(tenant.id)
+        counts = seen["counts"]
+        return {"url": tenant.webhook_url, "secret": secret, "last_error": seen["last_error"],
+                "last_delivered_at": seen["last_delivered_at"],
+                **{state: counts.get(state, 0) for state in ("pending", "delivered", "failed", "canceled")}}
+
+    @app.put("/v1/webhook", response_model=s.WebhookOut, tags=["webhooks"])
+    async def set_webhook(body: s.WebhookIn, who: Who) -> Any:
+        """Forward the platform's webhooks about this tenant's numbers (inbound messages, statuses)
+        to ``url``, in Meta's shape and signed as Meta signs, so the app keeps hearing them."""
+        parts = urlsplit(body.url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApiError(422, f"url: {body.url!r} is not an http:// or https:// URL", "url")
+        secret = body.secret or secrets.token_urlsafe(32)
+        tenant = await gateway.store.update_tenant(who.tenant.id, {"webhook_url": body.url.strip(),
+                                                                   "webhook_secret": secret})
+        gateway.forwarder.forget()
+        return await webhook_view(tenant, None if body.secret else secret)
+
+    @app.get("/v1/webhook", response_model=s.WebhookOut, tags=["webhooks"])
+    async def get_webhook(who: Who) -> Any:
+        return await webhook_view(await gateway.store.get_tenant(who.tenant.id))
+
+    @app.delete("/v1/webhook", status_code=204, tags=["webhooks"])
+    async def delete_webhook(who: Who) -> Response:
+        """Stop forwarding; what was still waiting to go is dropped (counted as canceled)."""
+        await gateway.store.update_tenant(who.tenant.id, {"webhook_url": None, "webhook_secret": ""})
+        gateway.forwarder.forget()
+        await gateway.store.cancel_forwards(who.tenant.id, now())
+        return Response(status_code=204)
 
     # -- tenants and keys (admin) ------------------------------------------------------------
     def tenant_out(t: Any) -> dict[str, Any]:

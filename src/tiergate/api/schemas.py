@@ -267,3 +267,21 @@ class KeyOut(BaseModel):
     created_at: float
     revoked_at: float | None
     key: str | None = None  # shown once, at creation
+
+
+class WebhookIn(Strict):
+    url: str = Field(min_length=8, max_length=2000)  # http(s):// where the tenant's app takes webhooks
+    # Signs each forward (X-Hub-Signature-256, as Meta signs): give your app's own (e.g. the Meta app
+    # secret it already verifies with) or leave it out and tiergate makes one (shown once).
+    secret: str | None = Field(default=None, min_length=16, max_length=200)
+
+
+class WebhookOut(BaseModel):
+    url: str | None
+    secret: str | None = None  # only in the answer that made it
+    pending: int
+    delivered: int
+    failed: int
+    canceled: int
+    last_error: str
+    last_delivered_at: float | None

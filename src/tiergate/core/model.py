@@ -66,6 +66,10 @@ class Tenant:
     marketing_cap_24h: int = 2  # marketing templates per recipient per rolling 24 h; 0 = no cap
     stop_keywords: list[str] = field(default_factory=list)  # empty: the built-in list
     created_at: float = 0.0
+    # Where the platform's webhooks about this tenant's senders are forwarded (its app), signed
+    # with ``webhook_secret`` as Meta signs them; None: not forwarded.
+    webhook_url: str | None = None
+    webhook_secret: str = field(default="", repr=False)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
+from tiergate.adapters.outbound import AiohttpSink
 from tiergate.clock import Clock, SystemClock
 from tiergate.core.model import MessageState
 from tiergate.ports import Provider, Store
@@ -21,6 +22,7 @@ from tiergate.service.campaigns import Campaigns
 from tiergate.service.dispatcher import Dispatcher, DispatcherConfig
 from tiergate.service.dropin import DropIn
 from tiergate.service.forecast import refresh_predictions
+from tiergate.service.forwarding import Forwarder
 from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
 from tiergate.service.periodic import run_every
@@ -67,7 +69,8 @@ class Gateway:
                                      wall_clock=wall_clock or SystemClock(), config=config)
         self.state = SenderState(store, clock, self._capacity_changed, self._state_changed)
         self.campaigns = Campaigns(store, clock, self.intake)
-        self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher)
+        self.forwarder = Forwarder(store, clock, AiohttpSink())
+        self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher, self.forwarder)
         self.sync = GraphSync(store, provider, clock, self.state)
         self.dropin = DropIn(self.intake)
         self._extras: list[Any] = []
@@ -119,6 +122,7 @@ class Gateway:
         bodies = self.provider.poll_events(self.clock.now())
         for body in bodies:
             await self.webhooks.apply_body(body)
+            await self.webhooks.forward(body)  # the app hears the sandbox as it would the platform
         return len(bodies)
 
     async def refresh_gauges(self) -> None:
@@ -151,6 +155,7 @@ class Gateway:
         tasks.append(asyncio.create_task(self._pump_loop(stop), name="provider-events"))
         tasks.append(asyncio.create_task(self.webhooks.replay_unapplied_loop(stop), name="webhook-replay"))
         tasks.append(asyncio.create_task(self._predict_loop(stop), name="predictions"))
+        tasks.append(asyncio.create_task(self.forwarder.run(stop), name="forwarding"))
         if sync and self.settings.sync_interval > 0 and self.provider.name == "cloud":
             tasks.append(asyncio.create_task(self.sync.run_forever(stop, self.settings.sync_interval), name="sync"))
         try:

@@ -16,6 +16,8 @@ import logging
 import random
 from typing import Any
 
+import orjson
+
 from tiergate.clock import Clock
 from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import STATUS_RANK, Message, MessageState
@@ -36,6 +38,7 @@ from tiergate.core.webhooks import (
 )
 from tiergate.ports import LedgerChange, MessageUpdate, NotFound, Store
 from tiergate.service.dispatcher import Dispatcher
+from tiergate.service.forwarding import Forwarder
 from tiergate.service.metrics import METRICS
 from tiergate.service.periodic import run_every
 from tiergate.service.state import SenderState
@@ -58,12 +61,13 @@ _FAILABLE = (MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN)
 
 class WebhookService:
     def __init__(self, settings: Settings, store: Store, clock: Clock, state: SenderState,
-                 dispatcher: Dispatcher) -> None:
+                 dispatcher: Dispatcher, forwarder: Forwarder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.state = state
         self.dispatcher = dispatcher
+        self.forwarder = forwarder
         self._rng = random.Random()
 
     # -- HTTP-facing ----------------------------------------------------------------------------
@@ -84,8 +88,9 @@ class WebhookService:
             body = load_body(raw)
         except WebhookError as exc:
             return 400, f"unreadable webhook body: {exc}"
-        event_id = "evt_" + hashlib.sha256(raw).hexdigest()[:40]
-        await self.store.add_webhook_event(event_id, raw, self.clock.now())
+        event_id = _event_id(raw)
+        shares = await self.forwarder.shares(body) if self.forwarder is not None else []
+        await self.store.add_webhook_event(event_id, raw, self.clock.now(), shares)
         try:
             applied = await self.apply_body(body)
         except Exception as exc:  # stored: the replay loop will try again
@@ -94,6 +99,16 @@ class WebhookService:
             return 200, "stored; applying failed and will be retried"
         await self.store.mark_webhook_applied(event_id, self.clock.now())
         return 200, f"{applied} changes applied"
+
+    async def forward(self, body: Any) -> None:
+        """Queue the tenants' shares of a delivery that did not come through ``receive`` (the
+        sandbox's own events): stored as a delivery like any other, so it goes once."""
+        shares = await self.forwarder.shares(body) if self.forwarder is not None else []
+        if shares:
+            raw = orjson.dumps(body)
+            now = self.clock.now()
+            if await self.store.add_webhook_event(_event_id(raw), raw, now, shares):
+                await self.store.mark_webhook_applied(_event_id(raw), now)
 
     async def replay_unapplied(self) -> int:
         """Apply stored events that were never marked applied (after a crash)."""
@@ -264,3 +279,8 @@ class WebhookService:
             await self.store.set_opt_out(sender.tenant_id, ev.wa_id, at, "user_preferences: stop marketing")
         elif ev.resumes_marketing:
             await self.store.set_opt_in(sender.tenant_id, ev.wa_id, at, "user_preferences: resume marketing")
+
+
+def _event_id(raw: bytes) -> str:
+    """A delivery's id: its body's hash (a redelivery of the same body is the same event)."""
+    return "evt_" + hashlib.sha256(raw).hexdigest()[:40]

@@ -35,7 +35,15 @@ import orjson
 
 from tiergate.adapters.store.ids import new_ids
 from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
-from tiergate.ports import ConflictError, LeaseLost, LedgerChange, MessageUpdate, NotFound, RecipientFlags
+from tiergate.ports import (
+    ConflictError,
+    Forward,
+    LeaseLost,
+    LedgerChange,
+    MessageUpdate,
+    NotFound,
+    RecipientFlags,
+)
 
 __all__ = ["SqlStore", "Tx", "migrations"]
 
@@ -1087,13 +1095,79 @@ class SqlStore(ABC):
         return [int(n or 0) for n in (row or ())] or [0] * len(periods)
 
     # -- raw webhook events ------------------------------------------------------------------
-    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float) -> bool:
-        """Store a raw delivery first; False if this id is already stored."""
+    async def add_webhook_event(self, event_id: str, body: bytes, received_at: float,
+                                forwards: Sequence[tuple[str, bytes]] = ()) -> bool:
+        """Store a raw delivery first; False if this id is already stored. Its forwards to tenants'
+        apps are queued in the same transaction, and only with a new event: a redelivery of the
+        same body is forwarded once."""
         async with self.transaction() as tx:
-            return bool(await tx.execute(
+            new = bool(await tx.execute(
                 "INSERT INTO webhook_events (id, body, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (event_id, bytes(body), received_at),
             ))
+            if new and forwards:
+                ids = new_ids("fwd", len(forwards), received_at)
+                columns = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
+                await tx.insert_many("forwards", columns, [(fid, tenant, event_id, bytes(raw), received_at, received_at)
+                                                           for fid, (tenant, raw) in zip(ids, forwards, strict=True)])
+            return new
+
+    async def claim_forwards(self, now: float, limit: int, hold: float) -> list[Forward]:
+        """Due forwards, oldest first, hidden from other claims until ``now + hold``. The guard on
+        ``next_attempt_at`` in the UPDATE makes a concurrent claimer of the same rows (another API
+        node) update none of them once the first has committed."""
+        async with self.transaction() as tx:
+            due = [row[0] for row in await tx.fetchall(
+                "SELECT id FROM forwards WHERE state = 'pending' AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at LIMIT ?", (now, limit))]
+            if not due:
+                return []
+            among, params = self._in("id", due)
+            rows = await tx.fetchall(
+                f"UPDATE forwards SET next_attempt_at = ?, attempts = attempts + 1 WHERE {among} "
+                "AND state = 'pending' AND next_attempt_at <= ? RETURNING id, tenant_id, body, attempts, created_at",
+                [now + hold, *params, now])
+        claimed = [Forward(r[0], r[1], bytes(r[2]), int(r[3]), float(r[4])) for r in rows]
+        return sorted(claimed, key=lambda f: (f.created_at, f.id))
+
+    async def finish_forward(self, forward_id: str, *, delivered_at: float | None = None, error: str = "",
+                             next_attempt_at: float | None = None) -> None:
+        """Delivered, or failed for now (due again at ``next_attempt_at``), or for good."""
+        params: tuple[Any, ...]
+        if delivered_at is not None:
+            sql, params = ("UPDATE forwards SET state = 'delivered', delivered_at = ?, last_error = '' "
+                           "WHERE id = ? AND state = 'pending'"), (delivered_at, forward_id)
+        elif next_attempt_at is not None:
+            sql, params = ("UPDATE forwards SET next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+                           (next_attempt_at, error[:500], forward_id))
+        else:
+            sql, params = ("UPDATE forwards SET state = 'failed', last_error = ? WHERE id = ? AND state = 'pending'",
+                           (error[:500], forward_id))
+        async with self.transaction() as tx:
+            await tx.execute(sql, params)
+
+    async def forward_counts(self, tenant_id: str) -> dict[str, Any]:
+        """Forwards by state, the latest error and the latest delivery time."""
+        async with self.reader() as tx:
+            counts = {row[0]: int(row[1]) for row in await tx.fetchall(
+                "SELECT state, COUNT(*) FROM forwards WHERE tenant_id = ? GROUP BY state", (tenant_id,))}
+            error = await tx.fetchone(
+                "SELECT last_error FROM forwards WHERE tenant_id = ? AND last_error <> '' "
+                "ORDER BY created_at DESC LIMIT 1", (tenant_id,))
+            delivered = await tx.fetchone(
+                "SELECT MAX(delivered_at) FROM forwards WHERE tenant_id = ? AND state = 'delivered'", (tenant_id,))
+        return {"counts": counts, "last_error": error[0] if error else "",
+                "last_delivered_at": delivered[0] if delivered else None}
+
+    async def cancel_forwards(self, tenant_id: str, at: float) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute("UPDATE forwards SET state = 'canceled', delivered_at = ? "
+                                    "WHERE tenant_id = ? AND state = 'pending'", (at, tenant_id))
+
+    async def prune_forwards(self, before: float) -> int:
+        """Finished forwards (delivered, failed or canceled) created before ``before`` are deleted."""
+        async with self.transaction() as tx:
+            return await tx.execute("DELETE FROM forwards WHERE state <> 'pending' AND created_at < ?", (before,))
 
     async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None:
         """Done with an event (``error`` keeps why applying it failed; it is not retried)."""

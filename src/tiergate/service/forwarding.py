@@ -1,0 +1,205 @@
+"""Forwarding the platform's webhooks to each tenant's app.
+
+Meta sends a business's webhooks to one callback URL: once that is tiergate (it must see inbound
+messages, statuses and tier changes), the app that used to receive them would go deaf. So each
+delivery's ``messages`` changes (inbound messages, statuses, errors) are split by the tenant that
+owns the phone number, and each tenant's share is sent on to its ``webhook_url`` in Meta's own
+shape, signed the way Meta signs (``X-Hub-Signature-256: sha256=<HMAC of the body>``) with the
+tenant's secret, so the app's webhook handler keeps working unchanged. A status of a message that
+tiergate sent also carries ``tiergate_message_id``, the id the API (and the drop-in endpoint) gave.
+
+Durable and at least once, as Meta's own deliveries are: the forwards are written in the
+transaction that stores the delivery, claimed with a hold (a crash mid-send retries), retried with
+backoff on any non-2xx or network error, and given up after ``GIVE_UP`` (Meta retries for 7 days).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+from typing import Any
+
+import orjson
+
+from tiergate.clock import Clock
+from tiergate.core.model import Tenant
+from tiergate.ports import Forward, NotFound, Store, WebhookSink
+
+log = logging.getLogger("tiergate.forwarding")
+
+__all__ = ["GIVE_UP", "Forwarder", "retry_delay", "signature"]
+
+GIVE_UP = 7 * 86_400.0  # seconds after the delivery: what has not gone by then is failed for good
+HOLD = 60.0  # a claimed forward is retried after this if its sender died mid-send
+CACHE = 5.0  # seconds a number's tenant (and its webhook setting) is taken as read
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``X-Hub-Signature-256`` as Meta computes it."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_delay(attempts: int, jitter: float) -> float:
+    """10 s, 20 s, 40 s ... up to an hour, with up to 20% jitter (many apps down at once do not
+    come back to a thundering herd)."""
+    return min(3600.0, 10.0 * 2.0 ** min(20, max(0, attempts - 1))) * (1.0 + 0.2 * jitter)
+
+
+class Forwarder:
+    def __init__(self, store: Store, clock: Clock, sink: WebhookSink, *, batch: int = 100,
+                 concurrency: int = 16) -> None:
+        self.store = store
+        self.clock = clock
+        self.sink = sink
+        self.batch = batch
+        self.concurrency = concurrency
+        self._rng = random.Random()
+        self._tenants: dict[str, tuple[float, Tenant | None]] = {}  # by phone number id: (read at, tenant)
+
+    def forget(self) -> None:
+        """A tenant's webhook setting changed here: read it again (other processes: within ``CACHE``)."""
+        self._tenants.clear()
+
+    # -- what to forward (at receive time) -----------------------------------------------------
+    async def shares(self, body: Any) -> list[tuple[str, bytes]]:
+        """(tenant id, body) for each tenant with a webhook URL whose numbers this delivery is about.
+
+        Only ``messages`` changes (what an app acts on); account-level changes (tiers, quality,
+        capability) are tiergate's business. Anything not shaped like a delivery forwards nothing.
+        """
+        entries = body.get("entry") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            return []
+        tenants: dict[str, Tenant | None] = {}  # by phone number id
+        kept: dict[str, list[dict[str, Any]]] = {}  # tenant id -> its entries
+        for entry in entries:
+            changes = entry.get("changes") if isinstance(entry, dict) else None
+            if not isinstance(changes, list):
+                continue
+            mine: dict[str, list[Any]] = {}
+            for change in changes:
+                pnid = _phone_number_id(change)
+                if pnid is None:
+                    continue
+                if pnid not in tenants:
+                    tenants[pnid] = await self._tenant_of(pnid)
+                tenant = tenants[pnid]
+                if tenant is not None and tenant.webhook_url:
+                    mine.setdefault(tenant.id, []).append(await self._annotated(change, tenant.id))
+            for tenant_id, own in mine.items():
+                kept.setdefault(tenant_id, []).append({**entry, "changes": own})
+        obj = body.get("object", "whatsapp_business_account")
+        return [(tenant_id, orjson.dumps({"object": obj, "entry": own})) for tenant_id, own in kept.items()]
+
+    async def _tenant_of(self, phone_number_id: str) -> Tenant | None:
+        """The number's tenant, read at most every ``CACHE`` seconds (every status webhook asks)."""
+        now = self.clock.now()
+        cached = self._tenants.get(phone_number_id)
+        if cached is not None and now - cached[0] < CACHE:
+            return cached[1]
+        try:
+            sender = await self.store.get_sender(phone_number_id)
+            tenant: Tenant | None = await self.store.get_tenant(sender.tenant_id)
+        except NotFound:
+            tenant = None
+        if len(self._tenants) > 100_000:
+            self._tenants.clear()
+        self._tenants[phone_number_id] = (now, tenant)
+        return tenant
+
+    async def _annotated(self, change: dict[str, Any], tenant_id: str) -> dict[str, Any]:
+        """The change, with ``tiergate_message_id`` on each status of a message tiergate sent."""
+        value = change["value"]
+        statuses = value.get("statuses")
+        if not isinstance(statuses, list) or not statuses:
+            return change
+        out = []
+        for status in statuses:
+            wamid = status.get("id") if isinstance(status, dict) else None
+            message = await self.store.get_message_by_wamid(wamid) if isinstance(wamid, str) else None
+            if message is not None and message.tenant_id == tenant_id:
+                status = {**status, "tiergate_message_id": message.id}
+            out.append(status)
+        return {**change, "value": {**value, "statuses": out}}
+
+    # -- delivery (a loop in every serving process; claims keep them apart) --------------------
+    async def deliver_due(self) -> int:
+        """One round: claim what is due, send it, record each outcome. Returns how many were sent."""
+        now = self.clock.now()
+        due = await self.store.claim_forwards(now, self.batch, HOLD)
+        if not due:
+            return 0
+        tenants: dict[str, Tenant | None] = {}
+        for f in due:
+            if f.tenant_id not in tenants:
+                try:
+                    tenants[f.tenant_id] = await self.store.get_tenant(f.tenant_id)
+                except NotFound:
+                    tenants[f.tenant_id] = None
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(f: Forward) -> bool:
+            async with gate:
+                return await self._deliver(f, tenants[f.tenant_id])
+
+        return sum(await asyncio.gather(*(one(f) for f in due)))
+
+    async def _deliver(self, f: Forward, tenant: Tenant | None) -> bool:
+        if tenant is None or not tenant.webhook_url:
+            await self.store.finish_forward(f.id, error="forwarding was turned off")
+            return False
+        error = await self._post(tenant.webhook_url, tenant.webhook_secret, f.body)
+        now = self.clock.now()
+        if error is None:
+            await self.store.finish_forward(f.id, delivered_at=now)
+            return True
+        if now - f.created_at >= GIVE_UP:
+            log.warning("forward %s to tenant %s failed for good after %d attempts: %s",
+                        f.id, f.tenant_id, f.attempts, error)
+            await self.store.finish_forward(f.id, error=error)
+        else:
+            await self.store.finish_forward(f.id, error=error,
+                                            next_attempt_at=now + retry_delay(f.attempts, self._rng.random()))
+        return False
+
+    async def _post(self, url: str, secret: str, body: bytes) -> str | None:
+        headers = {"Content-Type": "application/json", "User-Agent": "tiergate-forwarder"}
+        if secret:
+            headers["X-Hub-Signature-256"] = signature(secret, body)
+        return await self.sink.post(url, body, headers)
+
+    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        """Deliver until ``stop``; prune what finished more than a week ago, now and then."""
+        rounds = 0
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self.deliver_due()
+                    rounds += 1
+                    if rounds % 3600 == 1:
+                        await self.store.prune_forwards(self.clock.now() - GIVE_UP)
+                except Exception:  # the store or the network: try again next round
+                    log.exception("forwarding webhooks failed; retrying")
+                    sent = 0
+                if not sent:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), idle)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self.sink.close()
+
+
+def _phone_number_id(change: Any) -> str | None:
+    """The number a ``messages`` change is about (``value.metadata.phone_number_id``)."""
+    if not isinstance(change, dict) or change.get("field") != "messages":
+        return None
+    value = change.get("value")
+    metadata = value.get("metadata") if isinstance(value, dict) else None
+    pnid = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    return str(pnid) if isinstance(pnid, str | int) and str(pnid) else None

@@ -1,0 +1,146 @@
+"""The platform's webhooks go on to the tenant's app: its share only, in Meta's shape, signed as
+Meta signs, durably (retried after a failure) and once per delivery; statuses of messages tiergate
+sent carry the id the API gave. A real HTTP receiver on 127.0.0.1 plays the app."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from tests.e2e.conftest import T0, Harness
+from tests.fakes import webhook_bodies as wb
+
+SENDER = wb.PHONE_NUMBER_ID
+OTHER = "999000111222333"  # a number no tenant has
+
+
+@dataclass
+class App:
+    """The tenant's app: records what it is sent, answers 500 while ``failing`` > 0."""
+
+    url: str = ""
+    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    failing: int = 0
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(raw) for _, raw in self.got]
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[App]:
+    seen = App()
+
+    async def take(request: web.Request) -> web.Response:
+        if seen.failing > 0:
+            seen.failing -= 1
+            return web.Response(status=500, text="down")
+        seen.got.append((dict(request.headers), await request.read()))
+        return web.Response(text="ok")
+
+    server = web.Application()
+    server.router.add_post("/hook", take)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    seen.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
+
+
+async def setup(h: Harness, app: App, secret: str | None = None) -> str:
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": "TIER_1K"})
+    assert r.status_code == 201, r.text
+    r = await h.client.put("/v1/webhook", json={"url": app.url, **({"secret": secret} if secret else {})})
+    assert r.status_code == 200, r.text
+    made = r.json()["secret"]
+    assert (made is None) == (secret is not None)
+    return secret or made
+
+
+def signed_by(secret: str, headers: dict[str, str], raw: bytes) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("X-Hub-Signature-256", ""), expected)
+
+
+async def test_inbound_messages_and_statuses_reach_the_app_signed_and_only_its_own(harness: Harness,
+                                                                                  app: App) -> None:
+    h = harness
+    secret = await setup(h, app)
+    r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511911112222", "template": {"name": "x"}})
+    message_id = r.json()["id"]
+    await h.run(5)  # sent; the sandbox's statuses go through the webhook path, and on to the app
+    wamid = (await h.client.get(f"/v1/messages/{message_id}")).json()["wamid"]
+    inbound = wb.body(wb.inbound_text_change("5511933334444", "hello", timestamp=T0),
+                      wb.inbound_text_change("5511955556666", "not ours", phone_number_id=OTHER, timestamp=T0))
+    assert (await h.webhook(wb.serialize(inbound))).status_code == 200
+
+    while await h.gateway.forwarder.deliver_due():
+        pass
+    assert app.got, "nothing was forwarded"
+    for headers, raw in app.got:
+        assert signed_by(secret, headers, raw), "the app could not verify the signature"
+    bodies = app.bodies()
+    changes = [c for b in bodies for e in b["entry"] for c in e["changes"]]
+    assert all(b["object"] == "whatsapp_business_account" for b in bodies)
+    assert {c["value"]["metadata"]["phone_number_id"] for c in changes} == {SENDER}  # not the other number's
+    texts = [m["text"]["body"] for c in changes for m in c["value"].get("messages", [])]
+    assert texts == ["hello"]
+    statuses = [s for c in changes for s in c["value"].get("statuses", [])]
+    assert statuses and all(s["id"] == wamid and s["tiergate_message_id"] == message_id for s in statuses)
+
+    seen = (await h.client.get("/v1/webhook")).json()
+    assert seen["url"] == app.url and seen["secret"] is None and seen["pending"] == 0
+    assert seen["delivered"] == len(app.got) and seen["failed"] == 0
+
+
+async def test_a_failing_app_gets_it_later_and_a_redelivery_is_forwarded_once(harness: Harness, app: App) -> None:
+    h = harness
+    secret = await setup(h, app, secret="my-own-app-secret-123")
+    raw = wb.serialize(wb.body(wb.inbound_text_change("5511933334444", "hi", timestamp=T0)))
+    assert (await h.webhook(raw)).status_code == 200
+    assert (await h.webhook(raw)).status_code == 200  # Meta redelivers the same body
+    app.failing = 1
+    assert await h.gateway.forwarder.deliver_due() == 0
+    seen = (await h.client.get("/v1/webhook")).json()
+    assert seen["pending"] == 1 and seen["last_error"] == "HTTP 500 from the app", seen
+    assert await h.gateway.forwarder.deliver_due() == 0  # not due yet: backoff
+    h.clock.advance(15)
+    assert await h.gateway.forwarder.deliver_due() == 1
+    assert len(app.got) == 1
+    assert signed_by(secret, *app.got[0])
+    assert json.loads(app.got[0][1])["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == "hi"
+    assert (await h.client.get("/v1/webhook")).json()["delivered"] == 1
+
+
+async def test_turning_forwarding_off_drops_what_waits_and_stops_new_ones(harness: Harness, app: App) -> None:
+    h = harness
+    await setup(h, app)
+    await h.webhook(wb.serialize(wb.body(wb.inbound_text_change("5511933334444", "one", timestamp=T0))))
+    assert (await h.client.delete("/v1/webhook")).status_code == 204
+    await h.webhook(wb.serialize(wb.body(wb.inbound_text_change("5511933334444", "two", timestamp=T0 + 1))))
+    assert await h.gateway.forwarder.deliver_due() == 0 and app.got == []
+    seen = (await h.client.get("/v1/webhook")).json()
+    assert seen["url"] is None and seen["canceled"] == 1 and seen["pending"] == 0
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"url": "ftp://example.com/hook"}, "url"),
+    ({"url": "http:///nohost"}, "url"),
+    ({"url": "https://example.com/hook", "secret": "short"}, "secret"),
+    ({"url": "https://example.com/hook", "extra": 1}, "extra"),
+])
+async def test_a_bad_webhook_setting_is_a_422(harness: Harness, body: dict[str, Any], field: str) -> None:
+    r = await harness.client.put("/v1/webhook", json=body)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert (await harness.client.get("/v1/webhook")).json()["url"] is None
