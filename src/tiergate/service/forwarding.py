@@ -28,6 +28,7 @@ import orjson
 from tiergate.clock import Clock
 from tiergate.core.model import Tenant
 from tiergate.ports import Forward, NotFound, Store, WebhookSink
+from tiergate.service.metrics import METRICS
 
 log = logging.getLogger("tiergate.forwarding")
 
@@ -156,14 +157,17 @@ class Forwarder:
         now = self.clock.now()
         if error is None:
             await self.store.finish_forward(f.id, delivered_at=now)
+            METRICS.forwards.labels(outcome="delivered").inc()
             return True
         if now - f.created_at >= GIVE_UP:
             log.warning("forward %s to tenant %s failed for good after %d attempts: %s",
                         f.id, f.tenant_id, f.attempts, error)
             await self.store.finish_forward(f.id, error=error)
+            METRICS.forwards.labels(outcome="failed").inc()
         else:
             await self.store.finish_forward(f.id, error=error,
                                             next_attempt_at=now + retry_delay(f.attempts, self._rng.random()))
+            METRICS.forwards.labels(outcome="retried").inc()
         return False
 
     async def _post(self, url: str, secret: str, body: bytes) -> str | None:

@@ -23,6 +23,8 @@ class Metrics:
                                   ["scope"], registry=r)
         self.window_used = Gauge("tiergate_window_used", "Distinct counted recipients in the rolling 24 h",
                                  ["scope"], registry=r)
+        self.forwards = Counter("tiergate_forwards", "Webhooks forwarded to tenants' apps, by outcome",
+                                ["outcome"], registry=r)
         self.queue_depth = Gauge("tiergate_queue_depth", "Messages by state", ["state"], registry=r)
 
 

@@ -1,0 +1,83 @@
+"""Forwarding's pure parts: the retry schedule, the signature, and splitting a delivery by tenant
+(any JSON at all: never an exception, only a tenant's own ``messages`` changes)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tiergate.clock import VirtualClock
+from tiergate.core.model import Sender, Tenant
+from tiergate.ports import NotFound
+from tiergate.service.forwarding import Forwarder, retry_delay, signature
+
+
+class Senders:
+    """Just the three reads ``Forwarder.shares`` makes."""
+
+    def __init__(self) -> None:
+        self.tenants = {"t1": Tenant("t1", "one", webhook_url="http://127.0.0.1:1/h", webhook_secret="s" * 16),
+                        "t2": Tenant("t2", "two")}  # t2 has no webhook: nothing is forwarded to it
+        self.senders = {"111": Sender("111", "t1", "+1", "sender:111"), "222": Sender("222", "t2", "+2", "sender:222")}
+
+    async def get_sender(self, sender_id: str) -> Sender:
+        if sender_id not in self.senders:
+            raise NotFound(sender_id)
+        return self.senders[sender_id]
+
+    async def get_tenant(self, tenant_id: str) -> Tenant:
+        return self.tenants[tenant_id]
+
+    async def get_message_by_wamid(self, wamid: str) -> None:
+        return None
+
+
+def forwarder() -> Forwarder:
+    return Forwarder(Senders(), VirtualClock(0.0), sink=None)  # type: ignore[arg-type]
+
+
+@given(attempts=st.integers(min_value=1, max_value=10_000), jitter=st.floats(min_value=0, max_value=1))
+def test_the_retry_delay_grows_and_is_bounded(attempts: int, jitter: float) -> None:
+    delay = retry_delay(attempts, jitter)
+    assert 10.0 <= delay <= 3600.0 * 1.2
+    assert retry_delay(attempts + 1, jitter) >= delay
+
+
+def test_the_signature_is_metas() -> None:
+    body = b'{"object":"whatsapp_business_account"}'
+    assert signature("k", body) == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+
+
+# what load_body (orjson) can hand over: integers within 64 bits (larger ones arrive as floats)
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+                           | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                       max_size=4), max_leaves=25)
+changes = st.fixed_dictionaries({"field": st.sampled_from(["messages", "account_update", 7]),
+                                 "value": st.one_of(json_values, st.fixed_dictionaries({
+                                     "metadata": st.fixed_dictionaries({"phone_number_id": st.sampled_from(
+                                         ["111", "222", "333", 111, None, ""])}),
+                                     "statuses": st.lists(json_values, max_size=3)}))})
+deliveries = st.one_of(json_values, st.fixed_dictionaries({"object": json_values, "entry": st.lists(
+    st.one_of(json_values, st.fixed_dictionaries({"id": json_values, "changes": st.lists(changes, max_size=4)})),
+    max_size=4)}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=deliveries)
+def test_any_delivery_splits_without_error_into_tenant_1s_messages_changes_only(body: Any) -> None:
+    shares = asyncio.run(forwarder().shares(body))
+    assert all(tenant == "t1" for tenant, _ in shares)
+    for _, raw in shares:
+        kept = orjson.loads(raw)
+        for entry in kept["entry"]:
+            assert entry["changes"], "an entry with nothing of the tenant's is left out"
+            for change in entry["changes"]:
+                assert change["field"] == "messages"
+                assert str(change["value"]["metadata"]["phone_number_id"]) == "111"
