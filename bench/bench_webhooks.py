@@ -6,10 +6,13 @@ request is verified, stored, then applied before the 200 (the endpoint's contrac
 latency includes the apply. The events: half inbound texts from distinct users (each opens a
 service window: an upsert and a requeue query), half status updates for messages the gateway really
 sent (wamids read from the API after a warm-up campaign). Bodies carry ``--per-body`` events.
-Baseline in the same run, same server, same offered request rate: GET /healthz.
+Baseline in the same run, same server, same offered request rate: GET /healthz. With ``--forward``
+each load also runs with forwarding on (``PUT /v1/webhook`` to a receiver in this process): the
+cost of queueing each delivery's forwards, and how many of them the app got by the end.
 
     python bench/bench_webhooks.py                             # 1,000 and 3,000 events/s, 1 and 10 per body
     python bench/bench_webhooks.py --rates 3000 --per-body 10 --seconds 10 --json bench_webhooks.json
+    python bench/bench_webhooks.py --rates 1000 --per-body 10 --forward
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -145,8 +149,37 @@ async def offered(session: aiohttp.ClientSession, url: str, payloads: list[bytes
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
 
 
+async def receiver() -> tuple[web.AppRunner, str, list[int]]:
+    """The tenant's app: counts the forwarded bodies it takes."""
+    got = [0]
+
+    async def take(request: web.Request) -> web.Response:
+        await request.read()
+        got[0] += 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook", got
+
+
+async def forwarding(session: aiohttp.ClientSession, base: str, url: str | None) -> None:
+    auth = {"Authorization": f"Bearer {KEY}"}
+    if url is None:
+        async with session.delete(f"{base}/v1/webhook", headers=auth) as r:
+            assert r.status == 204, await r.text()
+    else:
+        async with session.put(f"{base}/v1/webhook", headers=auth, json={"url": url}) as r:
+            assert r.status == 200, await r.text()
+
+
 async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
+    app, app_url, got = await receiver()
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-") as folder:
         port = free_port()
         server = start_server(folder, port)
@@ -159,23 +192,29 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 offset = 0
                 for per_body in args.per_body:
                     for rate in args.rates:
-                        request_rate = rate / per_body
-                        payloads = bodies(int(request_rate * args.seconds), per_body, sent, offset)
-                        offset += len(payloads) * per_body
-                        hooks = await offered(session, f"{base}/webhooks/whatsapp", payloads, request_rate,
-                                              args.seconds)
-                        health = await offered(session, f"{base}/healthz", None, request_rate, args.seconds)
-                        row = {"offered_events_per_s": rate, "events_per_body": per_body,
-                               "applied_events_per_s": hooks["per_s"] * per_body * (1 - hooks["errors"] /
-                                                                                     hooks["requests"]),
-                               "webhook": hooks, "healthz": health}
-                        rows.append(row)
-                        print(f"  {rate}/s x{per_body}: {row['applied_events_per_s']:,.0f} events/s, "
-                              f"p50 {hooks['p50_ms']:.1f} ms, p99 {hooks['p99_ms']:.1f} ms "
-                              f"(healthz p50 {health['p50_ms']:.1f}, p99 {health['p99_ms']:.1f})", file=sys.stderr)
+                        for forward in ((False, True) if args.forward else (False,)):
+                            await forwarding(session, base, app_url if forward else None)
+                            got[0] = 0
+                            request_rate = rate / per_body
+                            payloads = bodies(int(request_rate * args.seconds), per_body, sent, offset)
+                            offset += len(payloads) * per_body
+                            hooks = await offered(session, f"{base}/webhooks/whatsapp", payloads, request_rate,
+                                                  args.seconds)
+                            health = await offered(session, f"{base}/healthz", None, request_rate, args.seconds)
+                            row = {"offered_events_per_s": rate, "events_per_body": per_body, "forward": forward,
+                                   "applied_events_per_s": hooks["per_s"] * per_body * (1 - hooks["errors"] /
+                                                                                         hooks["requests"]),
+                                   "forwarded_bodies": got[0], "webhook": hooks, "healthz": health}
+                            rows.append(row)
+                            print(f"  {rate}/s x{per_body}{' forwarded' if forward else ''}: "
+                                  f"{row['applied_events_per_s']:,.0f} events/s, p50 {hooks['p50_ms']:.1f} ms, "
+                                  f"p99 {hooks['p99_ms']:.1f} ms (healthz p50 {health['p50_ms']:.1f}, p99 "
+                                  f"{health['p99_ms']:.1f}); the app got {got[0]:,} of {len(payloads):,} bodies",
+                                  file=sys.stderr)
         finally:
             server.terminate()
             server.wait(10)
+            await app.cleanup()
     return rows
 
 
@@ -185,17 +224,18 @@ def main() -> None:
     parser.add_argument("--per-body", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=int, default=2000, help="messages sent first (statuses refer to them)")
+    parser.add_argument("--forward", action="store_true", help="each load also with forwarding to an app on")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     rows = asyncio.run(run(args))
-    print("| offered events/s | events per body | applied events/s | p50 | p99 | errors | GET /healthz p50 / p99 "
-          "(baseline, same request rate) |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("| offered events/s | events per body | forwarded | applied events/s | p50 | p99 | errors | "
+          "GET /healthz p50 / p99 (baseline, same request rate) | bodies the app got |")
+    print("|---:|---:|---|---:|---:|---:|---:|---|---:|")
     for r in rows:
         h, g = r["webhook"], r["healthz"]
-        print(f"| {r['offered_events_per_s']:,} | {r['events_per_body']} | {r['applied_events_per_s']:,.0f} | "
-              f"{h['p50_ms']:.1f} ms | {h['p99_ms']:.1f} ms | {h['errors']} | "
-              f"{g['p50_ms']:.1f} / {g['p99_ms']:.1f} ms |")
+        print(f"| {r['offered_events_per_s']:,} | {r['events_per_body']} | {'yes' if r['forward'] else 'no'} | "
+              f"{r['applied_events_per_s']:,.0f} | {h['p50_ms']:.1f} ms | {h['p99_ms']:.1f} ms | {h['errors']} | "
+              f"{g['p50_ms']:.1f} / {g['p99_ms']:.1f} ms | {r['forwarded_bodies']:,} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
