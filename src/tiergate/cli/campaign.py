@@ -238,28 +238,21 @@ def _act(action: str, campaign_id: str, url: str | None, api_key: str | None, as
     asyncio.run(main())
 
 
-@campaign_app.command("pause")
-def pause(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
-          url: str | None = URL, api_key: str | None = KEY,
-          as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
-    """Hold what has not been sent yet (resume sends it; nothing is lost)."""
-    _act("pause", campaign_id, url, api_key, as_json)
+def _action_command(action: str, doc: str) -> None:
+    """``tiergate campaign pause|resume|cancel ID``: one command per action, the same shape."""
+
+    def command(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+                url: str | None = URL, api_key: str | None = KEY,
+                as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
+        _act(action, campaign_id, url, api_key, as_json)
+
+    command.__doc__ = doc
+    campaign_app.command(action)(command)
 
 
-@campaign_app.command("resume")
-def resume(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
-           url: str | None = URL, api_key: str | None = KEY,
-           as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
-    """Send what a pause held, in its place in the queue."""
-    _act("resume", campaign_id, url, api_key, as_json)
-
-
-@campaign_app.command("cancel")
-def cancel(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
-           url: str | None = URL, api_key: str | None = KEY,
-           as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON.")) -> None:
-    """Cancel what has not been sent yet (final: a canceled campaign cannot be resumed)."""
-    _act("cancel", campaign_id, url, api_key, as_json)
+_action_command("pause", "Hold what has not been sent yet (resume sends it; nothing is lost).")
+_action_command("resume", "Send what a pause held, in its place in the queue.")
+_action_command("cancel", "Cancel what has not been sent yet (final: a canceled campaign cannot be resumed).")
 
 
 @campaign_app.command("list")
