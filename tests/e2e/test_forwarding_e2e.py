@@ -137,6 +137,7 @@ async def test_turning_forwarding_off_drops_what_waits_and_stops_new_ones(harnes
 @pytest.mark.parametrize(("body", "field"), [
     ({"url": "ftp://example.com/hook"}, "url"),
     ({"url": "http:///nohost"}, "url"),
+    ({"url": "http://example.com:99999/hook"}, "url"),
     ({"url": "https://example.com/hook", "secret": "short"}, "secret"),
     ({"url": "https://example.com/hook", "extra": 1}, "extra"),
 ])

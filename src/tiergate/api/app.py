@@ -481,7 +481,11 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         """Forward the platform's webhooks about this tenant's numbers (inbound messages, statuses)
         to ``url``, in Meta's shape and signed as Meta signs, so the app keeps hearing them."""
         parts = urlsplit(body.url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # a port beyond 65535, or not a number
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ApiError(422, f"url: {body.url!r} is not an http:// or https:// URL", "url")
         secret = body.secret or secrets.token_urlsafe(32)
         tenant = await gateway.store.update_tenant(who.tenant.id, {"webhook_url": body.url.strip(),

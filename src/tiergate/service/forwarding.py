@@ -51,7 +51,9 @@ def retry_delay(attempts: int, jitter: float) -> float:
 
 
 class Forwarder:
-    def __init__(self, store: Store, clock: Clock, sink: WebhookSink, *, batch: int = 100,
+    # A round (``batch`` posts, ``concurrency`` at a time, each up to the sink's 10 s timeout) must
+    # end well inside ``HOLD``, or another process would claim its forwards again mid-send.
+    def __init__(self, store: Store, clock: Clock, sink: WebhookSink, *, batch: int = 32,
                  concurrency: int = 16) -> None:
         self.store = store
         self.clock = clock
