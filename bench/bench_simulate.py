@@ -8,20 +8,69 @@ real path, and whether both tell the same story (days, final tier, 0 violations)
 
     python bench/bench_simulate.py                               # 200,000 recipients, 30 days
     python bench/bench_simulate.py --audience 1000000 --json bench_simulate.json
+    python bench/bench_simulate.py --sql                         # also: the SQL statements' share of the run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from tiergate.core.policy import get_policy
 from tiergate.core.simulation import run_simulation
 from tiergate.core.tiers import parse_tier
 from tiergate.service.simulate import simulate_real_path
+
+
+class _TimedConnection:
+    """An sqlite3 connection that adds up the time of each statement (by its first 90 characters)."""
+
+    spent: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def _timed(self, how: str, sql: str, *args: Any) -> Any:
+        key = ("many " if how == "executemany" else "") + " ".join(sql.split())[:90]
+        started = time.perf_counter()
+        try:
+            return getattr(self._conn, how)(sql, *args)
+        finally:
+            self.spent[key] += time.perf_counter() - started
+            self.calls[key] += 1
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        return self._timed("execute", sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> Any:
+        return self._timed("executemany", sql, *args)
+
+
+def time_sql() -> None:
+    """Route the SQLite adapter's connections through ``_TimedConnection`` (this process only)."""
+    from tiergate.adapters.store import sqlite as adapter
+
+    connect = sqlite3.connect
+
+    class _Module:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqlite3, name)
+
+        @staticmethod
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            return _TimedConnection(connect(*args, **kwargs))
+
+    adapter.sqlite3 = _Module()  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -30,8 +79,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--policy", default="classic")
     parser.add_argument("--start-tier", default="TIER_1K")
+    parser.add_argument("--sql", action="store_true", help="time every SQL statement of the real path")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
+    if args.sql:
+        time_sql()
     daily = [args.audience]
 
     started = time.perf_counter()
@@ -54,6 +106,14 @@ def main() -> None:
     print(f"| {args.audience:,} | {args.days} | {real_s:.1f} s | {row['real_msgs_per_s']:,.0f} "
           f"| {model_s * 1000:.1f} ms | {done_day} | {real['final_tier']} | {real['violations']} "
           f"| {row['agrees_with_model']} |")
+    if args.sql:
+        spent = _TimedConnection.spent
+        print(f"\nSQL: {sum(spent.values()):.1f} s of {real_s:.1f} s; the statements that took the most:")
+        print("| seconds | share of the run | calls | statement |")
+        print("|---:|---:|---:|---|")
+        for sql, seconds in spent.most_common(10):
+            print(f"| {seconds:.2f} | {seconds / real_s:.0%} | {_TimedConnection.calls[sql]:,} | `{sql}` |")
+        row["sql_seconds"] = round(sum(spent.values()), 2)
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=2))
 
