@@ -30,6 +30,9 @@ class Settings:
     # Requests to the platform in flight per process (Little's law: msg/s x latency; 256 covers
     # 1,000 msg/s at ~250 ms). Against a fast local endpoint fewer go faster (BENCHMARKS.md).
     max_in_flight: int = 256
+    # Webhooks forwarded to tenants' apps may go to private and loopback addresses (an app beside
+    # tiergate). 0 on a shared deployment: a tenant's URL must not reach the operator's network.
+    forward_private_urls: bool = True
     # PostgreSQL: claim the next batch while a batch's write runs (README, scale-out). 0 turns it off.
     write_behind: bool = True
     max_body_bytes: int = 2_000_000

@@ -145,3 +145,36 @@ async def test_a_bad_webhook_setting_is_a_422(harness: Harness, body: dict[str, 
     r = await harness.client.put("/v1/webhook", json=body)
     assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
     assert (await harness.client.get("/v1/webhook")).json()["url"] is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "[::1]", "192.168.0.10"])
+async def test_a_shared_deployment_refuses_private_webhook_urls(tmp_path: Any, host: str) -> None:
+    """TIERGATE_FORWARD_PRIVATE_URLS=0: a tenant's URL must not reach the operator's own network."""
+    from tests.e2e.conftest import make_harness
+
+    h = await make_harness(tmp_path, forward_private_urls=False)
+    try:
+        r = await h.client.put("/v1/webhook", json={"url": f"http://{host}:8080/hook"})
+        assert r.status_code == 422 and "private address" in r.json()["error"]["message"], r.text
+        r = await h.client.put("/v1/webhook", json={"url": "https://app.example.com/hook"})
+        assert r.status_code == 200, r.text
+    finally:
+        await h.client.aclose()
+        await h.gateway.close()
+
+
+async def test_the_sink_refuses_private_addresses_at_send_time_too(app: App) -> None:
+    """A name accepted earlier that now resolves to a private address connects nowhere."""
+    from tiergate.adapters.outbound import AiohttpSink
+
+    public_only = AiohttpSink(timeout=5, allow_private=False)
+    anywhere = AiohttpSink(timeout=5)
+    try:
+        assert "private address" in (await public_only.post(app.url, b"{}", {}) or "")
+        named = app.url.replace("127.0.0.1", "localhost")
+        assert "private addresses" in (await public_only.post(named, b"{}", {}) or "")
+        assert app.got == []
+        assert await anywhere.post(named, b"{}", {}) is None and len(app.got) == 1
+    finally:
+        await public_only.close()
+        await anywhere.close()

@@ -81,3 +81,13 @@ def test_any_delivery_splits_without_error_into_tenant_1s_messages_changes_only(
             for change in entry["changes"]:
                 assert change["field"] == "messages"
                 assert str(change["value"]["metadata"]["phone_number_id"]) == "111"
+
+
+def test_private_addresses_are_told_from_public_ones() -> None:
+    from tiergate.adapters.outbound import is_private_address
+
+    for host in ("127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "::1", "[::1]",
+                 "fe80::1%eth0", "0.0.0.0", "224.0.0.1", "fc00::1"):
+        assert is_private_address(host), host
+    for host in ("8.8.8.8", "2001:4860:4860::8888", "example.com", "app.example.com"):
+        assert not is_private_address(host), host

@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tiergate.adapters.outbound import is_private_address
 from tiergate.api import schemas as s
 from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import MessageState
@@ -487,6 +488,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             port_ok = False
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
             raise ApiError(422, f"url: {body.url!r} is not an http:// or https:// URL", "url")
+        if not settings.forward_private_urls and (parts.hostname in ("localhost", "localhost.localdomain")
+                                                  or is_private_address(parts.hostname)):
+            raise ApiError(422, f"url: {parts.hostname} is a private address, refused on this deployment "
+                                "(TIERGATE_FORWARD_PRIVATE_URLS=0)", "url")
         secret = body.secret or secrets.token_urlsafe(32)
         tenant = await gateway.store.update_tenant(who.tenant.id, {"webhook_url": body.url.strip(),
                                                                    "webhook_secret": secret})

@@ -69,7 +69,7 @@ class Gateway:
                                      wall_clock=wall_clock or SystemClock(), config=config)
         self.state = SenderState(store, clock, self._capacity_changed, self._state_changed)
         self.campaigns = Campaigns(store, clock, self.intake)
-        self.forwarder = Forwarder(store, clock, AiohttpSink())
+        self.forwarder = Forwarder(store, clock, AiohttpSink(allow_private=settings.forward_private_urls))
         self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher, self.forwarder)
         self.sync = GraphSync(store, provider, clock, self.state)
         self.dropin = DropIn(self.intake)
