@@ -1,0 +1,84 @@
+"""``tiergate webhook set URL`` / ``status`` / ``off``: forwarding the platform's webhooks to your app.
+
+Through a running server (``PUT``/``GET``/``DELETE /v1/webhook``), for the tenant of the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich.markup import escape
+
+from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import Remote, RemoteError
+
+__all__ = ["webhook_app"]
+
+webhook_app = typer.Typer(help="Forward the platform's webhooks (inbound messages, statuses) to your app.",
+                          no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+
+URL = typer.Option(None, "--url", help="The running tiergate [TIERGATE_URL, http://127.0.0.1:8080]")
+KEY = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
+JSON = typer.Option(False, "--json", help="Print the answer as JSON.")
+
+
+def _call(method: str, url: str | None, api_key: str | None, as_json: bool, **kwargs: Any) -> None:
+    remote = Remote(url, api_key)
+
+    async def main() -> None:
+        async with remote:
+            try:
+                seen = await remote.request(method, "/v1/webhook", **kwargs)
+                if method == "DELETE":
+                    seen = await remote.get("/v1/webhook")
+            except RemoteError as exc:
+                fail(f"the server refused: {escape(exc.message)}")
+            if as_json:
+                print_json(seen)
+            else:
+                _show(seen)
+
+    asyncio.run(main())
+
+
+def _show(seen: dict[str, Any]) -> None:
+    if not seen["url"]:
+        console.print("webhooks are not forwarded" + (f" ({seen['canceled']:,} dropped when it was turned off)"
+                                                      if seen["canceled"] else ""))
+        return
+    console.print(f"forwarding to [bold]{escape(seen['url'])}[/]: {seen['delivered']:,} delivered, "
+                  f"{seen['pending']:,} waiting, {seen['failed']:,} failed")
+    if seen.get("secret"):
+        console.print(f"[bold yellow]signing secret (shown once, keep it):[/] {seen['secret']}")
+    if seen["last_delivered_at"]:
+        at = datetime.fromtimestamp(seen["last_delivered_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        console.print(f"last delivered: {at}")
+    if seen["last_error"]:
+        console.print(f"[yellow]last error:[/] {escape(seen['last_error'])}")
+
+
+@webhook_app.command("set")
+def set_url(
+    target: str = typer.Argument(..., metavar="URL", help="Where your app takes Meta's webhooks (http:// or https://)."),
+    secret: str | None = typer.Option(None, "--secret", help="Sign with this (e.g. the app secret your handler "
+                                                            "verifies with); without it tiergate makes one."),
+    url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
+) -> None:
+    """Forward inbound messages and statuses of your numbers to URL, signed as Meta signs."""
+    _call("PUT", url, api_key, as_json, json={"url": target, **({"secret": secret} if secret else {})})
+
+
+@webhook_app.command("status")
+def status(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Where webhooks go, and what was delivered, waits or failed (with the last error)."""
+    _call("GET", url, api_key, as_json)
+
+
+@webhook_app.command("off")
+def off(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Stop forwarding (what still waits is dropped)."""
+    _call("DELETE", url, api_key, as_json)

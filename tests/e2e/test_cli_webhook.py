@@ -1,0 +1,44 @@
+"""``tiergate webhook set|status|off`` against a real ``tiergate serve``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.e2e.cli_server import Served, clean, running_serve, tiergate
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with running_serve(tmp_path_factory.mktemp("serve")) as s:
+        yield s
+
+
+def webhook(served: Served, *args: str) -> tuple[int, str, str]:
+    done = tiergate("webhook", *args, "--url", served.url, "--api-key", served.key)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return done.returncode, clean(done.stdout), clean(done.stderr)
+
+
+def test_set_status_and_off(served: Served, tmp_path: Path) -> None:
+    rc, out, err = webhook(served, "status")
+    assert rc == 0 and out == "webhooks are not forwarded", (out, err)
+    rc, out, err = webhook(served, "set", "http://127.0.0.1:9/hook")
+    assert rc == 0 and "forwarding to http://127.0.0.1:9/hook: 0 delivered, 0 waiting, 0 failed" in out, err
+    assert "signing secret (shown once, keep it):" in out
+    rc, out, _ = webhook(served, "set", "http://127.0.0.1:9/hook", "--secret", "the-app-secret-0123")
+    assert rc == 0 and "signing secret" not in out
+    rc, out, _ = webhook(served, "status", "--json")
+    assert rc == 0 and '"url": "http://127.0.0.1:9/hook"' in out and '"secret": null' in out
+    rc, out, _ = webhook(served, "off")
+    assert rc == 0 and out.startswith("webhooks are not forwarded")
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["set", "ftp://x/hook"], "the server refused: url: 'ftp://x/hook' is not an http:// or https:// URL"),
+    (["set", "http://127.0.0.1:9/hook", "--secret", "short"], "the server refused: secret:"),
+])
+def test_mistakes_are_one_clear_error(served: Served, args: list[str], said: str) -> None:
+    rc, _, err = webhook(served, *args)
+    assert rc == 2 and err.startswith("error:") and said in err, err
