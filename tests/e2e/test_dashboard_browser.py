@@ -83,7 +83,18 @@ async def check_in_browser(h: Any, world: Any, tmp_path: Path) -> None:
             await expect(card.get_by_test_id("overview-used")).to_have_text(
                 f"{sender['used_24h']:,} / {sender['limit']:,}")
             await expect(page.get_by_test_id("campaign-row")).to_have_count(1)
+            await expect(page.get_by_test_id("webhook-forwarding")).to_contain_text("Not forwarded")
             await shot(page, tmp_path, "dashboard-overview.png")
+            # Forwarding to the app, once set, shows its URL and what was delivered.
+            r = await h.client.put("/v1/webhook", json={"url": "http://127.0.0.1:9/hook"})
+            assert r.status_code == 200, r.text
+            await page.reload()
+            forwarding = page.get_by_test_id("webhook-forwarding")
+            await expect(forwarding).to_contain_text("http://127.0.0.1:9/hook")
+            await expect(forwarding.get_by_test_id("webhook-delivered")).to_have_text("0")
+            assert (await h.client.delete("/v1/webhook")).status_code == 204
+            await page.reload()
+            await expect(page.get_by_test_id("webhook-forwarding")).to_contain_text("Not forwarded")
 
             # Sender page: ladder step, gauge figures, release timeline and pause history as the API has them.
             await card.get_by_role("link").first.click()

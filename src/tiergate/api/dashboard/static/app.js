@@ -260,9 +260,27 @@
 
   const phone = (sender) => `+${String(sender.display_phone_number).replace(/^\+/, "")}`;
 
+  // Where the platform's webhooks (inbound messages, statuses) are forwarded, and how that goes.
+  function forwarding(hook) {
+    if (!hook.url) {
+      return h("p", { class: "card empty", "data-testid": "webhook-forwarding",
+        text: "Not forwarded: set a URL with PUT /v1/webhook or `tiergate webhook set URL`." });
+    }
+    return h("article", { class: "card", "data-testid": "webhook-forwarding" },
+      h("div", { class: "title" }, h("span", { text: hook.url }),
+        chip(hook.failed ? "failures" : "forwarding", hook.failed ? "warn" : "done")),
+      h("div", { class: "figures" },
+        figure("delivered", num(hook.delivered), "webhook-delivered",
+          hook.last_delivered_at ? `last ${rel(hook.last_delivered_at)}` : "none yet"),
+        figure("waiting", num(hook.pending), "webhook-pending"),
+        figure("failed", num(hook.failed), "webhook-failed")),
+      hook.last_error ? h("p", { class: "muted small", text: `last error: ${hook.last_error}` }) : null);
+  }
+
   // -- overview --------------------------------------------------------------------------------
   async function overview() {
-    const [senders, campaigns] = await Promise.all([api("/v1/senders"), api("/v1/campaigns")]);
+    const [senders, campaigns, hook] = await Promise.all([api("/v1/senders"), api("/v1/campaigns"),
+      api("/v1/webhook")]);
     crumbs();
     const scopes = new Map();
     for (const x of senders) {
@@ -302,7 +320,8 @@
           h("thead", {}, h("tr", {}, ["campaign", "sender", "state", "progress", "done", "planned finish"]
             .map((t, i) => h("th", { class: i === 4 ? "r" : "", text: t })))),
           h("tbody", {}, rows)))
-          : h("p", { class: "card empty", text: "No campaigns yet." })));
+          : h("p", { class: "card empty", text: "No campaigns yet." })),
+      h("section", {}, h("h2", { class: "section-title", text: "Webhooks to your app" }), forwarding(hook)));
   }
 
   // -- one sender (and its scope) --------------------------------------------------------------
