@@ -178,3 +178,35 @@ async def test_the_sink_refuses_private_addresses_at_send_time_too(app: App) -> 
     finally:
         await public_only.close()
         await anywhere.close()
+
+
+async def test_each_tenant_gets_only_its_own_numbers_changes(harness: Harness, app: App) -> None:
+    """Two tenants, one delivery about both their numbers: each app gets its tenant's share only."""
+    h = harness
+    secret_a = await setup(h, app)
+    other = (await h.client.post("/v1/tenants", json={"name": "other"})).json()
+    key_b = (await h.client.post("/v1/keys", json={"tenant_id": other["id"]})).json()["key"]
+    as_b = {"Authorization": f"Bearer {key_b}"}
+    r = await h.client.post("/v1/senders", headers=as_b, json={"phone_number_id": OTHER,
+                                                               "display_phone_number": "+15550001111"})
+    assert r.status_code == 201, r.text
+    r = await h.client.put("/v1/webhook", headers=as_b, json={"url": app.url + "?tenant=b",
+                                                              "secret": "tenant-b-secret-0123"})
+    assert r.status_code == 200, r.text
+    both = wb.body(wb.inbound_text_change("5511933334444", "to a", timestamp=T0),
+                   wb.inbound_text_change("5511955556666", "to b", phone_number_id=OTHER, timestamp=T0))
+    assert (await h.webhook(wb.serialize(both))).status_code == 200
+    while await h.gateway.forwarder.deliver_due():
+        pass
+    assert len(app.got) == 2
+    by_text = {}
+    for headers, raw in app.got:
+        [change] = [c for e in json.loads(raw)["entry"] for c in e["changes"]]
+        by_text[change["value"]["messages"][0]["text"]["body"]] = (headers, raw, change)
+    headers_a, raw_a, change_a = by_text["to a"]
+    headers_b, raw_b, change_b = by_text["to b"]
+    assert change_a["value"]["metadata"]["phone_number_id"] == SENDER and signed_by(secret_a, headers_a, raw_a)
+    assert change_b["value"]["metadata"]["phone_number_id"] == OTHER
+    assert signed_by("tenant-b-secret-0123", headers_b, raw_b) and not signed_by(secret_a, headers_b, raw_b)
+    assert (await h.client.get("/v1/webhook", headers=as_b)).json()["delivered"] == 1
+    assert (await h.client.get("/v1/webhook")).json()["delivered"] == 1
