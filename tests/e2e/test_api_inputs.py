@@ -195,3 +195,30 @@ async def test_messages_page_newest_first_with_before(harness: Harness) -> None:
     assert [m["id"] for m in first + second + last] == ids[::-1]
     r = await c.get("/v1/messages", params={"before": "x" * 65})
     assert r.status_code == 422 and r.json()["error"]["field"] == "before", r.text
+
+
+async def test_opt_ins_are_imported_in_bulk_with_their_own_times_and_row_errors(harness: Harness) -> None:
+    c = harness.client
+    r = await c.post("/v1/recipients/+5511911110002/opt-out")  # withdrawn earlier than the import says
+    assert r.status_code == 204
+    harness.clock.advance(10)
+    r = await c.post("/v1/recipients/opt-ins", json={"source": "crm", "recipients": [
+        "+5511911110001",
+        {"to": "+5511911110002", "opted_in_at": "2025-06-01T12:00:00Z", "source": "paper form"},
+        "not a number",
+        {"to": "+5511911110003", "opted_in_at": T0 + 86_400},
+        {"to": "+5511911110004"},
+    ]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["imported"] == 3 and [e["row"] for e in out["row_errors"]] == [3, 4], out
+    assert "in the future" in out["row_errors"][1]["error"]
+    first = (await c.get("/v1/recipients/+5511911110001")).json()
+    assert first["opted_in_at"] == T0 + 10 and first["marketing_allowed"]
+    second = (await c.get("/v1/recipients/+5511911110002")).json()
+    assert second["opted_in_at"] == datetime(2025, 6, 1, 12, tzinfo=UTC).timestamp()
+    assert second["opted_out_at"] == T0 and not second["marketing_allowed"]  # the later opt-out stands
+    r = await c.post("/v1/recipients/opt-ins", json={"recipients": ["bad", "worse"]})
+    assert r.status_code == 422 and "no valid recipients: row 1" in r.json()["error"]["message"], r.text
+    r = await c.post("/v1/recipients/opt-ins", json={"recipients": []})
+    assert r.status_code == 422, r.text

@@ -887,6 +887,17 @@ async def test_two_claimers_of_the_same_due_forwards_get_each_once(store: SqlSto
     ids = [f.id for batch in got for f in batch]
     assert len(ids) == 30 and len(set(ids)) == 30
 
+
+async def test_opt_ins_import_in_one_transaction_and_respect_later_opt_outs(store: SqlStore) -> None:
+    await seed(store)
+    await store.set_opt_out("t1", "2", T0 + 5, "STOP")
+    assert await store.set_opt_ins("t1", [("1", T0, "crm"), ("2", T0, "crm"), ("3", T0 + 9, "form")]) == 3
+    flags = await store.recipient_flags("t1", ["1", "2", "3", "4"])
+    assert flags == {"1": RecipientFlags(T0, None), "2": RecipientFlags(T0, T0 + 5), "3": RecipientFlags(T0 + 9, None)}
+    assert await store.set_opt_ins("t1", [("2", T0 + 6, "crm")]) == 1  # a newer opt-in lifts the opt-out
+    assert (await store.recipient_flags("t1", ["2"]))["2"] == RecipientFlags(T0 + 6, None)
+    assert await store.recipient_flags("t2", ["1"]) == {}
+
 # --------------------------------------------------------------------------------------------
 # wake-ups
 # --------------------------------------------------------------------------------------------

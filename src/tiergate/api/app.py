@@ -437,6 +437,29 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             raise ApiError(422, f"{field}: in the future; give when the recipient actually answered", field)
         return at
 
+    @app.post("/v1/recipients/opt-ins", response_model=s.OptInImportOut, tags=["recipients"])
+    async def import_opt_ins(body: s.OptInImport, who: Who) -> Any:
+        """Import opt-ins collected elsewhere (a list of numbers, or objects with their own time and
+        source). A bad row is reported by its number (from 1) and the rest are imported, in one
+        transaction: all of them or, if the store fails, none."""
+        if len(body.recipients) > settings.max_campaign_recipients:
+            raise ApiError(413, f"at most {settings.max_campaign_recipients} recipients per request", "recipients")
+        default_at = consent_time(body.opted_in_at, "opted_in_at")
+        entries: list[tuple[str, float, str]] = []
+        errors: list[dict[str, Any]] = []
+        for row, item in enumerate(body.recipients, start=1):
+            given = s.OptInRow(to=item) if isinstance(item, str) else item
+            try:
+                number = normalize_phone(given.to)
+                at = default_at if given.opted_in_at is None else consent_time(given.opted_in_at, "opted_in_at")
+            except (IntakeError, ApiError) as exc:
+                errors.append({"row": row, "error": str(exc) if isinstance(exc, IntakeError) else exc.message})
+                continue
+            entries.append((number, at, given.source or body.source))
+        if not entries:
+            raise ApiError(422, f"no valid recipients: row {errors[0]['row']}: {errors[0]['error']}", "recipients")
+        return {"imported": await gateway.store.set_opt_ins(who.tenant.id, entries), "row_errors": errors}
+
     @app.post("/v1/recipients/{to}/opt-in", status_code=204, tags=["recipients"])
     async def opt_in(to: str, who: Who, body: s.OptIn | None = None) -> Response:
         body = body or s.OptIn()

@@ -212,6 +212,25 @@ class OptIn(Strict):
     opted_in_at: Timestamp | None = None  # when the recipient agreed (an import of older consent); now by default
 
 
+class OptInRow(Strict):
+    to: str = Field(min_length=3, max_length=32)
+    opted_in_at: Timestamp | None = None
+    source: str | None = Field(default=None, max_length=100)
+
+
+class OptInImport(Strict):
+    """Consent collected elsewhere, many numbers at once (the body's ``source`` unless a row has its own)."""
+
+    recipients: list[str | OptInRow] = Field(min_length=1)
+    source: str = Field(default="import", max_length=100)
+    opted_in_at: Timestamp | None = None  # for rows without their own; now when absent
+
+
+class OptInImportOut(BaseModel):
+    imported: int
+    row_errors: list[RowErrorOut] = Field(default_factory=list)
+
+
 class OptOut(Strict):
     source: str = Field(default="api", max_length=100)
     opted_out_at: Timestamp | None = None  # when the recipient withdrew; now by default

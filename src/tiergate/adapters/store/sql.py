@@ -1012,8 +1012,13 @@ class SqlStore(ABC):
     # -- recipients --------------------------------------------------------------------------
     async def set_opt_in(self, tenant_id: str, recipient: str, at: float, source: str) -> None:
         """Record an opt-in; it lifts an earlier opt-out (a later opt-out stays)."""
+        await self.set_opt_ins(tenant_id, [(recipient, at, source)])
+
+    async def set_opt_ins(self, tenant_id: str, entries: Sequence[tuple[str, float, str]]) -> int:
+        """Record many opt-ins (recipient, time, source) in one transaction: an import of consent
+        collected elsewhere is all in or all out. Each lifts an earlier opt-out, not a later one."""
         async with self.transaction() as tx:
-            await tx.execute(
+            await tx.executemany(
                 """INSERT INTO recipients (tenant_id, phone, opted_in_at, opt_in_source) VALUES (?, ?, ?, ?)
                 ON CONFLICT (tenant_id, phone) DO UPDATE SET
                     opted_in_at = excluded.opted_in_at, opt_in_source = excluded.opt_in_source,
@@ -1021,8 +1026,9 @@ class SqlStore(ABC):
                                         THEN NULL ELSE recipients.opted_out_at END,
                     opt_out_source = CASE WHEN recipients.opted_out_at <= excluded.opted_in_at
                                           THEN NULL ELSE recipients.opt_out_source END""",
-                (tenant_id, recipient, at, source),
+                [(tenant_id, recipient, at, source) for recipient, at, source in entries],
             )
+        return len(entries)
 
     async def set_opt_out(self, tenant_id: str, recipient: str, at: float, source: str) -> None:
         """Record an opt-out, unless the recipient opted in again after ``at`` (a late duplicate)."""
