@@ -32,8 +32,8 @@ def test_an_iso_time_with_any_offset_is_the_same_instant_as_its_epoch_seconds(se
     assert parse_timestamp(float(seconds)) == seconds  # a number passes through
 
 
-@pytest.mark.parametrize("text", ["2026-12-01", "2026-12-01T09:00:00", "tomorrow", "12:00Z", ""])
-def test_a_time_without_an_offset_or_not_a_time_is_refused_with_an_example(text: str) -> None:
+@pytest.mark.parametrize("text", ["2026-12-01", "2026-12-01T09:00:00", "tomorrow", "12:00Z", "", True, False])
+def test_a_time_without_an_offset_or_not_a_time_is_refused_with_an_example(text: str | bool) -> None:
     with pytest.raises(ValueError, match=r"offset|ISO 8601"):
         parse_timestamp(text)
 
@@ -222,3 +222,7 @@ async def test_opt_ins_are_imported_in_bulk_with_their_own_times_and_row_errors(
     assert r.status_code == 422 and "no valid recipients: row 1" in r.json()["error"]["message"], r.text
     r = await c.post("/v1/recipients/opt-ins", json={"recipients": []})
     assert r.status_code == 422, r.text
+    r = await c.post("/v1/recipients/opt-ins", json={"recipients": ["", "+5511911110009"]})
+    assert r.status_code == 200 and r.json()["imported"] == 1 and r.json()["row_errors"][0]["row"] == 1, r.text
+    r = await c.post("/v1/recipients/opt-ins", json={"recipients": ["+5511911110009"], "opted_in_at": False})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "opted_in_at", r.text

@@ -448,14 +448,15 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         entries: list[tuple[str, float, str]] = []
         errors: list[dict[str, Any]] = []
         for row, item in enumerate(body.recipients, start=1):
-            given = s.OptInRow(to=item) if isinstance(item, str) else item
+            to, own_at, own_source = (item, None, None) if isinstance(item, str) else (
+                item.to, item.opted_in_at, item.source)
             try:
-                number = normalize_phone(given.to)
-                at = default_at if given.opted_in_at is None else consent_time(given.opted_in_at, "opted_in_at")
+                number = normalize_phone(to)
+                at = default_at if own_at is None else consent_time(own_at, "opted_in_at")
             except (IntakeError, ApiError) as exc:
                 errors.append({"row": row, "error": str(exc) if isinstance(exc, IntakeError) else exc.message})
                 continue
-            entries.append((number, at, given.source or body.source))
+            entries.append((number, at, own_source or body.source))
         if not entries:
             raise ApiError(422, f"no valid recipients: row {errors[0]['row']}: {errors[0]['error']}", "recipients")
         return {"imported": await gateway.store.set_opt_ins(who.tenant.id, entries), "row_errors": errors}

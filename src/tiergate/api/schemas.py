@@ -16,6 +16,8 @@ class Strict(BaseModel):
 def parse_timestamp(value: Any) -> Any:
     """Epoch seconds, or an ISO 8601 date-time with its UTC offset: what people paste and what
     programs send. A date-time without an offset is refused (whose midnight would it be?)."""
+    if isinstance(value, bool):  # JSON true/false would otherwise pass as 1.0/0.0
+        raise ValueError("a time is epoch seconds or an ISO 8601 date-time, not true or false")
     if not isinstance(value, str):
         return value
     text = value.strip()
