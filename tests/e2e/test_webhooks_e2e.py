@@ -219,3 +219,16 @@ async def test_portfolio_forecast_counts_from_the_crossing_not_from_now(harness:
     await h.advance(2 * 3600)
     later = (await h.client.get(f"/v1/senders/{SENDER}")).json()["forecast"]
     assert later["predicted_at"] == first["predicted_at"], "the same crossing, whenever one asks"
+
+
+async def test_deliveries_are_forgotten_after_the_redelivery_window_not_before(harness: Harness) -> None:
+    """Stored deliveries and change ids go after 8 days (the platform redelivers for up to 7)."""
+    h = harness
+    await register(h)
+    raw = wb.serialize(wb.body(wb.inbound_text_change("5511933334444", "hi", timestamp=h.clock.now())))
+    assert (await h.webhook(raw)).status_code == 200
+    h.clock.advance(7 * 86_400)
+    assert await h.gateway.webhooks.prune() == 0
+    assert (await h.webhook(raw)).json()["message"] == "0 changes applied"  # a redelivery, recognised
+    h.clock.advance(2 * 86_400)
+    assert await h.gateway.webhooks.prune() == 2  # the delivery and its one change id

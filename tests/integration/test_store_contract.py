@@ -898,6 +898,23 @@ async def test_opt_ins_import_in_one_transaction_and_respect_later_opt_outs(stor
     assert (await store.recipient_flags("t1", ["2"]))["2"] == RecipientFlags(T0 + 6, None)
     assert await store.recipient_flags("t2", ["1"]) == {}
 
+
+async def test_old_applied_deliveries_and_change_ids_are_pruned_in_chunks(store: SqlStore) -> None:
+    for i in range(5):
+        await store.add_webhook_event(f"old{i}", b"{}", T0 + i)
+        await store.mark_webhook_applied(f"old{i}", T0 + i)
+        await store.claim_change(f"wamid.{i}:read", T0 + i)
+    await store.add_webhook_event("old-unapplied", b"{}", T0)  # never applied: kept for the replay
+    await store.add_webhook_event("new", b"[]", T0 + 100)
+    await store.mark_webhook_applied("new", T0 + 100)
+    await store.claim_change("wamid.new:read", T0 + 100)
+    assert await store.prune_webhooks(before=T0 + 50, chunk=2) == 10
+    assert await store.unapplied_webhook_events() == [("old-unapplied", b"{}")]
+    assert await store.add_webhook_event("new", b"[]", T0 + 101) is False  # still known
+    assert await store.claim_change("wamid.new:read", T0 + 101) is False
+    assert await store.claim_change("wamid.0:read", T0 + 101) is True  # forgotten
+    assert await store.prune_webhooks(before=T0 + 50) == 0
+
 # --------------------------------------------------------------------------------------------
 # wake-ups
 # --------------------------------------------------------------------------------------------

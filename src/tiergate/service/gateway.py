@@ -154,6 +154,7 @@ class Gateway:
             tasks.append(asyncio.create_task(self.dispatcher.run_forever(stop), name="dispatcher"))
         tasks.append(asyncio.create_task(self._pump_loop(stop), name="provider-events"))
         tasks.append(asyncio.create_task(self.webhooks.replay_unapplied_loop(stop), name="webhook-replay"))
+        tasks.append(asyncio.create_task(self.webhooks.prune_loop(stop), name="webhook-prune"))
         tasks.append(asyncio.create_task(self._predict_loop(stop), name="predictions"))
         tasks.append(asyncio.create_task(self.forwarder.run(stop), name="forwarding"))
         if sync and self.settings.sync_interval > 0 and self.provider.name == "cloud":

@@ -57,6 +57,9 @@ _STATUS_STATE = {
     "failed": MessageState.FAILED,
 }
 _FAILABLE = (MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN)
+# Deliveries and change ids are kept this long after they came: the platform redelivers for up to
+# 7 days, and a redelivery must still find its change ids to be recognised.
+KEEP = 8 * 86_400.0
 
 
 class WebhookService:
@@ -124,6 +127,14 @@ class WebhookService:
 
     async def replay_unapplied_loop(self, stop: asyncio.Event, every: float = 30.0) -> None:
         await run_every(stop, every, self.replay_unapplied, log, "replaying stored webhooks failed")
+
+    async def prune(self) -> int:
+        """Forget deliveries past the platform's redelivery window (``KEEP``): the table would
+        otherwise grow by every status of every message, forever."""
+        return await self.store.prune_webhooks(self.clock.now() - KEEP)
+
+    async def prune_loop(self, stop: asyncio.Event, every: float = 3600.0) -> None:
+        await run_every(stop, every, self.prune, log, "pruning old webhook deliveries failed")
 
     # -- application ----------------------------------------------------------------------------
     async def apply_body(self, body: Any, *, dedupe: bool = True) -> int:

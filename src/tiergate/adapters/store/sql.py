@@ -1198,6 +1198,22 @@ class SqlStore(ABC):
                 "INSERT INTO webhook_changes (id, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (change_id, at)
             ))
 
+    async def prune_webhooks(self, before: float, chunk: int = 5_000) -> int:
+        """Delete applied deliveries received, and change ids seen, before ``before``; returns how
+        many rows went. In short transactions of ``chunk`` rows, so a writer never waits long."""
+        gone = 0
+        for table, older in (("webhook_events", "applied_at IS NOT NULL AND received_at < ?"),
+                             ("webhook_changes", "at < ?")):
+            while True:
+                async with self.transaction() as tx:
+                    done = await tx.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {older} LIMIT ?)",
+                        (before, chunk))
+                gone += done
+                if done < chunk:
+                    break
+        return gone
+
     # -- scope leases ------------------------------------------------------------------------
     @_retried
     async def acquire_scopes(self, worker_id: str, now: float, ttl: float, limit: int) -> list[str]:
