@@ -286,7 +286,7 @@ class Store(Protocol):
         """Drop the tenant's pending forwards (forwarding was turned off); returns how many."""
         ...
 
-    async def prune_forwards(self, before: float) -> int:
+    async def prune_forwards(self, before: float, chunk: int = 5_000) -> int:
         """Delete forwards finished (delivered, failed, canceled) before ``before``."""
         ...
 

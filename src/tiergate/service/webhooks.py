@@ -109,9 +109,9 @@ class WebhookService:
         shares = await self.forwarder.shares(body) if self.forwarder is not None else []
         if shares:
             raw = orjson.dumps(body)
-            now = self.clock.now()
-            if await self.store.add_webhook_event(_event_id(raw), raw, now, shares):
-                await self.store.mark_webhook_applied(_event_id(raw), now)
+            event_id, now = _event_id(raw), self.clock.now()
+            if await self.store.add_webhook_event(event_id, raw, now, shares):
+                await self.store.mark_webhook_applied(event_id, now)
 
     async def replay_unapplied(self) -> int:
         """Apply stored events that were never marked applied (after a crash)."""

@@ -1170,10 +1170,9 @@ class SqlStore(ABC):
             return await tx.execute("UPDATE forwards SET state = 'canceled', delivered_at = ? "
                                     "WHERE tenant_id = ? AND state = 'pending'", (at, tenant_id))
 
-    async def prune_forwards(self, before: float) -> int:
+    async def prune_forwards(self, before: float, chunk: int = 5_000) -> int:
         """Finished forwards (delivered, failed or canceled) created before ``before`` are deleted."""
-        async with self.transaction() as tx:
-            return await tx.execute("DELETE FROM forwards WHERE state <> 'pending' AND created_at < ?", (before,))
+        return await self._delete_older("forwards", "state <> 'pending' AND created_at < ?", before, chunk)
 
     async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None:
         """Done with an event (``error`` keeps why applying it failed; it is not retried)."""
@@ -1201,18 +1200,20 @@ class SqlStore(ABC):
     async def prune_webhooks(self, before: float, chunk: int = 5_000) -> int:
         """Delete applied deliveries received, and change ids seen, before ``before``; returns how
         many rows went. In short transactions of ``chunk`` rows, so a writer never waits long."""
+        return (await self._delete_older("webhook_events", "applied_at IS NOT NULL AND received_at < ?", before, chunk)
+                + await self._delete_older("webhook_changes", "at < ?", before, chunk))
+
+    async def _delete_older(self, table: str, older: str, before: float, chunk: int) -> int:
+        """Delete the rows of ``table`` matching ``older`` (one ``?``: ``before``), ``chunk`` rows a
+        transaction, so a writer never waits long behind a clean-up; returns how many went."""
         gone = 0
-        for table, older in (("webhook_events", "applied_at IS NOT NULL AND received_at < ?"),
-                             ("webhook_changes", "at < ?")):
-            while True:
-                async with self.transaction() as tx:
-                    done = await tx.execute(
-                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {older} LIMIT ?)",
-                        (before, chunk))
-                gone += done
-                if done < chunk:
-                    break
-        return gone
+        while True:
+            async with self.transaction() as tx:
+                done = await tx.execute(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {older} LIMIT ?)", (before, chunk))
+            gone += done
+            if done < chunk:
+                return gone
 
     # -- scope leases ------------------------------------------------------------------------
     @_retried
