@@ -290,6 +290,17 @@ class Store(Protocol):
         """Delete forwards finished (delivered, failed, canceled) before ``before``."""
         ...
 
+    # messages tiergate ended itself (no status webhook will come): told to the app once
+    async def untold_messages(self, limit: int) -> list[Message]:
+        """Messages ``failed`` (before the platform took them: no wamid), ``expired`` or ``rejected``
+        after submission whose app has not been told yet, oldest change first."""
+        ...
+
+    async def mark_told(self, message_ids: Sequence[str], forwards: Sequence[tuple[str, bytes]], at: float) -> bool:
+        """Mark these messages told and queue ``forwards`` ((tenant id, body)) in one transaction; False
+        (and nothing written) if another process told any of them first."""
+        ...
+
     async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None: ...
     async def unapplied_webhook_events(self, limit: int = 100) -> list[tuple[str, bytes]]: ...
     async def prune_webhooks(self, before: float, chunk: int = 5_000) -> int:

@@ -1,6 +1,7 @@
 """The platform's webhooks go on to the tenant's app: its share only, in Meta's shape, signed as
 Meta signs, durably (retried after a failure) and once per delivery; statuses of messages tiergate
-sent carry the id the API gave. A real HTTP receiver on 127.0.0.1 plays the app."""
+sent, and replies to them, carry the id the API gave; messages tiergate ended itself are told as
+failed statuses. A real HTTP receiver on 127.0.0.1 plays the app."""
 
 from __future__ import annotations
 
@@ -97,11 +98,73 @@ async def test_inbound_messages_and_statuses_reach_the_app_signed_and_only_its_o
     texts = [m["text"]["body"] for c in changes for m in c["value"].get("messages", [])]
     assert texts == ["hello"]
     statuses = [s for c in changes for s in c["value"].get("statuses", [])]
-    assert statuses and all(s["id"] == wamid and s["tiergate_message_id"] == message_id for s in statuses)
+    # under the id the app was given; the platform's own alongside
+    assert statuses and all(s["id"] == message_id == s["tiergate_message_id"] and s["wamid"] == wamid
+                            for s in statuses)
 
     seen = (await h.client.get("/v1/webhook")).json()
     assert seen["url"] == app.url and seen["secret"] is None and seen["pending"] == 0
     assert seen["delivered"] == len(app.got) and seen["failed"] == 0
+
+
+async def flush(h: Harness) -> None:
+    while await h.gateway.forwarder.tell_ended() or await h.gateway.forwarder.deliver_due():
+        pass
+
+
+async def test_a_reply_names_the_message_it_answers_by_the_id_the_app_was_given(harness: Harness,
+                                                                                  app: App) -> None:
+    h = harness
+    await setup(h, app)
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json={
+        "messaging_product": "whatsapp", "to": "+5511911112222", "type": "template",
+        "template": {"name": "offer", "language": {"code": "en"}}})
+    message_id = r.json()["messages"][0]["id"]
+    await h.run(5)
+    wamid = (await h.client.get(f"/v1/messages/{message_id}")).json()["wamid"]
+    button = {"from": "5511911112222", "id": "wamid.inbound.1", "timestamp": str(int(T0)), "type": "button",
+              "context": {"from": "15550783881", "id": wamid}, "button": {"text": "Yes", "payload": "yes"}}
+    await h.webhook(wb.serialize(wb.body(wb.inbound_messages_change([button], [("5511911112222", "Ana")]))))
+    await flush(h)
+    replies = [m for b in app.bodies() for e in b["entry"] for c in e["changes"]
+               for m in c["value"].get("messages", [])]
+    assert [(m["id"], m["context"]["id"], m["context"]["wamid"]) for m in replies] == [
+        ("wamid.inbound.1", message_id, wamid)]
+
+
+async def test_messages_tiergate_ended_itself_are_told_to_the_app_as_failed_statuses(harness: Harness,
+                                                                                    app: App) -> None:
+    h = harness
+    secret = await setup(h, app)
+    send = {"messaging_product": "whatsapp", "type": "template",
+            "template": {"name": "offer", "language": {"code": "en"}}}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json={**send, "to": "+5511911112222"},
+                            headers={"X-Tiergate-Category": "MARKETING"})
+    opted_out = r.json()["messages"][0]["id"]
+    # the recipient opts out before it goes: tiergate refuses it at dispatch, so Meta never hears of it
+    assert (await h.client.post("/v1/recipients/+5511911112222/opt-out", json={})).status_code == 204
+    r = await h.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511933334444", "template": {"name": "x"},
+                                                  "not_before": T0 + 3600, "expires_at": T0 + 60})
+    expired = r.json()["id"]  # due after its expiry: it can never go
+    await h.run(3700)
+    await flush(h)
+    statuses = {s["id"]: (headers, s) for headers, raw in app.got
+                for e in json.loads(raw)["entry"] for c in e["changes"] for s in c["value"].get("statuses", [])
+                if s["status"] == "failed"}
+    assert set(statuses) == {opted_out, expired}
+    headers, refused = statuses[opted_out]
+    assert refused["errors"][0]["code"] == 131050 and refused["tiergate_state"] == "rejected"
+    assert refused["recipient_id"] == "5511911112222"
+    _, late = statuses[expired]
+    assert late["errors"][0]["code"] == 990001 and late["tiergate_state"] == "expired"
+    assert late["errors"][0]["error_data"]["details"] == "expired before it could be sent"
+    for headers, raw in app.got:
+        assert signed_by(secret, headers, raw)
+    assert len(app.got) == 1  # one body: both are about one number and ended in one round
+    await flush(h)
+    await h.run(60)
+    await flush(h)
+    assert len(app.got) == 1  # told once
 
 
 async def test_a_failing_app_gets_it_later_and_a_redelivery_is_forwarded_once(harness: Harness, app: App) -> None:

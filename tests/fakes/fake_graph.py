@@ -61,7 +61,7 @@ from aiohttp import web
 from tests.fakes.platform_limits import PlatformLimits
 from tests.fakes.processes import stop_processes
 from tests.fakes.shared_clock import FileClock
-from tiergate.adapters.provider import shapes
+from tiergate.core import shapes
 from tiergate.core.signature import sign
 
 __all__ = ["AcceptedMessage", "FakeGraph", "FakeGraphProcess", "Fault"]

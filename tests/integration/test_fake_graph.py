@@ -12,9 +12,9 @@ from aiohttp import web
 from tests.fakes.fake_graph import FakeGraph, FakeGraphProcess, Fault
 from tests.fakes.fixtures import FAKE_TOKEN, fake_graph  # noqa: F401  (the fixture, used below)
 
-from tiergate.adapters.provider import shapes
 from tiergate.adapters.provider.cloud import CloudProvider
 from tiergate.clock import VirtualClock
+from tiergate.core import shapes
 from tiergate.core.signature import verify_signature
 from tiergate.core.webhooks import InboundMessage, StatusUpdate, parse_webhook
 

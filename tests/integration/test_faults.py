@@ -39,9 +39,9 @@ from tests.e2e.conftest import Harness, make_harness
 from tests.fakes import webhook_bodies as wb
 from tests.fakes.fake_graph import FakeGraph, Fault, _draw
 
-from tiergate.adapters.provider import shapes
 from tiergate.adapters.provider.cloud import CloudProvider
 from tiergate.adapters.store import open_store
+from tiergate.core import shapes
 from tiergate.core.errors import Action, classify
 from tiergate.core.model import TERMINAL_STATES, NewMessage
 from tiergate.core.tiers import parse_tier

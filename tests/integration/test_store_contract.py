@@ -888,6 +888,43 @@ async def test_two_claimers_of_the_same_due_forwards_get_each_once(store: SqlSto
     assert len(ids) == 30 and len(set(ids)) == 30
 
 
+async def test_messages_tiergate_ended_are_told_once_with_their_forwards(store: SqlStore) -> None:
+    await seed(store)
+    expired, refused, failed, sent, canceled, at_intake, queued = await store.insert_messages(
+        [new("1"), new("2"), new("3"), new("4"), new("5", campaign_id="c1"),
+         new("6", state=MessageState.REJECTED, reason="recipient opted out of marketing"), new("7")], T0)
+    await store.apply_updates([
+        MessageUpdate(expired.id, MessageState.EXPIRED, T0 + 3, reason="expired before it could be sent"),
+        MessageUpdate(refused.id, MessageState.REJECTED, T0 + 1, reason="recipient opted out of marketing"),
+        MessageUpdate(failed.id, MessageState.FAILED, T0 + 2, reason="failed", error_code=131026),
+        MessageUpdate(sent.id, MessageState.SENT, T0 + 2, wamid="wamid.4", sent_at=T0 + 2),
+    ])
+    await store.cancel_campaign_messages("c1", T0 + 4)  # the app canceled it: nothing to tell
+    untold = await store.untold_messages(10)
+    assert [m.id for m in untold] == [refused.id, failed.id, expired.id]  # oldest change first
+    assert untold[1].error_code == 131026
+    assert [m.id for m in await store.untold_messages(1)] == [refused.id]
+    assert await store.mark_told([refused.id, failed.id], [("t1", b'{"told":1}')], T0 + 10) is True
+    assert [m.id for m in await store.untold_messages(10)] == [expired.id]
+    # someone told one of them first: nothing of this call is written
+    assert await store.mark_told([expired.id, failed.id], [("t1", b'{"told":2}')], T0 + 11) is False
+    [forward] = await store.claim_forwards(T0 + 20, 10, hold=60)
+    assert (forward.tenant_id, forward.body) == ("t1", b'{"told":1}')
+    assert await store.mark_told([expired.id], [], T0 + 12) is True  # no webhook URL: only marked
+    assert await store.untold_messages(10) == []
+    assert queued.state is Q and at_intake.state is MessageState.REJECTED and canceled.campaign_id == "c1"
+
+
+async def test_two_processes_telling_the_same_ended_messages_write_one_forward(store: SqlStore) -> None:
+    await seed(store)
+    ended = await store.insert_messages([new(str(i)) for i in range(20)], T0)
+    await store.apply_updates([MessageUpdate(m.id, MessageState.EXPIRED, T0 + 1) for m in ended])
+    ids = [m.id for m in await store.untold_messages(100)]
+    won = await asyncio.gather(*(store.mark_told(ids, [("t1", str(i).encode())], T0 + 2) for i in range(4)))
+    assert sorted(won) == [False, False, False, True]
+    assert len(await store.claim_forwards(T0 + 3, 10, hold=60)) == 1
+
+
 async def test_opt_ins_import_in_one_transaction_and_respect_later_opt_outs(store: SqlStore) -> None:
     await seed(store)
     await store.set_opt_out("t1", "2", T0 + 5, "STOP")

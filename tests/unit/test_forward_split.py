@@ -9,13 +9,14 @@ import hmac
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tiergate.clock import VirtualClock
-from tiergate.core.model import Sender, Tenant
+from tiergate.core.model import Message, MessageState, Sender, Tenant
 from tiergate.ports import NotFound
-from tiergate.service.forwarding import Forwarder, retry_delay, signature
+from tiergate.service.forwarding import TOLD_CODES, Forwarder, retry_delay, signature, told_status
 
 
 class Senders:
@@ -91,3 +92,29 @@ def test_private_addresses_are_told_from_public_ones() -> None:
         assert is_private_address(host), host
     for host in ("8.8.8.8", "2001:4860:4860::8888", "example.com", "app.example.com"):
         assert not is_private_address(host), host
+
+
+def _ended(state: MessageState, reason: str, **fields: Any) -> Message:
+    return Message("msg_1", "t1", "111", "sender:111", "5511911112222", "template", "MARKETING", {}, 2, state,
+                   reason, updated_at=1_700_000_123.9, **fields)
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    (_ended(MessageState.FAILED, "failed: Message undeliverable", error_code=131026, error_detail="undeliverable"),
+     131026),  # the platform's answer to the send: its own code
+    (_ended(MessageState.REJECTED, "recipient opted out of marketing"), 131050),  # what the platform would say
+    (_ended(MessageState.REJECTED, "free-form message outside the customer service window: the platform "
+                                   "rejects it (131047); send a template"), 131047),
+    (_ended(MessageState.REJECTED, "no recorded opt-in for this recipient (require_opt_in)"), 990002),
+    (_ended(MessageState.EXPIRED, "expired before it could be sent"), 990001),
+    (_ended(MessageState.FAILED, "sender no longer exists"), 990003),
+])
+def test_an_ended_message_is_told_as_a_failed_status_in_metas_shape(message: Message, code: int) -> None:
+    status = told_status(message)
+    assert status["id"] == status["tiergate_message_id"] == "msg_1"
+    assert (status["status"], status["timestamp"], status["recipient_id"]) == ("failed", "1700000123", "5511911112222")
+    [error] = status["errors"]
+    assert error["code"] == code and error["title"] == error["message"] and error["error_data"]["details"]
+    assert status["tiergate_state"] == message.state.value
+    assert ("href" in error) == (code < 990_000)  # Meta's error page lists Meta's codes only
+    assert set(TOLD_CODES) == {"expired", "rejected", "failed"}

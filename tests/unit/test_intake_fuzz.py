@@ -15,8 +15,8 @@ import phonenumbers
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tiergate.adapters.provider.shapes import validate_send_body
 from tiergate.api.app import ApiError, parse_recipients_csv
+from tiergate.core.shapes import validate_send_body
 from tiergate.service.intake import IntakeError, build_body, normalize_phone
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,8 +5,15 @@ messages, statuses and tier changes), the app that used to receive them would go
 delivery's ``messages`` changes (inbound messages, statuses, errors) are split by the tenant that
 owns the phone number, and each tenant's share is sent on to its ``webhook_url`` in Meta's own
 shape, signed the way Meta signs (``X-Hub-Signature-256: sha256=<HMAC of the body>``) with the
-tenant's secret, so the app's webhook handler keeps working unchanged. A status of a message that
-tiergate sent also carries ``tiergate_message_id``, the id the API (and the drop-in endpoint) gave.
+tenant's secret, so the app's webhook handler keeps working unchanged. The app knows its messages
+by the id tiergate answered with (the drop-in endpoint's ``messages[0].id``), so a status of a
+message tiergate sent carries that id as ``id`` (and ``tiergate_message_id``), with the platform's
+own as ``wamid``; a reply's ``context.id`` likewise.
+
+Messages tiergate ends itself (expired in its queue, refused by policy at dispatch, refused by the
+platform's answer to the send) get no status webhook from Meta; the app is told of each with a
+``failed`` status of the same shape (``told_status``), once: the forward is written in the
+transaction that marks the message told.
 
 Durable and at least once, as Meta's own deliveries are: the forwards are written in the
 transaction that stores the delivery, claimed with a hold (a crash mid-send retries), retried with
@@ -26,17 +33,30 @@ from typing import Any
 import orjson
 
 from tiergate.clock import Clock
-from tiergate.core.model import Tenant
+from tiergate.core.model import Message, Tenant
+from tiergate.core.shapes import metadata, status_error, status_item, webhook
 from tiergate.ports import Forward, NotFound, Store, WebhookSink
 from tiergate.service.metrics import METRICS
 
 log = logging.getLogger("tiergate.forwarding")
 
-__all__ = ["GIVE_UP", "Forwarder", "retry_delay", "signature"]
+__all__ = ["GIVE_UP", "TOLD_CODES", "Forwarder", "retry_delay", "signature", "told_status"]
 
 GIVE_UP = 7 * 86_400.0  # seconds after the delivery: what has not gone by then is failed for good
 HOLD = 60.0  # a claimed forward is retried after this if its sender died mid-send
 CACHE = 5.0  # seconds a number's tenant (and its webhook setting) is taken as read
+TOLD_PER_BODY = 100  # statuses per forwarded body when telling apps of ended messages
+
+# tiergate's own error codes, for ends the platform has no code for (in a range Meta does not use)
+TOLD_CODES: dict[str, tuple[int, str]] = {
+    "expired": (990001, "Expired in tiergate's queue: it could not be sent before its expiry"),
+    "rejected": (990002, "Refused by tiergate's sending policy"),
+    "failed": (990003, "Failed in tiergate before the platform accepted it"),
+}
+_META_CODE_OF_REASON = (  # a refusal the platform itself would have made: its code, so the app reacts alike
+    ("recipient opted out of marketing", 131050),
+    ("(131047)", 131047),
+)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -115,19 +135,73 @@ class Forwarder:
         return tenant
 
     async def _annotated(self, change: dict[str, Any], tenant_id: str) -> dict[str, Any]:
-        """The change, with ``tiergate_message_id`` on each status of a message tiergate sent."""
+        """The change under the ids the app knows: each status of a message tiergate sent for this
+        tenant, and each inbound message's ``context`` (a reply to one), name tiergate's id as
+        ``id`` and the platform's as ``wamid``."""
         value = change["value"]
-        statuses = value.get("statuses")
-        if not isinstance(statuses, list) or not statuses:
-            return change
-        out = []
-        for status in statuses:
-            wamid = status.get("id") if isinstance(status, dict) else None
-            message = await self.store.get_message_by_wamid(wamid) if isinstance(wamid, str) else None
-            if message is not None and message.tenant_id == tenant_id:
-                status = {**status, "tiergate_message_id": message.id}
-            out.append(status)
-        return {**change, "value": {**value, "statuses": out}}
+        statuses, inbound = value.get("statuses"), value.get("messages")
+        if isinstance(statuses, list) and statuses:
+            out = []
+            for status in statuses:
+                message = await self._own_message(status.get("id") if isinstance(status, dict) else None, tenant_id)
+                if message is not None:
+                    status = {**status, "id": message.id, "wamid": status["id"], "tiergate_message_id": message.id}
+                out.append(status)
+            value = {**value, "statuses": out}
+        if isinstance(inbound, list) and inbound:
+            replies = []
+            for item in inbound:
+                context = item.get("context") if isinstance(item, dict) else None
+                if isinstance(context, dict):
+                    message = await self._own_message(context.get("id"), tenant_id)
+                    if message is not None:
+                        item = {**item, "context": {**context, "id": message.id, "wamid": context["id"]}}
+                replies.append(item)
+            value = {**value, "messages": replies}
+        return {**change, "value": value}
+
+    async def _own_message(self, wamid: Any, tenant_id: str) -> Message | None:
+        """The tenant's message the platform knows as ``wamid``, if tiergate sent it."""
+        if not isinstance(wamid, str) or not wamid:
+            return None
+        message = await self.store.get_message_by_wamid(wamid)
+        return message if message is not None and message.tenant_id == tenant_id else None
+
+    # -- telling apps of messages tiergate ended ---------------------------------------------
+    async def tell_ended(self, limit: int = 500) -> int:
+        """One round: a ``failed`` status to each app for the messages tiergate ended itself since
+        the last round (``TOLD_PER_BODY`` to a body, per number); those of tenants without a
+        webhook URL are only marked. Returns how many messages were settled (0 if another process
+        took them first)."""
+        ended = await self.store.untold_messages(limit)
+        if not ended:
+            return 0
+        tenants: dict[str, Tenant | None] = {}
+        statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (tenant, number) -> its statuses
+        for m in ended:
+            if m.tenant_id not in tenants:
+                try:
+                    tenants[m.tenant_id] = await self.store.get_tenant(m.tenant_id)
+                except NotFound:
+                    tenants[m.tenant_id] = None
+            tenant = tenants[m.tenant_id]
+            if tenant is not None and tenant.webhook_url:
+                statuses.setdefault((m.tenant_id, m.sender_id), []).append(told_status(m))
+        forwards: list[tuple[str, bytes]] = []
+        for (tenant_id, number), items in statuses.items():
+            try:
+                sender = await self.store.get_sender(number)
+                display = "".join(ch for ch in sender.display_phone_number if ch.isdigit())  # as Meta writes it
+                entry_id = sender.portfolio_id or number
+            except NotFound:  # deleted since: the app still hears of its message
+                display, entry_id = "", number
+            for i in range(0, len(items), TOLD_PER_BODY):
+                value = {"messaging_product": "whatsapp", "metadata": metadata(display, number),
+                         "statuses": items[i:i + TOLD_PER_BODY]}
+                forwards.append((tenant_id, orjson.dumps(webhook(entry_id, [("messages", value)]))))
+        if not await self.store.mark_told([m.id for m in ended], forwards, self.clock.now()):
+            return 0
+        return len(ended)
 
     # -- delivery (a loop in every serving process; claims keep them apart) --------------------
     async def deliver_due(self) -> int:
@@ -184,7 +258,8 @@ class Forwarder:
         try:
             while not stop.is_set():
                 try:
-                    sent = await self.deliver_due()
+                    sent = await self.tell_ended()
+                    sent += await self.deliver_due()
                     rounds += 1
                     if rounds % 3600 == 1:
                         await self.store.prune_forwards(self.clock.now() - GIVE_UP)
@@ -199,6 +274,28 @@ class Forwarder:
 
     async def close(self) -> None:
         await self.sink.close()
+
+
+def told_status(message: Message) -> dict[str, Any]:
+    """A ``failed`` status in Meta's shape for a message tiergate ended itself, under the id the
+    app was given. A refusal by the platform keeps its code; a refusal the platform would have made
+    gets the platform's code; the rest get tiergate's own (``TOLD_CODES``). ``tiergate_state`` says
+    which state it ended in, ``error_data.details`` why."""
+    state = message.state.value
+    if message.error_code is not None:
+        error = status_error(message.error_code, details=message.error_detail or message.reason or None)
+    else:
+        code = next((c for text, c in _META_CODE_OF_REASON if text in message.reason), None)
+        if code is not None:
+            error = status_error(code, details=message.reason)
+        else:
+            code, title = TOLD_CODES.get(state, TOLD_CODES["failed"])
+            error = status_error(code, title=title, details=message.reason or title)
+            del error["href"]  # Meta's error-code page does not list tiergate's codes
+    item = status_item(message.id, "failed", message.updated_at, message.to, errors=[error])
+    item["tiergate_message_id"] = message.id
+    item["tiergate_state"] = state
+    return item
 
 
 def _phone_number_id(change: Any) -> str | None:

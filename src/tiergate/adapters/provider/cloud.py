@@ -29,7 +29,7 @@ from yarl import URL
 
 from tiergate import __version__
 from tiergate.adapters.provider.http1 import ConnectTimeout, Http1Pool, NotSent
-from tiergate.adapters.provider.shapes import parse_error
+from tiergate.core.shapes import parse_error
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome
 
 __all__ = ["CloudProvider"]

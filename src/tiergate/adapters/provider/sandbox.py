@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
-from tiergate.adapters.provider import shapes
 from tiergate.clock import Clock
+from tiergate.core import shapes
 from tiergate.core.policy import Policy, PolicyState, Timing, get_policy, parse_quality
 from tiergate.core.tiers import parse_tier
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome

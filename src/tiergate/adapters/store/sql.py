@@ -248,6 +248,18 @@ CAPACITY_REASON = "messaging limit"  # how admission's deferral for a full windo
 # PostgreSQL's partial index messages_marketing_recipient (migration 0004) lists these same states:
 # change both, or the cap's lookup no longer matches the index and scans.
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
+# Ended by tiergate with no status webhook to come: the app is told (Store.untold_messages). This
+# repeats the condition of the partial index messages_untold (migration 0008) word for word, so
+# both engines read the few such rows off it. Canceled ones are not told: the app canceled them.
+_TOLD_STATES = ("failed", "expired", "rejected")
+_UNTOLD = f"state IN ({literals(_TOLD_STATES)}) AND wamid IS NULL AND told = FALSE"
+_FORWARD_COLUMNS = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
+
+
+class _ToldElsewhere(Exception):
+    """Another process told some of these messages first: roll back this transaction's forwards."""
+
+
 _RECOVERED_REASON = ("the worker stopped while this send was in flight: the platform may or may not have "
                      "it; a status webhook settles it")
 
@@ -644,6 +656,10 @@ class SqlStore(ABC):
                 if replaced:
                     out = [replaced.get(m.id, m) for m in out]
                     fresh = [m for m in fresh if m.id not in replaced]
+            # refused at submission (a campaign's opted-out rows): the answer told the app already
+            ended = [m.id for m in fresh if m.state.value in _TOLD_STATES]
+            for chunk in _chunks(ended, self.max_params):
+                await tx.execute(f"UPDATE messages SET told = TRUE WHERE id IN ({_marks(len(chunk))})", chunk)
         return out
 
     async def _scopes_of_senders(self, tx: Tx, sender_ids: set[str]) -> dict[str, str]:
@@ -1111,12 +1127,18 @@ class SqlStore(ABC):
                 "INSERT INTO webhook_events (id, body, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (event_id, bytes(body), received_at),
             ))
-            if new and forwards:
-                ids = new_ids("fwd", len(forwards), received_at)
-                columns = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
-                await tx.insert_many("forwards", columns, [(fid, tenant, event_id, bytes(raw), received_at, received_at)
-                                                           for fid, (tenant, raw) in zip(ids, forwards, strict=True)])
+            if new:
+                await self._queue_forwards(tx, forwards, event_id, received_at)
             return new
+
+    @staticmethod
+    async def _queue_forwards(tx: Tx, forwards: Sequence[tuple[str, bytes]], event_id: str, at: float) -> None:
+        """(tenant id, body) pairs onto the forwards queue, due at once."""
+        if forwards:
+            ids = new_ids("fwd", len(forwards), at)
+            rows = [(fid, tenant, event_id, bytes(raw), at, at)
+                    for fid, (tenant, raw) in zip(ids, forwards, strict=True)]
+            await tx.insert_many("forwards", _FORWARD_COLUMNS, rows)
 
     async def claim_forwards(self, now: float, limit: int, hold: float) -> list[Forward]:
         """Due forwards, oldest first, hidden from other claims until ``now + hold``. The guard on
@@ -1173,6 +1195,29 @@ class SqlStore(ABC):
     async def prune_forwards(self, before: float, chunk: int = 5_000) -> int:
         """Finished forwards (delivered, failed or canceled) created before ``before`` are deleted."""
         return await self._delete_older("forwards", "state <> 'pending' AND created_at < ?", before, chunk)
+
+    async def untold_messages(self, limit: int) -> list[Message]:
+        """Read off ``messages_untold`` (migration 0008), whose condition this repeats word for word."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(f"{MESSAGES.select} WHERE {_UNTOLD} ORDER BY updated_at LIMIT ?", (limit,))
+        return [MESSAGES.from_row(row) for row in rows]
+
+    @_retried
+    async def mark_told(self, message_ids: Sequence[str], forwards: Sequence[tuple[str, bytes]], at: float) -> bool:
+        """The guard ``told = FALSE`` under the rows' write locks: of two processes telling the same
+        messages, the second finds fewer rows to change, and rolls back its forwards."""
+        try:
+            async with self.transaction() as tx:
+                changed = 0
+                for chunk in _chunks(sorted(set(message_ids)), self.max_params):
+                    changed += await tx.execute(
+                        f"UPDATE messages SET told = TRUE WHERE id IN ({_marks(len(chunk))}) AND told = FALSE", chunk)
+                if changed != len(set(message_ids)):
+                    raise _ToldElsewhere
+                await self._queue_forwards(tx, forwards, "told", at)
+        except _ToldElsewhere:
+            return False
+        return True
 
     async def mark_webhook_applied(self, event_id: str, at: float, error: str | None = None) -> None:
         """Done with an event (``error`` keeps why applying it failed; it is not retried)."""
