@@ -205,6 +205,10 @@ class Store(Protocol):
 
     async def set_campaign_hold(self, campaign_id: str, hold: bool, now: float) -> int: ...
     async def cancel_campaign_messages(self, campaign_id: str, now: float) -> int: ...
+    async def cancel_message(self, message_id: str, now: float, reason: str) -> bool:
+        """``queued`` or ``held`` -> ``canceled``; False when it is in any other state by then."""
+        ...
+
     async def recover_inflight(self, scope_ids: Sequence[str], now: float, hold_until: float | None = None) -> int:
         """After a crash: messages left ``sending`` in these scopes become ``unknown``.
 

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiergate.adapters.outbound import is_private_address
 from tiergate.api import schemas as s
+from tiergate.core import model
 from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import MessageState
 from tiergate.ports import NotFound
@@ -61,6 +62,7 @@ _GRAPH_ERRORS = {401: (190, "Invalid OAuth access token - Cannot parse access to
                  403: (10, "Application does not have permission for this action"),
                  429: (80007, "Rate limit issues")}
 
+_JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 _TYPE_MISMATCH = frozenset({"string_type", "dict_type", "model_type", "model_attributes_type", "list_type",
                             "int_type", "float_type", "bool_type", "none_required"})
 
@@ -294,6 +296,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     # -- messages ----------------------------------------------------------------------------
     def _message_request(body: s.MessageIn) -> MessageRequest:
+        if body.template is None and body.text is None:
+            raise IntakeError("give either 'template' or 'text'", field="template")
+        if body.template is not None and body.text is not None:
+            raise IntakeError("give 'template' or 'text', not both", field="text")
         return MessageRequest(
             sender=body.sender, to=body.to, template=body.template.model_dump() if body.template else None,
             text=body.text, category=body.category, idempotency_key=body.idempotency_key,
@@ -301,22 +307,58 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     @app.post("/v1/messages", status_code=202, response_model=s.MessageOut, tags=["messages"])
     async def post_message(body: s.MessageIn, who: Who) -> Any:
-        if body.template is None and body.text is None:
-            raise ApiError(422, "give either 'template' or 'text'", "template")
-        if body.template is not None and body.text is not None:
-            raise ApiError(422, "give 'template' or 'text', not both", "text")
         message = await gateway.intake.submit(who.tenant, _message_request(body))
         gateway.dispatcher.wake()
         return message_view(message)
 
+    @app.post("/v1/messages/batch", status_code=202, response_model=s.MessageBatchOut, tags=["messages"])
+    async def post_messages(body: s.MessageBatchIn, who: Who) -> Any:
+        """Up to 1,000 messages in one request and one transaction (what an app with many
+        notifications to send wants: one round trip, not one per message). Each is checked on its
+        own: a refused one is reported by its row (from 1) and the rest are queued."""
+        results: list[Any] = [None] * len(body.messages)
+        requests: list[tuple[int, MessageRequest]] = []
+        for i, item in enumerate(body.messages):
+            try:
+                requests.append((i, _message_request(item)))
+            except IntakeError as exc:
+                results[i] = exc
+        queued = await gateway.intake.submit_many(who.tenant, [r for _, r in requests]) if requests else []
+        for (i, _), result in zip(requests, queued, strict=True):
+            results[i] = result
+        errors = [{"row": i, "error": str(r)} for i, r in enumerate(results, start=1) if isinstance(r, IntakeError)]
+        accepted = [None if isinstance(r, IntakeError) else message_view(r) for r in results]
+        if len(errors) == len(results):
+            raise ApiError(422, f"no message was accepted: row {errors[0]['row']}: {errors[0]['error']}", "messages")
+        gateway.dispatcher.wake()
+        return {"accepted": len(results) - len(errors), "messages": accepted, "row_errors": errors}
+
     @app.get("/v1/messages/{message_id}", response_model=s.MessageOut, tags=["messages"])
     async def get_message(message_id: str, who: Who) -> Any:
+        m = await _own_message(message_id, who)
+        return message_view(m, await gateway.store.message_history(m.id))
+
+    async def _own_message(message_id: str, who: Principal) -> model.Message:
         try:
             m = await gateway.store.get_message(message_id)
         except NotFound:
             m = None
         if m is None or m.tenant_id != who.tenant.id:
             raise ApiError(404, f"message {message_id!r} not found")
+        return m
+
+    @app.post("/v1/messages/{message_id}/cancel", response_model=s.MessageOut, tags=["messages"],
+              responses={409: _JSON_ERROR})
+    async def cancel_message(message_id: str, who: Who) -> Any:
+        """A message still waiting (``queued``, or ``held`` by a paused campaign) is ``canceled``; a
+        message in any other state is a 409 that says which. One the dispatcher has already taken
+        for sending at that moment may still go, and then shows as sent."""
+        m = await _own_message(message_id, who)
+        if not await gateway.store.cancel_message(m.id, now(), "canceled through the API"):
+            m = await gateway.store.get_message(m.id)
+            raise ApiError(409, f"message {m.id} is {m.state.value}: only a queued or held message can be canceled",
+                           "state")
+        m = await gateway.store.get_message(m.id)
         return message_view(m, await gateway.store.message_history(m.id))
 
     @app.get("/v1/messages", response_model=list[s.MessageOut], tags=["messages"])
@@ -598,9 +640,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                                          x_tiergate_category, x_idempotency_key)
 
     # -- platform webhooks -------------------------------------------------------------------
-    json_error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
-    @app.get("/webhooks/whatsapp", tags=["webhooks"], response_class=PlainTextResponse, responses={403: json_error})
+    @app.get("/webhooks/whatsapp", tags=["webhooks"], response_class=PlainTextResponse, responses={403: _JSON_ERROR})
     async def webhook_verify(
         hub_mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         hub_verify_token: Annotated[str | None, Query(alias="hub.verify_token")] = None,

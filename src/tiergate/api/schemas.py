@@ -191,6 +191,22 @@ class RowErrorOut(BaseModel):
     error: str
 
 
+MAX_BATCH = 1000  # messages per POST /v1/messages/batch
+
+
+class MessageBatchIn(Strict):
+    """Many messages in one request, each shaped as the body of ``POST /v1/messages``."""
+
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class MessageBatchOut(BaseModel):
+    accepted: int
+    # in the order given; null where a message was refused (its reason is in row_errors)
+    messages: list[MessageOut | None]
+    row_errors: list[RowErrorOut] = Field(default_factory=list)  # rows from 1, as given
+
+
 class CampaignOut(BaseModel):
     id: str
     name: str

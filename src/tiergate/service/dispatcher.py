@@ -42,6 +42,10 @@ log = logging.getLogger("tiergate.dispatcher")
 __all__ = ["Dispatcher", "DispatcherConfig"]
 
 _IN_FLIGHT = (MessageState.SENDING,)
+# A claimed message is still 'queued' in the store until its batch is written; meanwhile the API may
+# cancel it or its campaign be paused. What the batch decides without sending it (park, expire,
+# refuse) applies only to a message still queued, so a cancel or a pause is never undone.
+_WAITING = (MessageState.QUEUED,)
 _LEASE_LAPSED = "not sent: the worker's scope lease lapsed before the send"
 
 
@@ -450,20 +454,21 @@ class Dispatcher:
         def park(m: Message, until: float | None, reason: str) -> None:
             at = until if until is not None else now + self.config.idle_wait * 12
             if m.expires_at is not None and at >= m.expires_at:
-                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now,
+                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now, only_from=_WAITING,
                                              reason=f"expired: {reason}; it could not go before expires_at"))
                 return
-            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, reason=reason, next_attempt_at=at,
-                                         history=m.reason != reason))
+            updates.append(MessageUpdate(m.id, MessageState.QUEUED, now, only_from=_WAITING, reason=reason,
+                                         next_attempt_at=at, history=m.reason != reason))
 
         for m in messages:
             rt = self._scopes[m.scope_id]
             sender = rt.senders.get(m.sender_id)
             if sender is None:
-                updates.append(MessageUpdate(m.id, MessageState.FAILED, now, reason="sender no longer exists"))
+                updates.append(MessageUpdate(m.id, MessageState.FAILED, now, only_from=_WAITING,
+                                             reason="sender no longer exists"))
                 continue
             if m.expires_at is not None and m.expires_at <= now:
-                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now,
+                updates.append(MessageUpdate(m.id, MessageState.EXPIRED, now, only_from=_WAITING,
                                              reason="expired before it could be sent"))
                 continue
             tenant = tenants[m.tenant_id]
@@ -471,11 +476,11 @@ class Dispatcher:
             category = Category.parse(m.category)
             is_template = m.kind == "template"
             if category is Category.MARKETING and flag is not None and flag.opted_out_at is not None:
-                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now,
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, only_from=_WAITING,
                                              reason="recipient opted out of marketing"))
                 continue
             if is_template and tenant.require_opt_in and (flag is None or flag.opted_in_at is None):
-                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now,
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, only_from=_WAITING,
                                              reason="no recorded opt-in for this recipient (require_opt_in)"))
                 continue
             pair = self._pairs[sender.id]
@@ -518,7 +523,8 @@ class Dispatcher:
                 )
             decision = decide(rt.window, MessageFacts(m.to, is_template, category, csw_open), limits, now)
             if decision.gate is Gate.REJECT:
-                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, reason=decision.reason))
+                updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, only_from=_WAITING,
+                                             reason=decision.reason))
                 continue
             if decision.gate is Gate.DEFER:
                 until = decision.until

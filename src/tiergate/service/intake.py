@@ -277,21 +277,63 @@ class Intake:
 
     async def submit(self, tenant: Tenant, req: MessageRequest) -> Message:
         """Queue one message; a repeated idempotency key returns the original message."""
-        sender = await self.sender_of(tenant, req.sender)
+        [result] = await self.submit_many(tenant, [req])
+        if isinstance(result, IntakeError):
+            raise result
+        return result
+
+    async def submit_many(self, tenant: Tenant, reqs: Sequence[MessageRequest]) -> list[Message | IntakeError]:
+        """Queue many messages in one transaction. Each is checked on its own: a refused one is its
+        ``IntakeError``, in its place, and the rest go in together. The reads it takes (senders,
+        service windows, opt-outs) are made once per sender or once in all, not once per message."""
         now = self.clock.now()
-        to = normalize_phone(req.to)
-        last = (await self.store.last_inbound(sender.id, [to])).get(to)
-        csw_open = last is not None and last + CSW_SPAN > now
-        new = self._new_message(tenant, sender, req, now, csw_open)
-        if new.category == Category.MARKETING:
-            flags = (await self.store.recipient_flags(tenant.id, [to])).get(to)
-            if flags is not None and flags.opted_out_at is not None:
-                raise IntakeError(f"{to} opted out of marketing; tiergate will not send it marketing", field="to")
-        [message] = await self.store.insert_messages([new], now)
-        if message.created_at == now:  # not the original of a repeated key (made at an earlier time)
-            METRICS.enqueued.inc()
+        senders: dict[str, Sender | IntakeError] = {}
+        checked: list[tuple[Sender, str] | IntakeError] = []
+        for req in reqs:
+            if req.sender not in senders:
+                try:
+                    senders[req.sender] = await self.sender_of(tenant, req.sender)
+                except IntakeError as exc:
+                    senders[req.sender] = exc
+            sender = senders[req.sender]
+            try:
+                if isinstance(sender, IntakeError):
+                    raise sender
+                checked.append((sender, normalize_phone(req.to)))
+            except IntakeError as exc:
+                checked.append(exc)
+        wanted: dict[str, set[str]] = {}
+        for c in checked:
+            if not isinstance(c, IntakeError):
+                wanted.setdefault(c[0].id, set()).add(c[1])
+        inbound = {sid: await self.store.last_inbound(sid, sorted(tos)) for sid, tos in wanted.items()}
+        out: list[NewMessage | IntakeError] = []
+        for req, c in zip(reqs, checked, strict=True):
+            if isinstance(c, IntakeError):
+                out.append(c)
+                continue
+            sender, to = c
+            last = inbound[sender.id].get(to)
+            try:
+                out.append(self._new_message(tenant, sender, req, now, last is not None and last + CSW_SPAN > now))
+            except ValueError as exc:  # an IntakeError, or a category no API schema checked (the drop-in)
+                out.append(exc if isinstance(exc, IntakeError) else IntakeError(str(exc), field="category"))
+        marketing = sorted({n.to for n in out if isinstance(n, NewMessage) and n.category == Category.MARKETING})
+        if marketing:
+            flags = await self.store.recipient_flags(tenant.id, marketing)
+            out = [IntakeError(f"{n.to} opted out of marketing; tiergate will not send it marketing", field="to")
+                   if isinstance(n, NewMessage) and n.category == Category.MARKETING
+                   and (f := flags.get(n.to)) is not None and f.opted_out_at is not None else n
+                   for n in out]
+        news = [n for n in out if isinstance(n, NewMessage)]
+        if not news:
+            return [n for n in out if isinstance(n, IntakeError)]
+        inserted = iter(await self.store.insert_messages(news, now))
+        results: list[Message | IntakeError] = [n if isinstance(n, IntakeError) else next(inserted) for n in out]
+        # not the originals of repeated keys (made at an earlier time)
+        METRICS.enqueued.inc(sum(1 for r in results if isinstance(r, Message) and r.created_at == now))
         await announce(self.store)
-        return message
+        return results
 
     # -- campaigns ---------------------------------------------------------------------------
     async def create_campaign(self, tenant: Tenant, req: CampaignRequest,

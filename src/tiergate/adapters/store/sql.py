@@ -913,6 +913,12 @@ class SqlStore(ABC):
                                     "canceled", "campaign canceled", now)
 
     @_retried
+    async def cancel_message(self, message_id: str, now: float, reason: str) -> bool:
+        async with self.transaction() as tx:
+            return bool(await self._move(tx, "WHERE id = ? AND state IN ('queued', 'held')", (message_id,),
+                                         "canceled", reason, now))
+
+    @_retried
     async def recover_inflight(self, scope_ids: Sequence[str], now: float, hold_until: float | None = None) -> int:
         """After a crash: messages left ``sending`` in these scopes become ``unknown`` (never re-sent);
         with ``hold_until``, their counted slots (ledger rows and the messages' own) last at least
