@@ -245,8 +245,8 @@ class Intake:
 
     # -- messages ----------------------------------------------------------------------------
     def _new_message(self, tenant: Tenant, sender: Sender, req: MessageRequest, now: float,
-                     csw_open: bool) -> NewMessage:
-        to = normalize_phone(req.to)
+                     csw_open: bool, to: str) -> NewMessage:
+        """``to``: ``req.to`` normalized (the caller needed it first, to look up the service window)."""
         if req.body is not None:
             body = dict(req.body)
             body["to"] = to
@@ -315,7 +315,8 @@ class Intake:
             sender, to = c
             last = inbound[sender.id].get(to)
             try:
-                out.append(self._new_message(tenant, sender, req, now, last is not None and last + CSW_SPAN > now))
+                csw_open = last is not None and last + CSW_SPAN > now
+                out.append(self._new_message(tenant, sender, req, now, csw_open, to))
             except ValueError as exc:  # an IntakeError, or a category no API schema checked (the drop-in)
                 out.append(exc if isinstance(exc, IntakeError) else IntakeError(str(exc), field="category"))
         marketing = sorted({n.to for n in out if isinstance(n, NewMessage) and n.category == Category.MARKETING})
