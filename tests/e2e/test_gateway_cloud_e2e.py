@@ -63,3 +63,24 @@ async def test_tier_250_campaign_of_300_over_real_http(cloud: tuple[Harness, Fak
 def limits_report(graph: FakeGraph) -> dict:
     assert graph.limits is not None
     return graph.limits.report()
+
+
+async def test_a_read_receipt_through_the_drop_in_goes_to_the_platform_at_once(
+        cloud: tuple[Harness, FakeGraph]) -> None:
+    """Marking an inbound message read (with a typing indicator) is no message: not queued, not
+    counted; the platform's own answer comes back, errors included."""
+    h, graph = cloud
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": "TIER_250"})
+    assert r.status_code == 201, r.text
+    receipt = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.inbound.77",
+               "typing_indicator": {"type": "text"}}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json=receipt)
+    assert (r.status_code, r.json()) == (200, {"success": True})
+    assert graph.read_receipts == [(SENDER, "wamid.inbound.77")]
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json={**receipt, "status": "delivered"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100  # the platform's refusal, as it gave it
+    r = await h.client.post("/graph/v24.0/999000111/messages", json=receipt)  # not this tenant's number
+    assert r.status_code == 400 and "unknown phone number id" in r.json()["error"]["error_data"]["details"]
+    assert graph.read_receipts == [(SENDER, "wamid.inbound.77")]
+    assert (await h.client.get("/v1/messages")).json() == []

@@ -121,3 +121,14 @@ async def test_a_cancel_while_the_dispatcher_holds_the_message_is_not_undone(har
     await h.run(60)
     assert [m.to for m in h.provider.received] == ["5511900000001"]
     assert (await store.get_message(first)).state is not MessageState.CANCELED
+
+
+async def test_the_sandbox_takes_read_receipts_through_the_drop_in(harness: Harness) -> None:
+    h = harness
+    await register(h)
+    receipt = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in.1"}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json=receipt)
+    assert (r.status_code, r.json()) == (200, {"success": True})
+    assert [(n, m) for n, m, _ in h.provider.read_receipts] == [(SENDER, "wamid.in.1")]
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json={**receipt, "message_id": ""})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100

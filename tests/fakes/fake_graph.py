@@ -142,6 +142,7 @@ class FakeGraph:
         self.wamids: dict[str, tuple[str, int]] = {}  # wamid -> (phone_number_id, index in accepted[...])
         self.phone_numbers: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
+        self.read_receipts: list[tuple[str, str]] = []  # (number, message id)
         self._seen: Counter[tuple[str, str]] = Counter()
         self._serial = 0
         self._auth = f"Bearer {token}"
@@ -361,6 +362,12 @@ class FakeGraph:
             return self._error(100, "The request body is not valid JSON.")
         if self._number(sender, create=False) is None:
             return self._error(100, f"Unsupported post request. Object with ID '{sender}' does not exist.")
+        if shapes.is_status_request(body):  # a read receipt: answered, recorded, nothing sent
+            invalid = shapes.validate_status_request(body)
+            if invalid is not None:
+                return self._error(invalid[0], invalid[1])
+            self.read_receipts.append((sender, body["message_id"]))
+            return _json(shapes.STATUS_ACCEPTED)
         invalid = shapes.validate_send_body(body)
         if invalid is not None:
             return self._error(invalid[0], invalid[1])

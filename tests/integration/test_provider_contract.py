@@ -129,6 +129,17 @@ async def test_an_unknown_sender_is_failed_with_code_100(harness: Harness) -> No
     assert (outcome.status, outcome.code) == ("failed", 100)
 
 
+async def test_a_read_receipt_is_relayed_and_answered_as_the_platform_answers(harness: Harness) -> None:
+    receipt = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in.9",
+               "typing_indicator": {"type": "text"}}
+    assert await harness.provider.relay(SENDER, receipt) == (200, {"success": True})
+    status, answer = await harness.provider.relay(SENDER, {**receipt, "typing_indicator": {"type": "audio"}})
+    assert status == 400 and answer["error"]["code"] == 100
+    status, answer = await harness.provider.relay("999999", receipt)
+    assert status == 400 and answer["error"]["code"] == 100
+    assert harness.received() == []  # nothing was sent to anyone
+
+
 @pytest.mark.parametrize(
     ("code", "action"),
     [(130429, Action.RETRY), (131056, Action.RETRY_RECIPIENT), (131048, Action.PAUSE_SENDER),
@@ -226,6 +237,11 @@ async def test_a_refused_connection_is_failed_not_sent_and_hides_the_token() -> 
     assert outcome.status == "failed" and outcome.code is None
     assert "not sent" in outcome.title
     assert TOKEN not in repr(outcome) and TOKEN not in str(exc.value)
+    provider = CloudProvider(f"http://127.0.0.1:{unused_port()}/v24.0", TOKEN, timeout=1.0)
+    status, answer = await provider.relay(SENDER, {"messaging_product": "whatsapp", "status": "read",
+                                                   "message_id": "wamid.x"})
+    await provider.aclose()
+    assert status == 503 and answer["error"]["code"] == 131016 and TOKEN not in str(answer)
 
 
 async def test_a_server_echoing_the_token_is_redacted(fake: FakeGraph, cloud: CloudProvider) -> None:

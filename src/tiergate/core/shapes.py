@@ -15,15 +15,18 @@ __all__ = [
     "ERROR_INFO",
     "PHONE_NUMBER_FIELDS",
     "SEND_TYPES",
+    "STATUS_ACCEPTED",
     "accepted_payload",
     "error_payload",
     "inbound_value",
+    "is_status_request",
     "make_wamid",
     "parse_error",
     "phone_number_payload",
     "status_error",
     "status_item",
     "validate_send_body",
+    "validate_status_request",
     "wa_id",
     "webhook",
 ]
@@ -189,6 +192,30 @@ def validate_send_body(body: object) -> tuple[int, str] | None:
     elif kind == "text" and not isinstance(content.get("body"), str):
         return 131008, "The parameter text['body'] is required."
     return None
+
+
+def is_status_request(body: object) -> bool:
+    """A request to the messages endpoint that is not a message: a read receipt, with or without a
+    typing indicator (``{"status": "read", "message_id": ...}``)."""
+    return isinstance(body, dict) and "status" in body and "to" not in body
+
+
+def validate_status_request(body: dict[str, Any]) -> tuple[int, str] | None:
+    """``(code, details)`` when the platform would refuse a read receipt outright, else None."""
+    if body.get("messaging_product") != "whatsapp":
+        return 100, "The parameter messaging_product is required and must be 'whatsapp'."
+    if body.get("status") != "read":
+        return 100, "Param status must be 'read'."
+    message_id = body.get("message_id")
+    if not isinstance(message_id, str) or not message_id:
+        return 100, "The parameter message_id is required."
+    indicator = body.get("typing_indicator")
+    if indicator is not None and (not isinstance(indicator, dict) or indicator.get("type") != "text"):
+        return 100, "Param typing_indicator['type'] must be 'text'."
+    return None
+
+
+STATUS_ACCEPTED: dict[str, Any] = {"success": True}  # the answer to an accepted read receipt
 
 
 def phone_number_payload(state: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any] | tuple[int, str]:

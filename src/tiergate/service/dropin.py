@@ -1,6 +1,8 @@
 """The drop-in endpoint: Meta's exact request and response shapes, governed by tiergate.
 
-An app that already talks to the Cloud API changes only its base URL. Answers carry tiergate's
+An app that already talks to the Cloud API changes only its base URL. Read receipts and typing
+indicators (the same endpoint, ``"status": "read"``) are not governed: they go to the platform at
+once, and its answer comes back as it is. Answers to messages carry tiergate's
 message id in ``messages[0].id`` (the platform's wamid is assigned when the message really goes;
 ``GET /v1/messages/{id}`` shows it) and errors use Meta's error object and codes.
 """
@@ -13,7 +15,9 @@ import orjson
 from fastapi.responses import JSONResponse
 
 from tiergate.core.model import Tenant
+from tiergate.core.shapes import is_status_request
 from tiergate.ids import new_id
+from tiergate.ports import Provider
 from tiergate.service.intake import Intake, IntakeError, MessageRequest
 
 __all__ = ["DropIn", "meta_error"]
@@ -29,8 +33,9 @@ def meta_error(status: int, code: int, message: str, details: str = "") -> JSONR
 
 
 class DropIn:
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, provider: Provider) -> None:
         self.intake = intake
+        self.provider = provider
 
     async def send(self, tenant: Tenant, phone_number_id: str, raw: bytes, category: str | None,
                    idempotency_key: str | None) -> JSONResponse:
@@ -42,6 +47,8 @@ class DropIn:
             return meta_error(400, 100, "Invalid parameter", "the request body must be a JSON object")
         if body.get("messaging_product") != "whatsapp":
             return meta_error(400, 100, "Invalid parameter", "messaging_product must be 'whatsapp'")
+        if is_status_request(body):
+            return await self._relay(tenant, phone_number_id, body)
         kind = body.get("type", "text")
         if not isinstance(kind, str) or kind not in body:
             return meta_error(400, 100, "Invalid parameter", f"the body needs a '{kind}' object for type {kind!r}")
@@ -63,3 +70,14 @@ class DropIn:
             "contacts": [{"input": to, "wa_id": message.to}],
             "messages": [{"id": message.id, "message_status": "accepted"}],
         })
+
+    async def _relay(self, tenant: Tenant, phone_number_id: str, body: dict[str, Any]) -> JSONResponse:
+        """A read receipt (or typing indicator) is no message to anyone: it takes no tier capacity and
+        no queue, so it goes to the platform at once and its answer comes back as the platform gave it.
+        Only for the tenant's own numbers."""
+        try:
+            await self.intake.sender_of(tenant, phone_number_id)
+        except IntakeError:
+            return meta_error(400, 100, "Invalid parameter", f"unknown phone number id {phone_number_id}")
+        status, answer = await self.provider.relay(phone_number_id, body)
+        return JSONResponse(answer, status_code=status)

@@ -72,7 +72,7 @@ class Gateway:
         self.forwarder = Forwarder(store, clock, AiohttpSink(allow_private=settings.forward_private_urls))
         self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher, self.forwarder)
         self.sync = GraphSync(store, provider, clock, self.state)
-        self.dropin = DropIn(self.intake)
+        self.dropin = DropIn(self.intake, self.provider)
         self._extras: list[Any] = []
 
     @classmethod

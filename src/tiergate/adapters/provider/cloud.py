@@ -29,7 +29,7 @@ from yarl import URL
 
 from tiergate import __version__
 from tiergate.adapters.provider.http1 import ConnectTimeout, Http1Pool, NotSent
-from tiergate.core.shapes import parse_error
+from tiergate.core.shapes import error_payload, parse_error
 from tiergate.ports import ProviderError, SenderInfo, SendOutcome
 
 __all__ = ["CloudProvider"]
@@ -167,6 +167,23 @@ class CloudProvider:
             raise
         except aiohttp.ClientError as exc:
             raise OSError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+
+    async def relay(self, phone_number_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST it to the messages endpoint as it is; the platform's status and JSON answer as they
+        are (the token scrubbed), or a platform-shaped 503 when no answer came."""
+        try:
+            status, _, raw = await self._post(phone_number_id, orjson.dumps(body))
+        except (OSError, TimeoutError) as exc:  # NotSent and ConnectTimeout are OSErrors too
+            return 503, error_payload(131016, details=f"no answer from the platform: {self._describe(exc)}")
+        text = self._redact(raw.decode("utf-8", "replace"))  # a server that echoes the token gets it back scrubbed
+        try:
+            data = orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            return 502, error_payload(1, details=f"the platform answered HTTP {status} without a JSON object: "
+                                                 f"{_excerpt(text.encode())}")
+        return status, data
 
     def _scrub(self, outcome: SendOutcome) -> SendOutcome:
         """Keep the token out of outcomes even if a server echoes it back."""

@@ -201,6 +201,7 @@ class SandboxProvider:
         self.enforce_throughput = enforce_throughput
 
         self.received: list[Received] = []
+        self.read_receipts: deque[tuple[str, str, float]] = deque(maxlen=10_000)  # (number, message id, at)
         self.violations = 0
         self.scope_violations: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -310,6 +311,17 @@ class SandboxProvider:
             return self._refuse(130429)
         outcome = self._accept(sender, to, body, now)
         return outcome if fault is None else self._fault_outcome(fault[0])
+
+    async def relay(self, phone_number_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Read receipts: checked as the platform checks them, and kept (the last 10,000) for a look."""
+        if phone_number_id not in self._senders:
+            return 400, shapes.error_payload(100, details=f"Unsupported post request. Object with ID "
+                                                          f"'{phone_number_id}' does not exist.")
+        invalid = shapes.validate_status_request(body)
+        if invalid is not None:
+            return 400, shapes.error_payload(invalid[0], details=invalid[1])
+        self.read_receipts.append((phone_number_id, body["message_id"], self.clock.now()))
+        return 200, dict(shapes.STATUS_ACCEPTED)
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
         sender = self._senders.get(phone_number_id)
