@@ -392,9 +392,11 @@ class Provider(Protocol):
     name: str
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome: ...
-    async def relay(self, phone_number_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """A request to the messages endpoint that is not a message (a read receipt, a typing
-        indicator): not governed, passed on as it is; the platform's HTTP status and answer."""
+    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
+                    content_type: str) -> tuple[int, dict[str, Any]]:
+        """A Graph request about the number that is no message to anyone, passed on as it is: a read
+        receipt or typing indicator (edge ``messages``), a media upload (edge ``media``). Not
+        governed; the platform's HTTP status and answer."""
         ...
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]: ...

@@ -84,3 +84,33 @@ async def test_a_read_receipt_through_the_drop_in_goes_to_the_platform_at_once(
     assert r.status_code == 400 and "unknown phone number id" in r.json()["error"]["error_data"]["details"]
     assert graph.read_receipts == [(SENDER, "wamid.inbound.77")]
     assert (await h.client.get("/v1/messages")).json() == []
+
+
+async def test_a_media_upload_through_the_drop_in_reaches_the_platform_and_its_id_sends(
+        cloud: tuple[Harness, FakeGraph]) -> None:
+    """Upload, then send by media id: the app's usual two calls, both to tiergate's base URL. A 3 MB
+    image is over the API's usual body limit; uploads get the platform's own."""
+    h, graph = cloud
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": "TIER_250"})
+    assert r.status_code == 201, r.text
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 12_000
+    files = {"file": ("photo.png", image, "image/png")}
+    form = {"messaging_product": "whatsapp", "type": "image/png"}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/media", data=form, files=files)
+    assert r.status_code == 200, r.text
+    media_id = r.json()["id"]
+    [(number, kept_id, raw)] = graph.uploads
+    assert (number, kept_id) == (SENDER, media_id) and image in raw  # relayed byte for byte
+    header = {"type": "header", "parameters": [{"type": "image", "image": {"id": media_id}}]}
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/messages", json={
+        "messaging_product": "whatsapp", "to": "+5511911112222", "type": "template",
+        "template": {"name": "new_arrivals", "language": {"code": "en"}, "components": [header]}})
+    assert r.status_code == 200, r.text
+    await h.advance(5)
+    [sent] = graph.accepted[SENDER]
+    assert sent.body["template"]["components"] == [header]
+    r = await h.client.post("/graph/v24.0/999000111/media", data=form, files=files)
+    assert r.status_code == 400 and "unknown phone number id" in r.json()["error"]["error_data"]["details"]
+    r = await h.client.post(f"/graph/v24.0/{SENDER}/media", data=form)  # no file
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100

@@ -143,6 +143,7 @@ class FakeGraph:
         self.phone_numbers: dict[str, dict[str, Any]] = {}
         self.stats: Counter[str] = Counter()
         self.read_receipts: list[tuple[str, str]] = []  # (number, message id)
+        self.uploads: list[tuple[str, str, bytes]] = []  # (number, media id, the multipart body)
         self._seen: Counter[tuple[str, str]] = Counter()
         self._serial = 0
         self._auth = f"Bearer {token}"
@@ -234,6 +235,7 @@ class FakeGraph:
         app.router.add_get("/_fake/limits", self._ctl_limits)
         app.router.add_post("/_fake/report_statuses", self._ctl_report_statuses)
         app.router.add_post("/{version}/{node}/messages", self._send)
+        app.router.add_post("/{version}/{node}/media", self._upload)
         app.router.add_get("/{version}/{node}", self._get_node)
         return app
 
@@ -381,6 +383,23 @@ class FakeGraph:
             return _json(shapes.accepted_payload(to, self._accept(sender, to, body)))
         wamid = self._accept(sender, to, body) if fault.accepts else None
         return await self._misbehave(request, fault, lambda: shapes.accepted_payload(to, wamid or ""))
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """``POST /{number}/media``: a multipart upload, checked as the platform checks it."""
+        self.stats["requests"] += 1
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        sender = request.match_info["node"]
+        if self._number(sender, create=False) is None:
+            return self._error(100, f"Unsupported post request. Object with ID '{sender}' does not exist.")
+        raw = await request.read()
+        invalid = shapes.validate_media_upload(request.headers.get("Content-Type", ""), raw)
+        if invalid is not None:
+            return self._error(invalid[0], invalid[1])
+        self._serial += 1
+        media_id = str(2_000_000_000_000_000 + self._serial)
+        self.uploads.append((sender, media_id, raw))
+        return _json({"id": media_id})
 
     def _within_limit(self, sender: str, to: str, body: dict[str, Any]) -> bool:
         assert self.limits is not None

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from tests.fakes.fake_graph import FakeGraph
 
@@ -132,12 +133,36 @@ async def test_an_unknown_sender_is_failed_with_code_100(harness: Harness) -> No
 async def test_a_read_receipt_is_relayed_and_answered_as_the_platform_answers(harness: Harness) -> None:
     receipt = {"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in.9",
                "typing_indicator": {"type": "text"}}
-    assert await harness.provider.relay(SENDER, receipt) == (200, {"success": True})
-    status, answer = await harness.provider.relay(SENDER, {**receipt, "typing_indicator": {"type": "audio"}})
+
+    async def relay(number: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return await harness.provider.relay(number, "messages", orjson.dumps(body), "application/json")
+
+    assert await relay(SENDER, receipt) == (200, {"success": True})
+    status, answer = await relay(SENDER, {**receipt, "typing_indicator": {"type": "audio"}})
     assert status == 400 and answer["error"]["code"] == 100
-    status, answer = await harness.provider.relay("999999", receipt)
+    status, answer = await relay("999999", receipt)
     assert status == 400 and answer["error"]["code"] == 100
     assert harness.received() == []  # nothing was sent to anyone
+
+
+def multipart(fields: dict[str, bytes]) -> tuple[str, bytes]:
+    boundary = "tiergate-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'.encode()
+             + (b'; filename="photo.png"\r\nContent-Type: image/png' if name == "file" else b"")
+             + b"\r\n\r\n" + value + b"\r\n" for name, value in fields.items()]
+    return f"multipart/form-data; boundary={boundary}", b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+async def test_a_media_upload_is_relayed_and_gets_a_media_id(harness: Harness) -> None:
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    content_type, body = multipart({"messaging_product": b"whatsapp", "type": b"image/png", "file": image})
+    status, answer = await harness.provider.relay(SENDER, "media", body, content_type)
+    assert status == 200 and answer["id"].isdigit()
+    content_type, body = multipart({"messaging_product": b"whatsapp", "type": b"image/png"})  # no file
+    status, answer = await harness.provider.relay(SENDER, "media", body, content_type)
+    assert status == 400 and answer["error"]["code"] == 100
+    status, answer = await harness.provider.relay(SENDER, "media", b"{}", "application/json")
+    assert status == 400 and answer["error"]["code"] == 100
 
 
 @pytest.mark.parametrize(
@@ -238,8 +263,8 @@ async def test_a_refused_connection_is_failed_not_sent_and_hides_the_token() -> 
     assert "not sent" in outcome.title
     assert TOKEN not in repr(outcome) and TOKEN not in str(exc.value)
     provider = CloudProvider(f"http://127.0.0.1:{unused_port()}/v24.0", TOKEN, timeout=1.0)
-    status, answer = await provider.relay(SENDER, {"messaging_product": "whatsapp", "status": "read",
-                                                   "message_id": "wamid.x"})
+    status, answer = await provider.relay(SENDER, "messages", b'{"messaging_product": "whatsapp", "status": "read", '
+                                                          b'"message_id": "wamid.x"}', "application/json")
     await provider.aclose()
     assert status == 503 and answer["error"]["code"] == 131016 and TOKEN not in str(answer)
 

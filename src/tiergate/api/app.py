@@ -62,6 +62,7 @@ _GRAPH_ERRORS = {401: (190, "Invalid OAuth access token - Cannot parse access to
                  403: (10, "Application does not have permission for this action"),
                  429: (80007, "Rate limit issues")}
 
+MEDIA_MAX_BYTES = 100 * 1024 * 1024 + 64 * 1024  # the platform's largest (a document) and the form around it
 _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 _TYPE_MISMATCH = frozenset({"string_type", "dict_type", "model_type", "model_attributes_type", "list_type",
                             "int_type", "float_type", "bool_type", "none_required"})
@@ -101,7 +102,8 @@ def _error(status: int, message: str, field: str | None = None, details: list[An
 
 
 class BodyLimit:
-    """Refuses request bodies over a size (413) before the app reads them; webhooks get more room."""
+    """Refuses request bodies over a size (413) before the app reads them; webhooks, campaign CSVs and
+    media uploads get more room."""
 
     def __init__(self, app: ASGIApp, default: int, webhook: int) -> None:
         self.app = app
@@ -115,6 +117,8 @@ class BodyLimit:
         limit = self.webhook if scope["path"].startswith("/webhooks/") else self.default
         if scope["path"].startswith("/v1/campaigns"):
             limit = max(limit, 50_000_000)
+        elif scope["path"].startswith("/graph/") and scope["path"].endswith("/media"):
+            limit = max(limit, MEDIA_MAX_BYTES)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _error(413, f"request body over {limit} bytes")(scope, receive, send)
@@ -638,6 +642,13 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                              x_idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         return await gateway.dropin.send(who.tenant, phone_number_id, await request.body(),
                                          x_tiergate_category, x_idempotency_key)
+
+    @app.post("/graph/{version}/{phone_number_id}/media", tags=["drop-in"])
+    async def graph_media(version: str, phone_number_id: str, request: Request, who: Who) -> JSONResponse:
+        """Meta's media upload (multipart: ``messaging_product``, ``file``, ``type``), relayed to the
+        platform for the tenant's own number; the answer's ``id`` goes in a message's media object."""
+        return await gateway.dropin.upload(who.tenant, phone_number_id, await request.body(),
+                                           request.headers.get("content-type", ""))
 
     # -- platform webhooks -------------------------------------------------------------------
 

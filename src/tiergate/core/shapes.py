@@ -7,8 +7,10 @@ shape fix is made in one place. Only plain data: no I/O.
 
 from __future__ import annotations
 
+import email.policy
 import re
 from collections.abc import Iterable, Mapping
+from email.parser import BytesParser
 from typing import Any
 
 __all__ = [
@@ -21,10 +23,12 @@ __all__ = [
     "inbound_value",
     "is_status_request",
     "make_wamid",
+    "media_form_fields",
     "parse_error",
     "phone_number_payload",
     "status_error",
     "status_item",
+    "validate_media_upload",
     "validate_send_body",
     "validate_status_request",
     "wa_id",
@@ -216,6 +220,35 @@ def validate_status_request(body: dict[str, Any]) -> tuple[int, str] | None:
 
 
 STATUS_ACCEPTED: dict[str, Any] = {"success": True}  # the answer to an accepted read receipt
+
+
+def media_form_fields(content_type: str, payload: bytes) -> dict[str, bytes] | None:
+    """The named parts of a ``multipart/form-data`` body (name -> content), or None if it is not one."""
+    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
+        return None
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n" + payload)
+    if not message.is_multipart():
+        return None
+    fields: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            content = part.get_payload(decode=True)
+            fields[name] = content if isinstance(content, bytes) else b""
+    return fields
+
+
+def validate_media_upload(content_type: str, payload: bytes) -> tuple[int, str] | None:
+    """``(code, details)`` when the platform would refuse a media upload (``POST /{number}/media``)."""
+    fields = media_form_fields(content_type, payload)
+    if fields is None:
+        return 100, "A media upload is multipart/form-data with the fields messaging_product, file and type."
+    if fields.get("messaging_product") != b"whatsapp":
+        return 100, "The parameter messaging_product is required and must be 'whatsapp'."
+    if not fields.get("file"):
+        return 100, "The parameter file is required."
+    return None
 
 
 def phone_number_payload(state: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any] | tuple[int, str]:

@@ -1,8 +1,9 @@
 """The drop-in endpoint: Meta's exact request and response shapes, governed by tiergate.
 
 An app that already talks to the Cloud API changes only its base URL. Read receipts and typing
-indicators (the same endpoint, ``"status": "read"``) are not governed: they go to the platform at
-once, and its answer comes back as it is. Answers to messages carry tiergate's
+indicators (the same endpoint, ``"status": "read"``) and media uploads (``/{number}/media``) are not
+governed: they go to the platform at once, and its answer comes back as it is. Answers to messages
+carry tiergate's
 message id in ``messages[0].id`` (the platform's wamid is assigned when the message really goes;
 ``GET /v1/messages/{id}`` shows it) and errors use Meta's error object and codes.
 """
@@ -48,7 +49,7 @@ class DropIn:
         if body.get("messaging_product") != "whatsapp":
             return meta_error(400, 100, "Invalid parameter", "messaging_product must be 'whatsapp'")
         if is_status_request(body):
-            return await self._relay(tenant, phone_number_id, body)
+            return await self._relay(tenant, phone_number_id, "messages", raw, "application/json")
         kind = body.get("type", "text")
         if not isinstance(kind, str) or kind not in body:
             return meta_error(400, 100, "Invalid parameter", f"the body needs a '{kind}' object for type {kind!r}")
@@ -71,13 +72,18 @@ class DropIn:
             "messages": [{"id": message.id, "message_status": "accepted"}],
         })
 
-    async def _relay(self, tenant: Tenant, phone_number_id: str, body: dict[str, Any]) -> JSONResponse:
-        """A read receipt (or typing indicator) is no message to anyone: it takes no tier capacity and
-        no queue, so it goes to the platform at once and its answer comes back as the platform gave it.
-        Only for the tenant's own numbers."""
+    async def upload(self, tenant: Tenant, phone_number_id: str, raw: bytes, content_type: str) -> JSONResponse:
+        """``POST /{number}/media``: the app uploads what it will send by media id; relayed."""
+        return await self._relay(tenant, phone_number_id, "media", raw, content_type)
+
+    async def _relay(self, tenant: Tenant, phone_number_id: str, edge: str, raw: bytes,
+                     content_type: str) -> JSONResponse:
+        """No message to anyone (a read receipt, a typing indicator, a media upload): it takes no
+        tier capacity and no queue, so it goes to the platform at once, exactly as the app sent it,
+        and the platform's answer comes back as it gave it. Only for the tenant's own numbers."""
         try:
             await self.intake.sender_of(tenant, phone_number_id)
         except IntakeError:
             return meta_error(400, 100, "Invalid parameter", f"unknown phone number id {phone_number_id}")
-        status, answer = await self.provider.relay(phone_number_id, body)
+        status, answer = await self.provider.relay(phone_number_id, edge, raw, content_type)
         return JSONResponse(answer, status_code=status)

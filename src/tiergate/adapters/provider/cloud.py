@@ -53,6 +53,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+RELAY_TIMEOUT = 300.0  # seconds for a relayed request (a 100 MB upload on a slow link)
+
+
 class CloudProvider:
     """``Provider`` for the Cloud API at ``base_url`` (with the version, e.g. ``.../v24.0``).
 
@@ -168,12 +171,18 @@ class CloudProvider:
         except aiohttp.ClientError as exc:
             raise OSError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
-    async def relay(self, phone_number_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """POST it to the messages endpoint as it is; the platform's status and JSON answer as they
-        are (the token scrubbed), or a platform-shaped 503 when no answer came."""
+    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
+                    content_type: str) -> tuple[int, dict[str, Any]]:
+        """POST it to ``/{number}/{edge}`` as it is; the platform's status and JSON answer as they
+        are (the token scrubbed), or a platform-shaped 503 when no answer came. Uploads may be large
+        (documents up to 100 MB): up to ``RELAY_TIMEOUT`` seconds, not the sends' timeout."""
+        url = f"{self.base_url}/{quote(phone_number_id, safe='')}/{quote(edge, safe='')}"
+        headers = {**self._get_headers, "Content-Type": content_type}
         try:
-            status, _, raw = await self._post(phone_number_id, orjson.dumps(body))
-        except (OSError, TimeoutError) as exc:  # NotSent and ConnectTimeout are OSErrors too
+            async with self._client().post(url, data=payload, headers=headers,
+                                           timeout=aiohttp.ClientTimeout(total=RELAY_TIMEOUT)) as r:
+                status, raw = r.status, await r.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return 503, error_payload(131016, details=f"no answer from the platform: {self._describe(exc)}")
         text = self._redact(raw.decode("utf-8", "replace"))  # a server that echoes the token gets it back scrubbed
         try:

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+import orjson
+
 from tiergate.clock import Clock
 from tiergate.core import shapes
 from tiergate.core.policy import Policy, PolicyState, Timing, get_policy, parse_quality
@@ -202,6 +204,8 @@ class SandboxProvider:
 
         self.received: list[Received] = []
         self.read_receipts: deque[tuple[str, str, float]] = deque(maxlen=10_000)  # (number, message id, at)
+        self.uploads: deque[tuple[str, str, int]] = deque(maxlen=10_000)  # (number, media id, bytes)
+        self._media_serial = 0
         self.violations = 0
         self.scope_violations: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
@@ -312,12 +316,27 @@ class SandboxProvider:
         outcome = self._accept(sender, to, body, now)
         return outcome if fault is None else self._fault_outcome(fault[0])
 
-    async def relay(self, phone_number_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Read receipts: checked as the platform checks them, and kept (the last 10,000) for a look."""
+    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
+                    content_type: str) -> tuple[int, dict[str, Any]]:
+        """Read receipts and media uploads, checked as the platform checks them and kept (the last
+        10,000 of each) for a look; an upload gets a media id."""
         if phone_number_id not in self._senders:
             return 400, shapes.error_payload(100, details=f"Unsupported post request. Object with ID "
                                                           f"'{phone_number_id}' does not exist.")
-        invalid = shapes.validate_status_request(body)
+        if edge == "media":
+            invalid = shapes.validate_media_upload(content_type, payload)
+            if invalid is not None:
+                return 400, shapes.error_payload(invalid[0], details=invalid[1])
+            self._media_serial += 1
+            media_id = str(1_000_000_000_000_000 + self._media_serial)
+            self.uploads.append((phone_number_id, media_id, len(payload)))
+            return 200, {"id": media_id}
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return 400, shapes.error_payload(100, details="The request body is not valid JSON.")
+        invalid = (shapes.validate_status_request(body) if shapes.is_status_request(body)
+                   else (100, "Only read receipts are relayed; messages are sent through the queue."))
         if invalid is not None:
             return 400, shapes.error_payload(invalid[0], details=invalid[1])
         self.read_receipts.append((phone_number_id, body["message_id"], self.clock.now()))
