@@ -61,6 +61,7 @@ async def test_a_batch_with_nothing_acceptable_or_malformed_is_a_422(harness: Ha
     await register(h)
     r = await h.client.post("/v1/messages/batch", json={"messages": [msg("+1234"), msg("+5678")]})
     assert r.status_code == 422 and r.json()["error"]["message"].startswith("no message was accepted: row 1")
+    assert [d["row"] for d in r.json()["error"]["details"]] == [1, 2]  # every refused row, with its reason
     shape_error = [msg("+5511900000001"), {**msg("+5511900000002"), "x": 1}]
     r = await h.client.post("/v1/messages/batch", json={"messages": shape_error})
     assert r.status_code == 422 and r.json()["error"]["field"] == "messages.1.x"  # a shape error: nothing queued

@@ -38,12 +38,13 @@ __all__ = ["ApiError", "create_app", "owned"]
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, details: list[Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
         self.headers = headers
+        self.details = details
 
 
 async def owned(fetch: Callable[[str], Awaitable[Any]], what: str, object_id: str, tenant_id: str) -> Any:
@@ -204,7 +205,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             response = meta_error(exc.status, code, title, exc.message)
             response.headers.update(exc.headers or {})
             return response
-        return _error(exc.status, exc.message, exc.field, headers=exc.headers)
+        return _error(exc.status, exc.message, exc.field, exc.details, headers=exc.headers)
 
     @app.exception_handler(IntakeError)
     async def _intake_error(_: Request, exc: IntakeError) -> JSONResponse:
@@ -333,7 +334,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         errors = [{"row": i, "error": str(r)} for i, r in enumerate(results, start=1) if isinstance(r, IntakeError)]
         accepted = [None if isinstance(r, IntakeError) else message_view(r) for r in results]
         if len(errors) == len(results):
-            raise ApiError(422, f"no message was accepted: row {errors[0]['row']}: {errors[0]['error']}", "messages")
+            raise ApiError(422, f"no message was accepted: row {errors[0]['row']}: {errors[0]['error']}", "messages",
+                           details=errors)
         gateway.dispatcher.wake()
         return {"accepted": len(results) - len(errors), "messages": accepted, "row_errors": errors}
 

@@ -2,6 +2,7 @@
 
 from tiergate.cli import admin as admin
 from tiergate.cli import campaign as campaign
+from tiergate.cli import message as message
 from tiergate.cli import plan as plan
 from tiergate.cli import serve as serve
 from tiergate.cli import simulate as simulate

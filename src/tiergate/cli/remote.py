@@ -24,10 +24,11 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 class RemoteError(Exception):
     """An answer the user can act on: the server's error message, and its status."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, details: list[Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.details = details or []  # the server's error details (e.g. every refused row of a batch)
 
 
 def _fail(message: str, hint: str = "", code: int = 2) -> NoReturn:
@@ -76,8 +77,11 @@ class Remote:
             _fail("the API key was refused (wrong or revoked)",
                   "check --api-key / TIERGATE_API_KEY; `tiergate keys create --tenant NAME` makes a new one")
         if status >= 400:
-            message = (body or {}).get("error", {}).get("message") if isinstance(body, dict) else None
-            raise RemoteError(status, message or f"HTTP {status} from {method} {path}")
+            error = body.get("error") if isinstance(body, dict) else None
+            error = error if isinstance(error, dict) else {}
+            details = error.get("details")
+            raise RemoteError(status, error.get("message") or f"HTTP {status} from {method} {path}",
+                              details if isinstance(details, list) else None)
         return body
 
     async def get(self, path: str, **params: Any) -> Any:
