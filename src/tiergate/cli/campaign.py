@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import KEY_OPTION as KEY
+from tiergate.cli.remote import URL_OPTION as URL
 from tiergate.cli.remote import Remote, RemoteError
 
 __all__ = ["campaign_app", "describe_wait", "duration"]
@@ -26,8 +28,6 @@ __all__ = ["campaign_app", "describe_wait", "duration"]
 campaign_app = typer.Typer(help="Campaigns on a running server: send a CSV, follow progress.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 
-URL = typer.Option(None, "--url", help="The running tiergate [TIERGATE_URL, http://127.0.0.1:8080]")
-KEY = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
 SUCCESS = ("sent", "delivered", "read")
 FINAL_OTHER = ("failed", "expired", "rejected", "canceled", "unknown")
 

@@ -19,6 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 
 from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import JSON_OPTION as JSON
+from tiergate.cli.remote import KEY_OPTION as KEY
+from tiergate.cli.remote import URL_OPTION as URL
 from tiergate.cli.remote import Remote, RemoteError
 
 __all__ = ["message_app", "read_jsonl"]
@@ -27,9 +30,6 @@ message_app = typer.Typer(help="Messages on a running server: send one, import m
                           no_args_is_help=True)
 app.add_typer(message_app, name="message")
 
-URL = typer.Option(None, "--url", help="The running tiergate [TIERGATE_URL, http://127.0.0.1:8080]")
-KEY = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
-JSON = typer.Option(False, "--json", help="Print the answer as JSON.")
 BATCH = 1000  # the most POST /v1/messages/batch takes
 
 

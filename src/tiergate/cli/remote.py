@@ -12,13 +12,18 @@ from typing import Any, NoReturn
 
 import aiohttp
 import orjson
+import typer
 from rich.markup import escape
 
 from tiergate.cli.app import fail
 
-__all__ = ["DEFAULT_URL", "Remote", "RemoteError"]
+__all__ = ["DEFAULT_URL", "JSON_OPTION", "KEY_OPTION", "URL_OPTION", "Remote", "RemoteError"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+# the options every command that talks to a running server takes
+URL_OPTION = typer.Option(None, "--url", help=f"The running tiergate [TIERGATE_URL, {DEFAULT_URL}]")
+KEY_OPTION = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
+JSON_OPTION = typer.Option(False, "--json", help="Print the answer as JSON.")
 
 
 class RemoteError(Exception):

@@ -13,6 +13,9 @@ import typer
 from rich.markup import escape
 
 from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import JSON_OPTION as JSON
+from tiergate.cli.remote import KEY_OPTION as KEY
+from tiergate.cli.remote import URL_OPTION as URL
 from tiergate.cli.remote import Remote, RemoteError
 
 __all__ = ["webhook_app"]
@@ -21,9 +24,6 @@ webhook_app = typer.Typer(help="Forward the platform's webhooks (inbound message
                           no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
 
-URL = typer.Option(None, "--url", help="The running tiergate [TIERGATE_URL, http://127.0.0.1:8080]")
-KEY = typer.Option(None, "--api-key", help="API key of the tenant [TIERGATE_API_KEY]")
-JSON = typer.Option(False, "--json", help="Print the answer as JSON.")
 
 
 def _call(method: str, url: str | None, api_key: str | None, as_json: bool, **kwargs: Any) -> None:

@@ -176,14 +176,9 @@ class Forwarder:
         ended = await self.store.untold_messages(limit)
         if not ended:
             return 0
-        tenants: dict[str, Tenant | None] = {}
+        tenants = await self._read_tenants({m.tenant_id for m in ended})
         statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (tenant, number) -> its statuses
         for m in ended:
-            if m.tenant_id not in tenants:
-                try:
-                    tenants[m.tenant_id] = await self.store.get_tenant(m.tenant_id)
-                except NotFound:
-                    tenants[m.tenant_id] = None
             tenant = tenants[m.tenant_id]
             if tenant is not None and tenant.webhook_url:
                 statuses.setdefault((m.tenant_id, m.sender_id), []).append(told_status(m))
@@ -203,6 +198,16 @@ class Forwarder:
             return 0
         return len(ended)
 
+    async def _read_tenants(self, ids: set[str]) -> dict[str, Tenant | None]:
+        """Each tenant as it is now (None if it is gone): read once a round, not once a forward."""
+        found: dict[str, Tenant | None] = {}
+        for tenant_id in ids:
+            try:
+                found[tenant_id] = await self.store.get_tenant(tenant_id)
+            except NotFound:
+                found[tenant_id] = None
+        return found
+
     # -- delivery (a loop in every serving process; claims keep them apart) --------------------
     async def deliver_due(self) -> int:
         """One round: claim what is due, send it, record each outcome. Returns how many were sent."""
@@ -210,13 +215,7 @@ class Forwarder:
         due = await self.store.claim_forwards(now, self.batch, HOLD)
         if not due:
             return 0
-        tenants: dict[str, Tenant | None] = {}
-        for f in due:
-            if f.tenant_id not in tenants:
-                try:
-                    tenants[f.tenant_id] = await self.store.get_tenant(f.tenant_id)
-                except NotFound:
-                    tenants[f.tenant_id] = None
+        tenants = await self._read_tenants({f.tenant_id for f in due})
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(f: Forward) -> bool:
