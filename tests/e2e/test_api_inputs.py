@@ -226,3 +226,20 @@ async def test_opt_ins_are_imported_in_bulk_with_their_own_times_and_row_errors(
     assert r.status_code == 200 and r.json()["imported"] == 1 and r.json()["row_errors"][0]["row"] == 1, r.text
     r = await c.post("/v1/recipients/opt-ins", json={"recipients": ["+5511911110009"], "opted_in_at": False})
     assert r.status_code == 422 and r.json()["error"]["field"] == "opted_in_at", r.text
+
+
+async def test_the_drop_in_answers_every_refusal_in_metas_shape(harness: Harness) -> None:
+    """An app written for Meta parses Meta's error object: an unknown Graph path, a method the path
+    does not take and a body over the limit get it too, with what tiergate relays named."""
+    await register(harness)
+    c = harness.client
+    for r in (await c.get("/graph/v24.0/1234567890123"), await c.delete(f"/graph/v24.0/{SENDER}/messages")):
+        error = r.json()["error"]
+        assert r.status_code in (404, 405) and error["code"] == 100 and error["type"] == "OAuthException"
+        assert "go to the platform itself" in error["error_data"]["details"]
+    r = await c.post(f"/graph/v24.0/{SENDER}/messages", content=b"{" + b" " * 2_100_000 + b"}",
+                     headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == 100
+    assert "over 2000000 bytes" in r.json()["error"]["error_data"]["details"]
+    r = await c.get("/v1/nope")  # tiergate's own API keeps its own shape
+    assert r.status_code == 404 and r.json() == {"error": {"message": "Not Found"}}

@@ -92,6 +92,19 @@ def _telling(details: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
+_GRAPH_PATHS = ("tiergate's drop-in takes POST /{version}/{phone_number_id}/messages (messages, read receipts) "
+                "and POST /{version}/{phone_number_id}/media; other Graph API calls (media retrieval, templates, "
+                "the account) go to the platform itself")
+
+
+def _graph_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The drop-in's errors: an app written for Meta parses Meta's error object and codes."""
+    code, title = _GRAPH_ERRORS.get(status, (100, "Invalid parameter"))
+    response = meta_error(status, code, title, message)
+    response.headers.update(headers or {})
+    return response
+
+
 def _error(status: int, message: str, field: str | None = None, details: list[Any] | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"message": message}
@@ -122,7 +135,8 @@ class BodyLimit:
             limit = max(limit, MEDIA_MAX_BYTES)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _error(413, f"request body over {limit} bytes")(scope, receive, send)
+            over = _graph_error if scope["path"].startswith("/graph/") else _error
+            await over(413, f"request body over {limit} bytes")(scope, receive, send)
             return
         seen = 0
 
@@ -200,11 +214,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        if request.url.path.startswith("/graph/"):  # the drop-in: an app written for Meta parses Meta's errors
-            code, title = _GRAPH_ERRORS.get(exc.status, (100, "Invalid parameter"))
-            response = meta_error(exc.status, code, title, exc.message)
-            response.headers.update(exc.headers or {})
-            return response
+        if request.url.path.startswith("/graph/"):
+            return _graph_error(exc.status, exc.message, exc.headers)
         return _error(exc.status, exc.message, exc.field, exc.details, headers=exc.headers)
 
     @app.exception_handler(IntakeError)
@@ -224,7 +235,10 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return _error(422, f"{where + ': ' if where else ''}{first['msg']}", where, details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if request.url.path.startswith("/graph/"):  # an unknown Graph path, a body over the limit
+            detail = (_GRAPH_PATHS if exc.status_code in (404, 405) else "") or str(exc.detail)
+            return _graph_error(exc.status_code, detail, getattr(exc, "headers", None))
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     async def principal(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
