@@ -6,7 +6,8 @@ the store's own cost, not the network's) on an SQLite store in a temporary folde
 limit off and no dispatcher running: what is timed is validation, the intake's reads (sender,
 service windows, opt-outs) and the insert, to ``202``. Every message goes to its own recipient.
 
-    python bench/bench_intake.py                       # 5,000 messages a way
+    python bench/bench_intake.py                       # 5,000 messages a way, SQLite
+    python bench/bench_intake.py --postgres            # and on PostgreSQL (a schema of its own per way)
     python bench/bench_intake.py --n 20000 --json out.json
 """
 
@@ -15,12 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from tiergate.api.app import create_app
 from tiergate.clock import SystemClock
@@ -36,8 +40,8 @@ def message(i: int) -> dict[str, Any]:
                          "components": [{"type": "body", "parameters": [{"type": "text", "text": f"#{i}"}]}]}}
 
 
-async def way(folder: str, name: str, n: int, per_request: int, concurrency: int) -> dict[str, Any]:
-    settings = Settings(database_url=str(Path(folder) / f"{name}.db"), rate_limit_per_minute=0, worker_id=name)
+async def way(database_url: str, name: str, n: int, per_request: int, concurrency: int) -> dict[str, Any]:
+    settings = Settings(database_url=database_url, rate_limit_per_minute=0, worker_id=name)
     gateway = await Gateway.open(settings, clock=SystemClock())
     key = await gateway.auth.bootstrap()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://bench",
@@ -74,17 +78,33 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=5000, help="messages a way (default 5,000)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
+    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
+                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
     ways = [("single", 1, 1), ("single x16", 1, 16), ("batch 100", 100, 1), ("batch 1000", 1000, 1)]
-    rows = []
-    print(f"{'way':<12} {'per request':>11} {'concurrency':>11} {'messages/s':>11} {'vs single':>10}")
-    with tempfile.TemporaryDirectory() as folder:
+    rows: list[dict[str, Any]] = []
+    print(f"{'engine':<11} {'way':<12} {'per request':>11} {'concurrency':>11} {'messages/s':>11} {'vs single':>10}")
+    for engine in ("sqlite", "postgres") if args.postgres else ("sqlite",):
+        first: dict[str, Any] | None = None
         for name, per_request, concurrency in ways:
-            row = await way(folder, name.replace(" ", "-"), args.n, per_request, concurrency)
-            row["way"] = name
-            row["ratio_to_single"] = round(row["messages_per_s"] / rows[0]["messages_per_s"], 2) if rows else 1.0
+            with tempfile.TemporaryDirectory() as folder:
+                if engine == "sqlite":
+                    row = await way(str(Path(folder) / "bench.db"), name, args.n, per_request, concurrency)
+                else:
+                    schema = f"bench_{uuid.uuid4().hex[:12]}"
+                    async with await psycopg.AsyncConnection.connect(args.postgres_url, autocommit=True) as admin:
+                        await admin.execute(f"CREATE SCHEMA {schema}")
+                        try:
+                            row = await way(f"{args.postgres_url}?schema={schema}", name, args.n, per_request,
+                                            concurrency)
+                        finally:
+                            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            first = first or row
+            row |= {"engine": engine, "way": name,
+                    "ratio_to_single": round(row["messages_per_s"] / first["messages_per_s"], 2)}
             rows.append(row)
-            print(f"{name:<12} {per_request:>11} {concurrency:>11} {row['messages_per_s']:>11,} "
+            print(f"{engine:<11} {name:<12} {per_request:>11} {concurrency:>11} {row['messages_per_s']:>11,} "
                   f"{row['ratio_to_single']:>9.2f}x")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
