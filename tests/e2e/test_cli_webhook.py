@@ -31,8 +31,12 @@ def test_set_status_and_off(served: Served, tmp_path: Path) -> None:
     assert rc == 0 and "signing secret" not in out
     rc, out, _ = webhook(served, "status", "--json")
     assert rc == 0 and '"url": "http://127.0.0.1:9/hook"' in out and '"secret": null' in out
+    rc, out, _ = webhook(served, "test")  # nothing listens on port 9
+    assert rc == 1 and out.startswith("your app at http://127.0.0.1:9/hook did not take it:"), out
     rc, out, _ = webhook(served, "off")
     assert rc == 0 and out.startswith("webhooks are not forwarded")
+    rc, _, err = webhook(served, "test")
+    assert rc == 2 and "no webhook URL is set" in err
 
 
 @pytest.mark.parametrize(("args", "said"), [

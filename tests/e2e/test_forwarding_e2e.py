@@ -273,3 +273,20 @@ async def test_each_tenant_gets_only_its_own_numbers_changes(harness: Harness, a
     assert signed_by("tenant-b-secret-0123", headers_b, raw_b) and not signed_by(secret_a, headers_b, raw_b)
     assert (await h.client.get("/v1/webhook", headers=as_b)).json()["delivered"] == 1
     assert (await h.client.get("/v1/webhook")).json()["delivered"] == 1
+
+
+async def test_a_sample_status_checks_the_apps_handler_now(harness: Harness, app: App) -> None:
+    h = harness
+    r = await h.client.post("/v1/webhook/test")
+    assert r.status_code == 409 and "PUT /v1/webhook first" in r.json()["error"]["message"]
+    secret = await setup(h, app)
+    r = await h.client.post("/v1/webhook/test")
+    assert r.status_code == 200 and r.json() == {"url": app.url, "delivered": True, "error": None}
+    [(headers, raw)] = app.got
+    assert signed_by(secret, headers, raw)
+    [status] = json.loads(raw)["entry"][0]["changes"][0]["value"]["statuses"]
+    assert status["status"] == "sent" and status["tiergate_test"] is True
+    app.failing = 1
+    r = await h.client.post("/v1/webhook/test")
+    assert r.json() == {"url": app.url, "delivered": False, "error": "HTTP 500 from the app"}
+    assert (await h.client.get("/v1/webhook")).json()["pending"] == 0  # nothing stored, nothing retried

@@ -588,6 +588,16 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     async def get_webhook(who: Who) -> Any:
         return await webhook_view(await gateway.store.get_tenant(who.tenant.id))
 
+    @app.post("/v1/webhook/test", response_model=s.WebhookTestOut, tags=["webhooks"], responses={409: _JSON_ERROR})
+    async def test_webhook(who: Who) -> Any:
+        """Post a sample status to the app now, signed as every forward is, and say whether it took
+        it: for setting the app up (nothing is stored or retried)."""
+        tenant = await gateway.store.get_tenant(who.tenant.id)
+        if not tenant.webhook_url:
+            raise ApiError(409, "no webhook URL is set: PUT /v1/webhook first", "url")
+        error = await gateway.forwarder.test(tenant)
+        return {"url": tenant.webhook_url, "delivered": error is None, "error": error}
+
     @app.delete("/v1/webhook", status_code=204, tags=["webhooks"])
     async def delete_webhook(who: Who) -> Response:
         """Stop forwarding; what was still waiting to go is dropped (counted as canceled)."""

@@ -313,6 +313,12 @@ class WebhookIn(Strict):
     secret: str | None = Field(default=None, min_length=16, max_length=200)
 
 
+class WebhookTestOut(BaseModel):
+    url: str
+    delivered: bool
+    error: str | None  # why the app did not take it (its HTTP status, a refused connection, a timeout)
+
+
 class WebhookOut(BaseModel):
     url: str | None
     secret: str | None = None  # only in the answer that made it

@@ -82,3 +82,27 @@ def status(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSO
 def off(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
     """Stop forwarding (what still waits is dropped)."""
     _call("DELETE", url, api_key, as_json)
+
+
+@webhook_app.command("test")
+def test(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
+    """Post a sample status to your app now, signed, and say whether it took it (exit 1 if not)."""
+    remote = Remote(url, api_key)
+
+    async def main() -> dict[str, Any]:
+        async with remote:
+            try:
+                answer: dict[str, Any] = await remote.request("POST", "/v1/webhook/test")
+            except RemoteError as exc:
+                fail(f"the server refused: {escape(exc.message)}")
+            return answer
+
+    answer = asyncio.run(main())
+    if as_json:
+        print_json(answer)
+    elif answer["delivered"]:
+        console.print(f"your app at [bold]{escape(answer['url'])}[/] took the sample status")
+    else:
+        console.print(f"[bold red]your app at {escape(answer['url'])} did not take it:[/] {escape(answer['error'])}")
+    if not answer["delivered"]:
+        raise typer.Exit(1)

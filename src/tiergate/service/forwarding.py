@@ -245,6 +245,18 @@ class Forwarder:
             METRICS.forwards.labels(outcome="retried").inc()
         return False
 
+    async def test(self, tenant: Tenant) -> str | None:
+        """Post a sample delivery (a ``sent`` status of a made-up message, marked ``tiergate_test``)
+        to the tenant's URL now, signed as every forward is: None when the app took it, else why
+        not. Nothing is stored or retried: it is for setting an app up."""
+        if not tenant.webhook_url:
+            raise ValueError("no webhook URL is set")
+        now = self.clock.now()
+        status = {**status_item(f"tiergate_test_{int(now)}", "sent", now, "0"), "tiergate_test": True}
+        value = {"messaging_product": "whatsapp", "metadata": metadata("", "0"), "statuses": [status]}
+        body = orjson.dumps(webhook("0", [("messages", value)]))
+        return await self._post(tenant.webhook_url, tenant.webhook_secret, body)
+
     async def _post(self, url: str, secret: str, body: bytes) -> str | None:
         headers = {"Content-Type": "application/json", "User-Agent": "tiergate-forwarder"}
         if secret:
