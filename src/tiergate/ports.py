@@ -268,9 +268,24 @@ class Store(Protocol):
 
     # raw webhook events: stored first, applied after, each change applied once
     async def add_webhook_event(self, event_id: str, body: bytes, received_at: float,
-                                forwards: Sequence[tuple[str, bytes]] = ()) -> bool:
+                                forwards: Sequence[tuple[str, bytes]] = (),
+                                media: Sequence[tuple[str, str]] = ()) -> bool:
         """Store a raw delivery first; False if this id is already stored. ``forwards`` ((tenant id,
-        body) to send on to tenants' apps) are queued in the same transaction, only with a new event."""
+        body) to send on to tenants' apps) are queued in the same transaction, only with a new
+        event, and the ``media`` ids in them recorded as their tenants' ((media id, tenant id))."""
+        ...
+
+    # media ids a tenant may reach through the drop-in (uploaded by it, or inbound to its numbers)
+    async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
+        """Record (media id, tenant id) pairs; an id recorded already keeps its first tenant."""
+        ...
+
+    async def media_tenant(self, media_id: str) -> str | None:
+        """The tenant a media id was recorded for, or None."""
+        ...
+
+    async def prune_media(self, before: float, chunk: int = 5_000) -> int:
+        """Forget media ids recorded before ``before``."""
         ...
 
     async def claim_forwards(self, now: float, limit: int, hold: float) -> list[Forward]:
@@ -392,11 +407,16 @@ class Provider(Protocol):
     name: str
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome: ...
-    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
-                    content_type: str) -> tuple[int, dict[str, Any]]:
-        """A Graph request about the number that is no message to anyone, passed on as it is: a read
-        receipt or typing indicator (edge ``messages``), a media upload (edge ``media``). Not
-        governed; the platform's HTTP status and answer."""
+    async def relay(self, method: str, path: str, payload: bytes = b"",
+                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+        """A Graph request that is no message to anyone, passed on as it is: a read receipt or typing
+        indicator (``POST {number}/messages``), a media upload (``POST {number}/media``), a media
+        object (``GET`` or ``DELETE {media id}``). Not governed; the platform's status and answer."""
+        ...
+
+    async def download(self, url: str) -> tuple[int, bytes, str]:
+        """A media file at the ``url`` the platform gave for it (it wants the token too): status,
+        bytes, content type."""
         ...
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]: ...

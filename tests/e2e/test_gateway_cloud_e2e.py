@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.conftest import Harness, make_harness
+from tests.fakes import webhook_bodies as wb
 from tests.fakes.fake_graph import FakeGraph
 from tests.fakes.platform_limits import PlatformLimits
 
@@ -114,3 +115,37 @@ async def test_a_media_upload_through_the_drop_in_reaches_the_platform_and_its_i
     assert r.status_code == 400 and "unknown phone number id" in r.json()["error"]["error_data"]["details"]
     r = await h.client.post(f"/graph/v24.0/{SENDER}/media", data=form)  # no file
     assert r.status_code == 400 and r.json()["error"]["code"] == 100
+
+    # fetch it back as an app does: the object, then its file from the url (which wants a token)
+    r = await h.client.get(f"/graph/v24.0/{media_id}")
+    assert r.status_code == 200, r.text
+    found = r.json()
+    assert found["id"] == media_id and found["file_size"] == len(image) and found["mime_type"] == "image/png"
+    assert found["url"] == f"http://tiergate.test/graph/v24.0/{media_id}/download"  # tiergate's, not the platform's
+    r = await h.client.get(found["url"])
+    assert r.status_code == 200 and r.content == image and r.headers["content-type"] == "image/png"
+    assert (await h.client.delete(f"/graph/v24.0/{media_id}")).json() == {"success": True}
+    assert media_id not in graph.media
+
+
+async def test_media_a_user_sent_can_be_fetched_by_its_tenant_only(cloud: tuple[Harness, FakeGraph]) -> None:
+    h, graph = cloud
+    r = await h.client.post("/v1/senders", json={"phone_number_id": SENDER, "display_phone_number": "+15550783881",
+                                                 "tier": "TIER_250"})
+    assert r.status_code == 201, r.text
+    assert (await h.client.put("/v1/webhook", json={"url": "http://127.0.0.1:9/hook"})).status_code == 200
+    graph.add_media("3000000000000001", b"%PDF-1.7 receipt", "application/pdf")
+    photo = {"from": "5511911112222", "id": "wamid.in.doc", "timestamp": "1767571200", "type": "document",
+             "document": {"id": "3000000000000001", "mime_type": "application/pdf", "filename": "receipt.pdf"}}
+    await h.webhook(wb.serialize(wb.body(wb.inbound_messages_change([photo], [("5511911112222", "Ana")],
+                                                                    phone_number_id=SENDER))))
+    r = await h.client.get("/graph/v24.0/3000000000000001/download")
+    assert r.status_code == 200 and r.content == b"%PDF-1.7 receipt"
+    graph.add_media("3000000000000002", b"not yours", "image/png")  # the platform has it; this tenant was never sent it
+    for path in ("/graph/v24.0/3000000000000002", "/graph/v24.0/3000000000000002/download", "/graph/v24.0/abc"):
+        r = await h.client.get(path)
+        assert r.status_code == 400 and "does not exist" in r.json()["error"]["error_data"]["details"], path
+    other = await h.gateway.auth.create_tenant("other")
+    _, key = await h.gateway.auth.create_key(other.id)
+    r = await h.client.get("/graph/v24.0/3000000000000001", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100  # another tenant's: as if it did not exist

@@ -144,6 +144,7 @@ class FakeGraph:
         self.stats: Counter[str] = Counter()
         self.read_receipts: list[tuple[str, str]] = []  # (number, message id)
         self.uploads: list[tuple[str, str, bytes]] = []  # (number, media id, the multipart body)
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (file, MIME type)
         self._seen: Counter[tuple[str, str]] = Counter()
         self._serial = 0
         self._auth = f"Bearer {token}"
@@ -237,6 +238,8 @@ class FakeGraph:
         app.router.add_post("/{version}/{node}/messages", self._send)
         app.router.add_post("/{version}/{node}/media", self._upload)
         app.router.add_get("/{version}/{node}", self._get_node)
+        app.router.add_delete("/{version}/{node}", self._delete_media)
+        app.router.add_get("/_media/{node}", self._download)  # where the platform's media URLs point
         return app
 
     def _number(self, phone_number_id: str, *, create: bool) -> dict[str, Any] | None:
@@ -399,7 +402,30 @@ class FakeGraph:
         self._serial += 1
         media_id = str(2_000_000_000_000_000 + self._serial)
         self.uploads.append((sender, media_id, raw))
+        fields = shapes.media_form_fields(request.headers.get("Content-Type", ""), raw) or {}
+        self.add_media(media_id, fields.get("file", b""), fields.get("type", b"").decode() or "image/png")
         return _json({"id": media_id})
+
+    def add_media(self, media_id: str, data: bytes, mime_type: str) -> None:
+        """A media object the platform holds (an upload, or what a user sent to a number)."""
+        self.media[media_id] = (data, mime_type)
+
+    async def _delete_media(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        node = request.match_info["node"]
+        if self.media.pop(node, None) is None:
+            return self._error(100, f"Unsupported delete request. Object with ID '{node}' does not exist.")
+        return _json(shapes.STATUS_ACCEPTED)
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """The platform's media URL: the file, for a request that carries the token."""
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        kept = self.media.get(request.match_info["node"])
+        if kept is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=kept[0], content_type=kept[1])
 
     def _within_limit(self, sender: str, to: str, body: dict[str, Any]) -> bool:
         assert self.limits is not None
@@ -440,6 +466,9 @@ class FakeGraph:
         if request.headers.get("Authorization") != self._auth:
             return self._unauthorized()
         node = request.match_info["node"]
+        if node in self.media:
+            data, mime = self.media[node]
+            return _json(shapes.media_object(node, f"http://{self.host}:{self.port}/_media/{node}", mime, data))
         state = self._number(node, create=False)
         if state is None:
             return self._error(100, f"Unsupported get request. Object with ID '{node}' does not exist, cannot be "

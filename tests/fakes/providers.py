@@ -24,9 +24,12 @@ class SendOnlyProvider:
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
         raise NotImplementedError
 
-    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
-                    content_type: str) -> tuple[int, dict[str, Any]]:
+    async def relay(self, method: str, path: str, payload: bytes = b"",
+                    content_type: str = "") -> tuple[int, dict[str, Any]]:
         return 200, {"success": True}
+
+    async def download(self, url: str) -> tuple[int, bytes, str]:
+        return 404, b"", "text/plain"
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
         return {}

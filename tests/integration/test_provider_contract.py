@@ -135,7 +135,7 @@ async def test_a_read_receipt_is_relayed_and_answered_as_the_platform_answers(ha
                "typing_indicator": {"type": "text"}}
 
     async def relay(number: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        return await harness.provider.relay(number, "messages", orjson.dumps(body), "application/json")
+        return await harness.provider.relay("POST", f"{number}/messages", orjson.dumps(body), "application/json")
 
     assert await relay(SENDER, receipt) == (200, {"success": True})
     status, answer = await relay(SENDER, {**receipt, "typing_indicator": {"type": "audio"}})
@@ -156,12 +156,20 @@ def multipart(fields: dict[str, bytes]) -> tuple[str, bytes]:
 async def test_a_media_upload_is_relayed_and_gets_a_media_id(harness: Harness) -> None:
     image = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
     content_type, body = multipart({"messaging_product": b"whatsapp", "type": b"image/png", "file": image})
-    status, answer = await harness.provider.relay(SENDER, "media", body, content_type)
+    status, answer = await harness.provider.relay("POST", f"{SENDER}/media", body, content_type)
     assert status == 200 and answer["id"].isdigit()
-    content_type, body = multipart({"messaging_product": b"whatsapp", "type": b"image/png"})  # no file
-    status, answer = await harness.provider.relay(SENDER, "media", body, content_type)
+    media_id = answer["id"]
+    status, found = await harness.provider.relay("GET", media_id)
+    assert status == 200 and (found["id"], found["mime_type"]) == (media_id, "image/png")
+    assert found["file_size"] == len(image)
+    assert await harness.provider.download(found["url"]) == (200, image, "image/png")
+    assert (await harness.provider.relay("DELETE", media_id))[0] == 200
+    status, answer = await harness.provider.relay("GET", media_id)
     assert status == 400 and answer["error"]["code"] == 100
-    status, answer = await harness.provider.relay(SENDER, "media", b"{}", "application/json")
+    content_type, body = multipart({"messaging_product": b"whatsapp", "type": b"image/png"})  # no file
+    status, answer = await harness.provider.relay("POST", f"{SENDER}/media", body, content_type)
+    assert status == 400 and answer["error"]["code"] == 100
+    status, answer = await harness.provider.relay("POST", f"{SENDER}/media", b"{}", "application/json")
     assert status == 400 and answer["error"]["code"] == 100
 
 
@@ -263,8 +271,8 @@ async def test_a_refused_connection_is_failed_not_sent_and_hides_the_token() -> 
     assert "not sent" in outcome.title
     assert TOKEN not in repr(outcome) and TOKEN not in str(exc.value)
     provider = CloudProvider(f"http://127.0.0.1:{unused_port()}/v24.0", TOKEN, timeout=1.0)
-    status, answer = await provider.relay(SENDER, "messages", b'{"messaging_product": "whatsapp", "status": "read", '
-                                                          b'"message_id": "wamid.x"}', "application/json")
+    status, answer = await provider.relay("POST", f"{SENDER}/messages", b'{"messaging_product": "whatsapp", '
+                                          b'"status": "read", "message_id": "wamid.x"}', "application/json")
     await provider.aclose()
     assert status == 503 and answer["error"]["code"] == 131016 and TOKEN not in str(answer)
 

@@ -925,6 +925,18 @@ async def test_two_processes_telling_the_same_ended_messages_write_one_forward(s
     assert len(await store.claim_forwards(T0 + 3, 10, hold=60)) == 1
 
 
+async def test_media_ids_keep_their_first_tenant_and_are_pruned(store: SqlStore) -> None:
+    await store.add_media([("111", "t1"), ("222", "t1"), ("111", "t2")], T0)
+    await store.add_media([("222", "t2"), ("333", "t2")], T0 + 10)  # 222 stays t1's
+    assert [await store.media_tenant(m) for m in ("111", "222", "333", "444")] == ["t1", "t1", "t2", None]
+    # with a new delivery only: a redelivery records nothing again (and forwards nothing)
+    assert await store.add_webhook_event("e1", b"{}", T0 + 20, [("t3", b"{}")], [("555", "t3")]) is True
+    assert await store.add_webhook_event("e1", b"{}", T0 + 21, [("t3", b"{}")], [("666", "t3")]) is False
+    assert [await store.media_tenant(m) for m in ("555", "666")] == ["t3", None]
+    assert await store.prune_media(before=T0 + 5, chunk=1) == 2
+    assert [await store.media_tenant(m) for m in ("111", "222", "333")] == [None, None, "t2"]
+
+
 async def test_opt_ins_import_in_one_transaction_and_respect_later_opt_outs(store: SqlStore) -> None:
     await seed(store)
     await store.set_opt_out("t1", "2", T0 + 5, "STOP")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tiergate.clock import VirtualClock
 from tiergate.core.model import Message, MessageState, Sender, Tenant
 from tiergate.ports import NotFound
-from tiergate.service.forwarding import TOLD_CODES, Forwarder, retry_delay, signature, told_status
+from tiergate.service.forwarding import TOLD_CODES, Forwarder, inbound_media_ids, retry_delay, signature, told_status
 
 
 class Senders:
@@ -118,3 +118,13 @@ def test_an_ended_message_is_told_as_a_failed_status_in_metas_shape(message: Mes
     assert status["tiergate_state"] == message.state.value
     assert ("href" in error) == (code < 990_000)  # Meta's error page lists Meta's codes only
     assert set(TOLD_CODES) == {"expired", "rejected", "failed"}
+
+
+def test_inbound_media_ids_are_found_in_every_media_type_and_nothing_else() -> None:
+    messages = [{"type": kind, kind: {"id": f"{i}00"}} for i, kind in
+                enumerate(["image", "audio", "video", "document", "sticker"], start=1)]
+    messages += [{"type": "text", "text": {"body": "hi"}}, {"type": "image"}, {"type": "image", "image": {"id": ""}},
+                 {"type": "location", "location": {"id": "9"}}, "junk", {"type": 7}]
+    change = {"field": "messages", "value": {"messages": messages}}
+    assert inbound_media_ids(change) == ["100", "200", "300", "400", "500"]
+    assert inbound_media_ids({"value": []}) == [] and inbound_media_ids(None) == []

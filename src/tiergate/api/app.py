@@ -92,9 +92,9 @@ def _telling(details: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-_GRAPH_PATHS = ("tiergate's drop-in takes POST /{version}/{phone_number_id}/messages (messages, read receipts) "
-                "and POST /{version}/{phone_number_id}/media; other Graph API calls (media retrieval, templates, "
-                "the account) go to the platform itself")
+_GRAPH_PATHS = ("tiergate's drop-in takes POST /{version}/{phone_number_id}/messages (messages, read receipts), "
+                "POST /{version}/{phone_number_id}/media and GET or DELETE /{version}/{media_id}; other Graph API "
+                "calls (templates, the account) go to the platform itself")
 
 
 def _graph_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -675,6 +675,22 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         platform for the tenant's own number; the answer's ``id`` goes in a message's media object."""
         return await gateway.dropin.upload(who.tenant, phone_number_id, await request.body(),
                                            request.headers.get("content-type", ""))
+
+    @app.get("/graph/{version}/{media_id}", tags=["drop-in"])
+    async def graph_media_object(version: str, media_id: str, request: Request, who: Who) -> JSONResponse:
+        """A media object the tenant uploaded or was sent; its ``url`` is tiergate's download of it."""
+        url = str(request.url_for("graph_media_download", version=version, media_id=media_id))
+        return await gateway.dropin.media(who.tenant, "GET", media_id, url)
+
+    @app.delete("/graph/{version}/{media_id}", tags=["drop-in"])
+    async def graph_media_delete(version: str, media_id: str, who: Who) -> JSONResponse:
+        return await gateway.dropin.media(who.tenant, "DELETE", media_id, "")
+
+    @app.get("/graph/{version}/{media_id}/download", tags=["drop-in"], name="graph_media_download",
+             response_class=Response)
+    async def graph_media_download(version: str, media_id: str, who: Who) -> Response:
+        """The file of a media object (the platform's URL for it wants the platform's token)."""
+        return await gateway.dropin.download(who.tenant, media_id)
 
     # -- platform webhooks -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ shape fix is made in one place. Only plain data: no I/O.
 from __future__ import annotations
 
 import email.policy
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from email.parser import BytesParser
@@ -24,6 +25,7 @@ __all__ = [
     "is_status_request",
     "make_wamid",
     "media_form_fields",
+    "media_object",
     "parse_error",
     "phone_number_payload",
     "status_error",
@@ -237,6 +239,12 @@ def media_form_fields(content_type: str, payload: bytes) -> dict[str, bytes] | N
             content = part.get_payload(decode=True)
             fields[name] = content if isinstance(content, bytes) else b""
     return fields
+
+
+def media_object(media_id: str, url: str, mime_type: str, data: bytes) -> dict[str, Any]:
+    """The answer to ``GET /{media-id}``: where to download it (with the token) and what it is."""
+    return {"messaging_product": "whatsapp", "url": url, "mime_type": mime_type,
+            "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data), "id": media_id}
 
 
 def validate_media_upload(content_type: str, payload: bytes) -> tuple[int, str] | None:

@@ -1,9 +1,10 @@
 """The drop-in endpoint: Meta's exact request and response shapes, governed by tiergate.
 
 An app that already talks to the Cloud API changes only its base URL. Read receipts and typing
-indicators (the same endpoint, ``"status": "read"``) and media uploads (``/{number}/media``) are not
-governed: they go to the platform at once, and its answer comes back as it is. Answers to messages
-carry tiergate's
+indicators (the same endpoint, ``"status": "read"``), media uploads (``/{number}/media``) and the
+media objects a tenant uploaded or was sent (``/{media-id}``, and their files) are not governed:
+they go to the platform at once, and its answer comes back as it is. Answers to messages carry
+tiergate's
 message id in ``messages[0].id`` (the platform's wamid is assigned when the message really goes;
 ``GET /v1/messages/{id}`` shows it) and errors use Meta's error object and codes.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tiergate.core.model import Tenant
 from tiergate.core.shapes import is_status_request
@@ -49,7 +50,7 @@ class DropIn:
         if body.get("messaging_product") != "whatsapp":
             return meta_error(400, 100, "Invalid parameter", "messaging_product must be 'whatsapp'")
         if is_status_request(body):
-            return await self._relay(tenant, phone_number_id, "messages", raw, "application/json")
+            return (await self._relay(tenant, phone_number_id, "messages", raw, "application/json"))[0]
         kind = body.get("type", "text")
         if not isinstance(kind, str) or kind not in body:
             return meta_error(400, 100, "Invalid parameter", f"the body needs a '{kind}' object for type {kind!r}")
@@ -73,17 +74,58 @@ class DropIn:
         })
 
     async def upload(self, tenant: Tenant, phone_number_id: str, raw: bytes, content_type: str) -> JSONResponse:
-        """``POST /{number}/media``: the app uploads what it will send by media id; relayed."""
-        return await self._relay(tenant, phone_number_id, "media", raw, content_type)
+        """``POST /{number}/media``: the app uploads what it will send by media id; relayed, and the
+        id it gets recorded as the tenant's (so it may fetch or delete it later)."""
+        response, answer = await self._relay(tenant, phone_number_id, "media", raw, content_type)
+        media_id = answer.get("id") if response.status_code == 200 else None
+        if isinstance(media_id, str | int) and str(media_id):
+            await self.intake.store.add_media([(str(media_id), tenant.id)], self.intake.clock.now())
+        return response
+
+    async def media(self, tenant: Tenant, method: str, media_id: str, download_url: str) -> JSONResponse:
+        """``GET`` or ``DELETE /{media-id}`` of a media id the tenant uploaded or was sent. The
+        platform's download URL wants the platform's token, which the app does not hold: the answer
+        points at tiergate's ``download_url`` instead, which fetches it."""
+        refused = await self._not_owned(tenant, method, media_id)
+        if refused is not None:
+            return refused
+        status, answer = await self.provider.relay(method, media_id)
+        if method == "GET" and status == 200 and isinstance(answer.get("url"), str):
+            answer = {**answer, "url": download_url}
+        return JSONResponse(answer, status_code=status)
+
+    async def download(self, tenant: Tenant, media_id: str) -> Response:
+        """The media file itself, fetched from where the platform keeps it (with tiergate's token)."""
+        refused = await self._not_owned(tenant, "GET", media_id)
+        if refused is not None:
+            return refused
+        status, answer = await self.provider.relay("GET", media_id)
+        url = answer.get("url")
+        if status != 200 or not isinstance(url, str):
+            return JSONResponse(answer, status_code=status if status >= 400 else 502)
+        status, data, content_type = await self.provider.download(url)
+        if status != 200:
+            return meta_error(502 if status < 500 else status, 131052, "Media download error",
+                              f"the platform's media URL answered HTTP {status}")
+        return Response(data, media_type=content_type)
+
+    async def _not_owned(self, tenant: Tenant, method: str, media_id: str) -> JSONResponse | None:
+        """Meta's own answer for a missing object, for an id that is not this tenant's: a foreign id
+        tells nothing."""
+        if media_id.isdigit() and len(media_id) <= 40 and await self.intake.store.media_tenant(media_id) == tenant.id:
+            return None
+        return meta_error(400, 100, "Invalid parameter",
+                          f"Unsupported {method.lower()} request. Object with ID '{media_id}' does not exist, "
+                          "cannot be loaded due to missing permissions, or does not support this operation.")
 
     async def _relay(self, tenant: Tenant, phone_number_id: str, edge: str, raw: bytes,
-                     content_type: str) -> JSONResponse:
+                     content_type: str) -> tuple[JSONResponse, dict[str, Any]]:
         """No message to anyone (a read receipt, a typing indicator, a media upload): it takes no
         tier capacity and no queue, so it goes to the platform at once, exactly as the app sent it,
         and the platform's answer comes back as it gave it. Only for the tenant's own numbers."""
         try:
             await self.intake.sender_of(tenant, phone_number_id)
         except IntakeError:
-            return meta_error(400, 100, "Invalid parameter", f"unknown phone number id {phone_number_id}")
-        status, answer = await self.provider.relay(phone_number_id, edge, raw, content_type)
-        return JSONResponse(answer, status_code=status)
+            return meta_error(400, 100, "Invalid parameter", f"unknown phone number id {phone_number_id}"), {}
+        status, answer = await self.provider.relay("POST", f"{phone_number_id}/{edge}", raw, content_type)
+        return JSONResponse(answer, status_code=status), answer

@@ -40,7 +40,7 @@ from tiergate.service.metrics import METRICS
 
 log = logging.getLogger("tiergate.forwarding")
 
-__all__ = ["GIVE_UP", "TOLD_CODES", "Forwarder", "retry_delay", "signature", "told_status"]
+__all__ = ["GIVE_UP", "TOLD_CODES", "Forwarder", "inbound_media_ids", "retry_delay", "signature", "told_status"]
 
 GIVE_UP = 7 * 86_400.0  # seconds after the delivery: what has not gone by then is failed for good
 HOLD = 60.0  # a claimed forward is retried after this if its sender died mid-send
@@ -94,9 +94,14 @@ class Forwarder:
         Only ``messages`` changes (what an app acts on); account-level changes (tiers, quality,
         capability) are tiergate's business. Anything not shaped like a delivery forwards nothing.
         """
+        return (await self.shares_and_media(body))[0]
+
+    async def shares_and_media(self, body: Any) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+        """``shares``, and the (media id, tenant id) of every inbound media object in them: the app
+        learns those ids here, and may then fetch them through the drop-in."""
         entries = body.get("entry") if isinstance(body, dict) else None
         if not isinstance(entries, list):
-            return []
+            return [], []
         tenants: dict[str, Tenant | None] = {}  # by phone number id
         kept: dict[str, list[dict[str, Any]]] = {}  # tenant id -> its entries
         for entry in entries:
@@ -116,7 +121,9 @@ class Forwarder:
             for tenant_id, own in mine.items():
                 kept.setdefault(tenant_id, []).append({**entry, "changes": own})
         obj = body.get("object", "whatsapp_business_account")
-        return [(tenant_id, orjson.dumps({"object": obj, "entry": own})) for tenant_id, own in kept.items()]
+        media = [(media_id, tenant_id) for tenant_id, own in kept.items() for entry in own
+                 for change in entry["changes"] for media_id in inbound_media_ids(change)]
+        return [(tenant_id, orjson.dumps({"object": obj, "entry": own})) for tenant_id, own in kept.items()], media
 
     async def _tenant_of(self, phone_number_id: str) -> Tenant | None:
         """The number's tenant, read at most every ``CACHE`` seconds (every status webhook asks)."""
@@ -307,6 +314,24 @@ def told_status(message: Message) -> dict[str, Any]:
     item["tiergate_message_id"] = message.id
     item["tiergate_state"] = state
     return item
+
+
+def inbound_media_ids(change: Any) -> list[str]:
+    """The ``id`` of each media object (image, audio, video, document, sticker) of the inbound
+    messages of a ``messages`` change."""
+    value = change.get("value") if isinstance(change, dict) else None
+    messages = value.get("messages") if isinstance(value, dict) else None
+    found: list[str] = []
+    for message in messages if isinstance(messages, list) else ():
+        kind = message.get("type") if isinstance(message, dict) else None
+        media = message.get(kind) if isinstance(kind, str) and kind in _MEDIA_TYPES else None
+        media_id = media.get("id") if isinstance(media, dict) else None
+        if isinstance(media_id, str | int) and str(media_id):
+            found.append(str(media_id))
+    return found
+
+
+_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 
 
 def _phone_number_id(change: Any) -> str | None:

@@ -60,6 +60,7 @@ _FAILABLE = (MessageState.SENDING, MessageState.SENT, MessageState.UNKNOWN)
 # Deliveries and change ids are kept this long after they came: the platform redelivers for up to
 # 7 days, and a redelivery must still find its change ids to be recognised.
 KEEP = 8 * 86_400.0
+MEDIA_KEEP = 31 * 86_400.0  # the platform keeps media 30 days
 
 
 class WebhookService:
@@ -92,8 +93,8 @@ class WebhookService:
         except WebhookError as exc:
             return 400, f"unreadable webhook body: {exc}"
         event_id = _event_id(raw)
-        shares = await self.forwarder.shares(body) if self.forwarder is not None else []
-        await self.store.add_webhook_event(event_id, raw, self.clock.now(), shares)
+        shares, media = await self.forwarder.shares_and_media(body) if self.forwarder is not None else ([], [])
+        await self.store.add_webhook_event(event_id, raw, self.clock.now(), shares, media)
         try:
             applied = await self.apply_body(body)
         except Exception as exc:  # stored: the replay loop will try again
@@ -106,11 +107,11 @@ class WebhookService:
     async def forward(self, body: Any) -> None:
         """Queue the tenants' shares of a delivery that did not come through ``receive`` (the
         sandbox's own events): stored as a delivery like any other, so it goes once."""
-        shares = await self.forwarder.shares(body) if self.forwarder is not None else []
+        shares, media = await self.forwarder.shares_and_media(body) if self.forwarder is not None else ([], [])
         if shares:
             raw = orjson.dumps(body)
             event_id, now = _event_id(raw), self.clock.now()
-            if await self.store.add_webhook_event(event_id, raw, now, shares):
+            if await self.store.add_webhook_event(event_id, raw, now, shares, media):
                 await self.store.mark_webhook_applied(event_id, now)
 
     async def replay_unapplied(self) -> int:
@@ -130,8 +131,10 @@ class WebhookService:
 
     async def prune(self) -> int:
         """Forget deliveries past the platform's redelivery window (``KEEP``): the table would
-        otherwise grow by every status of every message, forever."""
-        return await self.store.prune_webhooks(self.clock.now() - KEEP)
+        otherwise grow by every status of every message, forever. Media ids go after the
+        platform's own 30 days (``MEDIA_KEEP``)."""
+        now = self.clock.now()
+        return await self.store.prune_webhooks(now - KEEP) + await self.store.prune_media(now - MEDIA_KEEP)
 
     async def prune_loop(self, stop: asyncio.Event, every: float = 3600.0) -> None:
         await run_every(stop, every, self.prune, log, "pruning old webhook deliveries failed")

@@ -171,16 +171,16 @@ class CloudProvider:
         except aiohttp.ClientError as exc:
             raise OSError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
-    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
-                    content_type: str) -> tuple[int, dict[str, Any]]:
-        """POST it to ``/{number}/{edge}`` as it is; the platform's status and JSON answer as they
+    async def relay(self, method: str, path: str, payload: bytes = b"",
+                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+        """The request at ``{base}/{path}`` as it is; the platform's status and JSON answer as they
         are (the token scrubbed), or a platform-shaped 503 when no answer came. Uploads may be large
         (documents up to 100 MB): up to ``RELAY_TIMEOUT`` seconds, not the sends' timeout."""
-        url = f"{self.base_url}/{quote(phone_number_id, safe='')}/{quote(edge, safe='')}"
-        headers = {**self._get_headers, "Content-Type": content_type}
+        url = f"{self.base_url}/{'/'.join(quote(part, safe='') for part in path.split('/'))}"
+        headers = {**self._get_headers, **({"Content-Type": content_type} if payload else {})}
         try:
-            async with self._client().post(url, data=payload, headers=headers,
-                                           timeout=aiohttp.ClientTimeout(total=RELAY_TIMEOUT)) as r:
+            async with self._client().request(method, url, data=payload or None, headers=headers,
+                                              timeout=aiohttp.ClientTimeout(total=RELAY_TIMEOUT)) as r:
                 status, raw = r.status, await r.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return 503, error_payload(131016, details=f"no answer from the platform: {self._describe(exc)}")
@@ -193,6 +193,15 @@ class CloudProvider:
             return 502, error_payload(1, details=f"the platform answered HTTP {status} without a JSON object: "
                                                  f"{_excerpt(text.encode())}")
         return status, data
+
+    async def download(self, url: str) -> tuple[int, bytes, str]:
+        """GET the platform's media URL with the token (callers pass only URLs the platform gave)."""
+        try:
+            async with self._client().get(url, headers=self._get_headers,
+                                          timeout=aiohttp.ClientTimeout(total=RELAY_TIMEOUT)) as r:
+                return r.status, await r.read(), r.headers.get("Content-Type", "application/octet-stream")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return 503, self._describe(exc).encode(), "text/plain"
 
     def _scrub(self, outcome: SendOutcome) -> SendOutcome:
         """Keep the token out of outcomes even if a server echoes it back."""

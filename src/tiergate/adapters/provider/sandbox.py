@@ -37,6 +37,9 @@ from tiergate.ports import ProviderError, SenderInfo, SendOutcome
 
 __all__ = ["Received", "SandboxProvider"]
 
+MEDIA_KEPT = 1_000  # uploaded files the sandbox keeps to be fetched again
+MEDIA_URL = "https://lookaside.sandbox.invalid/whatsapp_business/media/?mid="  # where its media "lives"
+
 DAY = 86_400.0
 SERVICE_WINDOW = DAY
 _COMPACT_SLACK = 1024
@@ -205,6 +208,7 @@ class SandboxProvider:
         self.received: list[Received] = []
         self.read_receipts: deque[tuple[str, str, float]] = deque(maxlen=10_000)  # (number, message id, at)
         self.uploads: deque[tuple[str, str, int]] = deque(maxlen=10_000)  # (number, media id, bytes)
+        self._media: dict[str, tuple[bytes, str]] = {}  # media id -> (file, MIME type), oldest first
         self._media_serial = 0
         self.violations = 0
         self.scope_violations: Counter[str] = Counter()
@@ -316,21 +320,21 @@ class SandboxProvider:
         outcome = self._accept(sender, to, body, now)
         return outcome if fault is None else self._fault_outcome(fault[0])
 
-    async def relay(self, phone_number_id: str, edge: str, payload: bytes,
-                    content_type: str) -> tuple[int, dict[str, Any]]:
-        """Read receipts and media uploads, checked as the platform checks them and kept (the last
-        10,000 of each) for a look; an upload gets a media id."""
+    async def relay(self, method: str, path: str, payload: bytes = b"",
+                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+        """Read receipts, media uploads and media objects, checked as the platform checks them; an
+        upload gets a media id, and the file is kept (the last ``MEDIA_KEPT``) to be fetched."""
+        parts = path.split("/")
+        if len(parts) == 1 and method in ("GET", "DELETE"):
+            return self._media_object(method, parts[0])
+        if len(parts) != 2 or method != "POST" or parts[1] not in ("messages", "media"):
+            return 400, shapes.error_payload(100, details=f"Unsupported {method.lower()} request.")
+        phone_number_id, edge = parts
         if phone_number_id not in self._senders:
             return 400, shapes.error_payload(100, details=f"Unsupported post request. Object with ID "
                                                           f"'{phone_number_id}' does not exist.")
         if edge == "media":
-            invalid = shapes.validate_media_upload(content_type, payload)
-            if invalid is not None:
-                return 400, shapes.error_payload(invalid[0], details=invalid[1])
-            self._media_serial += 1
-            media_id = str(1_000_000_000_000_000 + self._media_serial)
-            self.uploads.append((phone_number_id, media_id, len(payload)))
-            return 200, {"id": media_id}
+            return self._upload(phone_number_id, payload, content_type)
         try:
             body = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -341,6 +345,36 @@ class SandboxProvider:
             return 400, shapes.error_payload(invalid[0], details=invalid[1])
         self.read_receipts.append((phone_number_id, body["message_id"], self.clock.now()))
         return 200, dict(shapes.STATUS_ACCEPTED)
+
+    def _upload(self, phone_number_id: str, payload: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        fields = shapes.media_form_fields(content_type, payload)
+        invalid = shapes.validate_media_upload(content_type, payload)
+        if invalid is not None or fields is None:
+            code, details = invalid or (100, "not a media upload")
+            return 400, shapes.error_payload(code, details=details)
+        self._media_serial += 1
+        media_id = str(1_000_000_000_000_000 + self._media_serial)
+        mime = fields.get("type", b"").decode("utf-8", "replace") or "application/octet-stream"
+        self._media[media_id] = (fields["file"], mime)
+        while len(self._media) > MEDIA_KEPT:
+            del self._media[next(iter(self._media))]
+        self.uploads.append((phone_number_id, media_id, len(fields["file"])))
+        return 200, {"id": media_id}
+
+    def _media_object(self, method: str, media_id: str) -> tuple[int, dict[str, Any]]:
+        kept = self._media.get(media_id)
+        if kept is None:
+            return 400, shapes.error_payload(100, details=f"Unsupported {method.lower()} request. Object with ID "
+                                                          f"'{media_id}' does not exist.")
+        if method == "DELETE":
+            del self._media[media_id]
+            return 200, dict(shapes.STATUS_ACCEPTED)
+        data, mime = kept
+        return 200, shapes.media_object(media_id, f"{MEDIA_URL}{media_id}", mime, data)
+
+    async def download(self, url: str) -> tuple[int, bytes, str]:
+        kept = self._media.get(url.removeprefix(MEDIA_URL)) if url.startswith(MEDIA_URL) else None
+        return (404, b"", "text/plain") if kept is None else (200, kept[0], kept[1])
 
     async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
         sender = self._senders.get(phone_number_id)

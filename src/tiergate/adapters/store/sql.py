@@ -1124,7 +1124,8 @@ class SqlStore(ABC):
 
     # -- raw webhook events ------------------------------------------------------------------
     async def add_webhook_event(self, event_id: str, body: bytes, received_at: float,
-                                forwards: Sequence[tuple[str, bytes]] = ()) -> bool:
+                                forwards: Sequence[tuple[str, bytes]] = (),
+                                media: Sequence[tuple[str, str]] = ()) -> bool:
         """Store a raw delivery first; False if this id is already stored. Its forwards to tenants'
         apps are queued in the same transaction, and only with a new event: a redelivery of the
         same body is forwarded once."""
@@ -1135,7 +1136,27 @@ class SqlStore(ABC):
             ))
             if new:
                 await self._queue_forwards(tx, forwards, event_id, received_at)
+                await self._record_media(tx, media, received_at)
             return new
+
+    async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
+        async with self.transaction() as tx:
+            await self._record_media(tx, entries, at)
+
+    @staticmethod
+    async def _record_media(tx: Tx, entries: Sequence[tuple[str, str]], at: float) -> None:
+        first = dict(reversed(entries))  # media id -> its first tenant (an id once in a statement)
+        if first:
+            rows = [(media_id, tenant, at) for media_id, tenant in first.items()]
+            await tx.insert_many("media", ("id", "tenant_id", "at"), rows, "ON CONFLICT DO NOTHING")
+
+    async def media_tenant(self, media_id: str) -> str | None:
+        async with self.reader() as tx:
+            row = await tx.fetchone("SELECT tenant_id FROM media WHERE id = ?", (media_id,))
+        return None if row is None else str(row[0])
+
+    async def prune_media(self, before: float, chunk: int = 5_000) -> int:
+        return await self._delete_older("media", "at < ?", before, chunk)
 
     @staticmethod
     async def _queue_forwards(tx: Tx, forwards: Sequence[tuple[str, bytes]], event_id: str, at: float) -> None:
