@@ -225,7 +225,8 @@ class Store(Protocol):
         """Queued messages of the scope, due or not (a backlog's size, without a table scan)."""
         ...
     async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None, state: str | None = None,
-                            limit: int = 100, before: str | None = None) -> list[Message]:
+                            recipient: str | None = None, limit: int = 100,
+                            before: str | None = None) -> list[Message]:
         """Newest first (by id); ``before`` an id: the page after the one that ended there."""
         ...
     async def marketing_sends_since(self, tenant_id: str, recipients: Sequence[str],

@@ -195,6 +195,10 @@ async def test_messages_page_newest_first_with_before(harness: Harness) -> None:
     assert [m["id"] for m in first + second + last] == ids[::-1]
     r = await c.get("/v1/messages", params={"before": "x" * 65})
     assert r.status_code == 422 and r.json()["error"]["field"] == "before", r.text
+    mine = (await c.get("/v1/messages", params={"to": "+55 11 91111-0003"})).json()  # any way of writing it
+    assert [m["id"] for m in mine] == [ids[3]]
+    r = await c.get("/v1/messages", params={"to": "+1234"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "to", r.text
 
 
 async def test_opt_ins_are_imported_in_bulk_with_their_own_times_and_row_errors(harness: Harness) -> None:

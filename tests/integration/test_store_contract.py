@@ -325,6 +325,8 @@ async def test_message_reads(store: SqlStore) -> None:
     assert [m.id for m in await store.list_messages("t1", state="sent")] == [b.id]
     assert [m.id for m in await store.list_messages("t1", limit=1)] == [c.id]
     assert [m.id for m in await store.list_messages("t2")] == [d.id]
+    assert [m.id for m in await store.list_messages("t1", recipient="3")] == [c.id]
+    assert await store.list_messages("t1", recipient="4") == []  # t2's recipient
     first = await store.list_messages("t1", limit=2)
     rest = await store.list_messages("t1", limit=2, before=first[-1].id)
     assert [m.id for m in first + rest] == [m.id for m in await store.list_messages("t1")]

@@ -384,6 +384,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     @app.get("/v1/messages", response_model=list[s.MessageOut], tags=["messages"])
     async def list_messages(
         who: Who, campaign_id: str | None = None, state: str | None = None,
+        to: str | None = Query(None, max_length=32, description="only the messages to this number (E.164)"),
         limit: int = Query(100, ge=1, le=1000),
         before: str | None = Query(None, max_length=64, description="the last id of the previous page"),
     ) -> Any:
@@ -391,7 +392,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         if state is not None and state not in {x.value for x in MessageState}:
             raise ApiError(422, f"state: one of {', '.join(x.value for x in MessageState)}", "state")
         return [message_view(m) for m in await gateway.store.list_messages(
-            who.tenant.id, campaign_id=campaign_id, state=state, limit=limit, before=before)]
+            who.tenant.id, campaign_id=campaign_id, state=state, limit=limit, before=before,
+            recipient=None if to is None else normalize_phone(to))]
 
     # -- campaigns ---------------------------------------------------------------------------
     async def _create_campaign(who: Principal, req: CampaignRequest) -> Any:

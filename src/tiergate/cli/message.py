@@ -194,11 +194,12 @@ def show(message_id: str = typer.Argument(..., help="The id tiergate gave the me
 def list_messages(
     state: str | None = typer.Option(None, "--state", help="Only this state (queued, sent, failed, ...)."),
     campaign: str | None = typer.Option(None, "--campaign", help="Only this campaign's."),
+    to: str | None = typer.Option(None, "--to", help="Only those to this number (E.164)."),
     limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many (newest first)."),
     url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
 ) -> None:
     """The newest messages, with their state and why."""
-    found = _run(Remote(url, api_key), lambda r: r.get("/v1/messages", state=state, campaign_id=campaign,
+    found = _run(Remote(url, api_key), lambda r: r.get("/v1/messages", state=state, campaign_id=campaign, to=to,
                                                        limit=limit))
     if as_json:
         print_json(found)

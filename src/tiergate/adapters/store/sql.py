@@ -951,14 +951,16 @@ class SqlStore(ABC):
                 f"SELECT COUNT(*) FROM messages{self.claim_hint} WHERE scope_id = ? AND state = 'queued'", (scope_id,))
         return int(row[0]) if row else 0
 
-    async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None,
-                            state: str | None = None, limit: int = 100, before: str | None = None) -> list[Message]:
+    async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None, state: str | None = None,
+                            recipient: str | None = None, limit: int = 100,
+                            before: str | None = None) -> list[Message]:
         """The newest ``limit`` matching messages, newest first; ``before`` (an id) pages on.
 
         Ids begin with their creation time, so newest first is id order: read backwards off the
         primary key, or off ``messages_campaign`` (campaign_id, id), the scan stops after ``limit``
-        matches instead of sorting every message of the tenant or campaign."""
-        where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id,
+        matches instead of sorting every message of the tenant or campaign. A recipient's few are
+        read off ``messages_recipient``."""
+        where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id, recipient=recipient,
                                       state=None if state is None else _state(state))
         if before is not None:
             where, params = f"{where} AND id < ?", [*params, before]
