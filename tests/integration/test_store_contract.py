@@ -169,9 +169,16 @@ async def test_api_keys(store: SqlStore) -> None:
     assert await store.find_api_key("hash1") == admin
     assert [k.id for k in await store.list_api_keys()] == ["k1", "k2"]
     assert await store.list_api_keys("t1") == [user]
+    assert await store.find_principal("hash2") is None  # its tenant does not exist (yet)
+    tenant = await store.create_tenant(Tenant("t1", "one", require_opt_in=True, stop_keywords=["PARA"],
+                                              webhook_url="http://127.0.0.1:9/h", webhook_secret="s" * 16,
+                                              created_at=T0))
+    assert await store.find_principal("hash2") == (user, tenant)
+    assert await store.find_principal("hash1") is None  # a key of no tenant is nobody's principal
     await store.revoke_api_key("k2", T0 + 5)
     await store.revoke_api_key("k2", T0 + 9)
     assert await store.find_api_key("hash2") is None
+    assert await store.find_principal("hash2") is None
     assert (await store.list_api_keys("t1"))[0].revoked_at == T0 + 5
     with pytest.raises(NotFound):
         await store.revoke_api_key("nope", T0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from tiergate.clock import Clock
 from tiergate.core.model import ApiKey, Tenant
 from tiergate.ids import new_id
-from tiergate.ports import NotFound, Store
+from tiergate.ports import Store
 
 __all__ = ["Auth", "Principal", "hash_key"]
 
@@ -59,13 +59,10 @@ class Auth:
     async def authenticate(self, plaintext: str) -> Principal | None:
         if not plaintext or len(plaintext) > 200:
             return None
-        key = await self.store.find_api_key(hash_key(plaintext))
-        if key is None or key.revoked_at is not None or key.tenant_id is None:
+        found = await self.store.find_principal(hash_key(plaintext))
+        if found is None:
             return None
-        try:
-            tenant = await self.store.get_tenant(key.tenant_id)
-        except NotFound:
-            return None
+        key, tenant = found
         return Principal(tenant, key.id, key.is_admin)
 
     async def bootstrap(self, admin_key: str = "") -> str | None:

@@ -215,6 +215,10 @@ SENDERS = _Table("senders", Sender, "sender", json=["paused", "marketing_paused"
 CAMPAIGNS = _Table("campaigns", Campaign, "campaign", json=["template", "plan", "quiet_hours"],
                    decode={"quiet_hours": _pair})
 _STATES = {state.value: state for state in MessageState}
+# A live key and its tenant in one read (Store.find_principal): the key's columns, then the tenant's.
+_PRINCIPAL = (f"SELECT {', '.join('k.' + c for c in API_KEYS.columns)}, "
+              f"{', '.join('t.' + c for c in TENANTS.columns)} FROM api_keys AS k "
+              "JOIN tenants AS t ON t.id = k.tenant_id WHERE k.key_hash = ? AND k.revoked_at IS NULL")
 
 
 def _message_from_row(row: Row) -> Message:
@@ -527,6 +531,14 @@ class SqlStore(ABC):
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         found = await self._list(API_KEYS, "WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
         return found[0] if found else None
+
+    async def find_principal(self, key_hash: str) -> tuple[ApiKey, Tenant] | None:
+        async with self.reader() as tx:
+            row = await tx.fetchone(_PRINCIPAL, (key_hash,))
+        if row is None:
+            return None
+        values, split = tuple(row), len(API_KEYS.columns)
+        return API_KEYS.from_row(values[:split]), TENANTS.from_row(values[split:])
 
     async def list_api_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         if tenant_id is None:
