@@ -152,7 +152,9 @@ class Store(Protocol):
 
     # messages
     async def insert_messages(self, messages: Sequence[NewMessage], now: float) -> list[Message]:
-        """Insert in order; a message whose (tenant, idempotency_key) exists returns the original."""
+        """Insert in order; a message whose (tenant, idempotency_key) exists returns the original.
+        A message's scope is its ``scope_id`` when given (the caller read the sender), else its
+        sender's; NotFound (nothing inserted) if such a sender does not exist."""
         ...
 
     async def get_message(self, message_id: str) -> Message: ...

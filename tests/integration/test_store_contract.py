@@ -314,6 +314,9 @@ async def test_insert_for_an_unknown_sender_inserts_nothing(store: SqlStore) -> 
         await store.insert_messages([new("1"), new("2", sender="999")], T0)
     assert await store.count_by_state() == {}
     assert await store.insert_messages([], T0) == []
+    # a caller that read the sender gives its scope: the store does not read it again
+    given, looked_up = await store.insert_messages([new("3", scope_id="sender:100"), new("4", sender="200")], T0)
+    assert (given.scope_id, looked_up.scope_id) == ("sender:100", "sender:200")
 
 
 async def test_message_reads(store: SqlStore) -> None:

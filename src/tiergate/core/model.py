@@ -139,6 +139,7 @@ class NewMessage:
     metadata: dict[str, Any] = field(default_factory=dict)
     state: MessageState = MessageState.QUEUED
     reason: str = ""
+    scope_id: str | None = None  # the sender's, when the caller has read it already (saves the store a read)
 
 
 @dataclass(slots=True)

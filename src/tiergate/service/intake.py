@@ -273,6 +273,7 @@ class Intake:
             tenant_id=tenant.id, sender_id=sender.id, to=to, kind=kind, category=category.value,
             body=body, priority=priority_of(category), idempotency_key=req.idempotency_key,
             expires_at=req.expires_at, not_before=req.not_before, metadata=dict(req.metadata),
+            scope_id=sender.scope_id,
         )
 
     async def submit(self, tenant: Tenant, req: MessageRequest) -> Message:
@@ -412,7 +413,7 @@ class Intake:
                 body=body, priority=priority_of(category), expires_at=req.expires_at or req.deadline,
                 not_before=not_before, campaign_id=campaign.id, metadata=metadata,
                 state=MessageState.REJECTED if rejected else MessageState.QUEUED,
-                reason="recipient opted out of marketing" if rejected else "",
+                reason="recipient opted out of marketing" if rejected else "", scope_id=sender.scope_id,
             ))
         await self.store.insert_messages(news, now)
         METRICS.enqueued.inc(sum(1 for n in news if n.state is MessageState.QUEUED))

@@ -622,7 +622,10 @@ class SqlStore(ABC):
             return []
         ids = new_ids("msg", len(messages), now)
         async with self.transaction() as tx:
-            scope_of = await self._scopes_of_senders(tx, {m.sender_id for m in messages})
+            scope_of = {m.sender_id: m.scope_id for m in messages if m.scope_id is not None}
+            unknown = {m.sender_id for m in messages if m.sender_id not in scope_of}
+            if unknown:
+                scope_of |= await self._scopes_of_senders(tx, unknown)
             out: list[Message] = []
             fresh: list[Message] = []
             rows: list[tuple[Any, ...]] = []
