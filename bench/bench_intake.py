@@ -8,6 +8,7 @@ service windows, opt-outs) and the insert, to ``202``. Every message goes to its
 
     python bench/bench_intake.py                       # 5,000 messages a way, SQLite
     python bench/bench_intake.py --postgres            # and on PostgreSQL (a schema of its own per way)
+    python bench/bench_intake.py --postgres --calls    # and the time of each store call a request makes
     python bench/bench_intake.py --n 20000 --json out.json
 """
 
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,33 @@ def message(i: int) -> dict[str, Any]:
                          "components": [{"type": "body", "parameters": [{"type": "text", "text": f"#{i}"}]}]}}
 
 
-async def way(database_url: str, name: str, n: int, per_request: int, concurrency: int) -> dict[str, Any]:
+def time_calls(store: Any) -> tuple[Counter[str], Counter[str]]:
+    """Wrap each public async method of the store: (seconds, calls) per method name."""
+    spent: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    for name in dir(type(store)):
+        method = getattr(store, name)
+        if name.startswith("_") or not inspect.iscoroutinefunction(method):
+            continue
+
+        async def timed(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await _method(*args, **kwargs)
+            finally:
+                spent[_name] += time.perf_counter() - started
+                calls[_name] += 1
+
+        setattr(store, name, timed)
+    return spent, calls
+
+
+async def way(database_url: str, name: str, n: int, per_request: int, concurrency: int,
+              calls: bool = False) -> dict[str, Any]:
     settings = Settings(database_url=database_url, rate_limit_per_minute=0, worker_id=name)
     gateway = await Gateway.open(settings, clock=SystemClock())
     key = await gateway.auth.bootstrap()
+    timing = time_calls(gateway.store) if calls else None
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://bench",
                                headers={"Authorization": f"Bearer {key}"}, timeout=60)
     try:
@@ -62,16 +88,26 @@ async def way(database_url: str, name: str, n: int, per_request: int, concurrenc
                 response = await client.post(path, json=body)
                 assert response.status_code == 202, response.text
 
+        if timing is not None:
+            timing[0].clear()
+            timing[1].clear()
         started = time.perf_counter()
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        requests = len(bodies)
+        per_call = {} if timing is None else {
+            k: {"ms_per_request": round(v / requests * 1000, 3), "calls_per_request": round(timing[1][k] / requests, 2)}
+            for k, v in timing[0].most_common()}
         queued = (await gateway.store.count_by_state()).get("queued", 0)
         assert queued == n, f"{queued} of {n} queued"
     finally:
         await client.aclose()
         await gateway.close()
-    return {"way": name, "messages": n, "per_request": per_request, "concurrency": concurrency,
-            "seconds": round(elapsed, 3), "messages_per_s": round(n / elapsed)}
+    row: dict[str, Any] = {"way": name, "messages": n, "per_request": per_request, "concurrency": concurrency,
+                           "seconds": round(elapsed, 3), "messages_per_s": round(n / elapsed)}
+    if per_call:
+        row["store_calls"] = per_call
+    return row
 
 
 async def main() -> None:
@@ -79,6 +115,7 @@ async def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="messages a way (default 5,000)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
+    parser.add_argument("--calls", action="store_true", help="time each store call of a single-message request")
     parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
                                                                  "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
@@ -89,15 +126,16 @@ async def main() -> None:
         first: dict[str, Any] | None = None
         for name, per_request, concurrency in ways:
             with tempfile.TemporaryDirectory() as folder:
+                calls = args.calls and name == "single"
                 if engine == "sqlite":
-                    row = await way(str(Path(folder) / "bench.db"), name, args.n, per_request, concurrency)
+                    row = await way(str(Path(folder) / "bench.db"), name, args.n, per_request, concurrency, calls)
                 else:
                     schema = f"bench_{uuid.uuid4().hex[:12]}"
                     async with await psycopg.AsyncConnection.connect(args.postgres_url, autocommit=True) as admin:
                         await admin.execute(f"CREATE SCHEMA {schema}")
                         try:
                             row = await way(f"{args.postgres_url}?schema={schema}", name, args.n, per_request,
-                                            concurrency)
+                                            concurrency, calls)
                         finally:
                             await admin.execute(f"DROP SCHEMA {schema} CASCADE")
             first = first or row
@@ -106,6 +144,9 @@ async def main() -> None:
             rows.append(row)
             print(f"{engine:<11} {name:<12} {per_request:>11} {concurrency:>11} {row['messages_per_s']:>11,} "
                   f"{row['ratio_to_single']:>9.2f}x")
+            for call, seen in row.get("store_calls", {}).items():
+                print(f"{'':<11}   {call:<24} {seen['ms_per_request']:.3f} ms a request "
+                      f"({seen['calls_per_request']:g} calls)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
