@@ -208,6 +208,9 @@ def list_messages(
         console.print("no messages")
         return
     table = Table("id", "to", "state", "why", "updated")
+    for column in table.columns[:3]:  # ids are for copying into show/cancel: never cut
+        column.no_wrap = True
+        column.overflow = "ignore"
     for m in found:
         table.add_row(m["id"], m["to"], m["state"], escape(m["reason"][:60]), _when(m["updated_at"]))
     console.print(table)
