@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tiergate.adapters.outbound import is_private_address
 from tiergate.api import schemas as s
-from tiergate.core import model
 from tiergate.core.admission import CSW_SPAN
 from tiergate.core.model import MessageState
 from tiergate.ports import NotFound
@@ -355,17 +354,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     @app.get("/v1/messages/{message_id}", response_model=s.MessageOut, tags=["messages"])
     async def get_message(message_id: str, who: Who) -> Any:
-        m = await _own_message(message_id, who)
+        m = await owned(gateway.store.get_message, "message", message_id, who.tenant.id)
         return message_view(m, await gateway.store.message_history(m.id))
-
-    async def _own_message(message_id: str, who: Principal) -> model.Message:
-        try:
-            m = await gateway.store.get_message(message_id)
-        except NotFound:
-            m = None
-        if m is None or m.tenant_id != who.tenant.id:
-            raise ApiError(404, f"message {message_id!r} not found")
-        return m
 
     @app.post("/v1/messages/{message_id}/cancel", response_model=s.MessageOut, tags=["messages"],
               responses={409: _JSON_ERROR})
@@ -373,7 +363,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         """A message still waiting (``queued``, or ``held`` by a paused campaign) is ``canceled``; a
         message in any other state is a 409 that says which. One the dispatcher has already taken
         for sending at that moment may still go, and then shows as sent."""
-        m = await _own_message(message_id, who)
+        m = await owned(gateway.store.get_message, "message", message_id, who.tenant.id)
         if not await gateway.store.cancel_message(m.id, now(), "canceled through the API"):
             m = await gateway.store.get_message(m.id)
             raise ApiError(409, f"message {m.id} is {m.state.value}: only a queued or held message can be canceled",
