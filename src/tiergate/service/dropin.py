@@ -17,7 +17,7 @@ import orjson
 from fastapi.responses import JSONResponse, Response
 
 from tiergate.core.model import Tenant
-from tiergate.core.shapes import is_status_request
+from tiergate.core.shapes import error_payload, is_status_request
 from tiergate.ids import new_id
 from tiergate.ports import Provider
 from tiergate.service.intake import Intake, IntakeError, MessageRequest
@@ -26,12 +26,10 @@ __all__ = ["DropIn", "meta_error"]
 
 
 def meta_error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
-                   "error_data": {"messaging_product": "whatsapp", "details": details or message},
-                   "fbtrace_id": new_id("trace")}},
-        status_code=status,
-    )
+    """Meta's error object (``core.shapes``, as the sandbox and the fake Graph API answer), with a
+    fresh trace id per answer."""
+    return JSONResponse(error_payload(code, title=message, details=details or message, fbtrace_id=new_id("trace")),
+                        status_code=status)
 
 
 class DropIn:
