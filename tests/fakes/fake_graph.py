@@ -396,13 +396,12 @@ class FakeGraph:
         if self._number(sender, create=False) is None:
             return self._error(100, f"Unsupported post request. Object with ID '{sender}' does not exist.")
         raw = await request.read()
-        invalid = shapes.validate_media_upload(request.headers.get("Content-Type", ""), raw)
-        if invalid is not None:
-            return self._error(invalid[0], invalid[1])
+        fields = shapes.read_media_upload(request.headers.get("Content-Type", ""), raw)
+        if isinstance(fields, tuple):
+            return self._error(fields[0], fields[1])
         self._serial += 1
         media_id = str(2_000_000_000_000_000 + self._serial)
         self.uploads.append((sender, media_id, raw))
-        fields = shapes.media_form_fields(request.headers.get("Content-Type", ""), raw) or {}
         self.add_media(media_id, fields.get("file", b""), fields.get("type", b"").decode() or "image/png")
         return _json({"id": media_id})
 

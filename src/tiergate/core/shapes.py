@@ -28,9 +28,9 @@ __all__ = [
     "media_object",
     "parse_error",
     "phone_number_payload",
+    "read_media_upload",
     "status_error",
     "status_item",
-    "validate_media_upload",
     "validate_send_body",
     "validate_status_request",
     "wa_id",
@@ -247,8 +247,9 @@ def media_object(media_id: str, url: str, mime_type: str, data: bytes) -> dict[s
             "sha256": hashlib.sha256(data).hexdigest(), "file_size": len(data), "id": media_id}
 
 
-def validate_media_upload(content_type: str, payload: bytes) -> tuple[int, str] | None:
-    """``(code, details)`` when the platform would refuse a media upload (``POST /{number}/media``)."""
+def read_media_upload(content_type: str, payload: bytes) -> dict[str, bytes] | tuple[int, str]:
+    """A media upload's form fields (``POST /{number}/media``), or ``(code, details)`` when the
+    platform would refuse it: the body is parsed once, for the check and for the file."""
     fields = media_form_fields(content_type, payload)
     if fields is None:
         return 100, "A media upload is multipart/form-data with the fields messaging_product, file and type."
@@ -256,7 +257,7 @@ def validate_media_upload(content_type: str, payload: bytes) -> tuple[int, str] 
         return 100, "The parameter messaging_product is required and must be 'whatsapp'."
     if not fields.get("file"):
         return 100, "The parameter file is required."
-    return None
+    return fields
 
 
 def phone_number_payload(state: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any] | tuple[int, str]:

@@ -347,11 +347,9 @@ class SandboxProvider:
         return 200, dict(shapes.STATUS_ACCEPTED)
 
     def _upload(self, phone_number_id: str, payload: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
-        fields = shapes.media_form_fields(content_type, payload)
-        invalid = shapes.validate_media_upload(content_type, payload)
-        if invalid is not None or fields is None:
-            code, details = invalid or (100, "not a media upload")
-            return 400, shapes.error_payload(code, details=details)
+        fields = shapes.read_media_upload(content_type, payload)
+        if isinstance(fields, tuple):
+            return 400, shapes.error_payload(fields[0], details=fields[1])
         self._media_serial += 1
         media_id = str(1_000_000_000_000_000 + self._media_serial)
         mime = fields.get("type", b"").decode("utf-8", "replace") or "application/octet-stream"
