@@ -73,7 +73,8 @@ deliveries = st.one_of(json_values, st.fixed_dictionaries({"object": json_values
 @settings(max_examples=300, deadline=None)
 @given(body=deliveries)
 def test_any_delivery_splits_without_error_into_tenant_1s_messages_changes_only(body: Any) -> None:
-    shares = asyncio.run(forwarder().shares(body))
+    shares, media = asyncio.run(forwarder().shares(body))
+    assert all(tenant == "t1" for _, tenant in media)
     assert all(tenant == "t1" for tenant, _ in shares)
     for _, raw in shares:
         kept = orjson.loads(raw)

@@ -88,17 +88,14 @@ class Forwarder:
         self._tenants.clear()
 
     # -- what to forward (at receive time) -----------------------------------------------------
-    async def shares(self, body: Any) -> list[tuple[str, bytes]]:
-        """(tenant id, body) for each tenant with a webhook URL whose numbers this delivery is about.
+    async def shares(self, body: Any) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+        """(tenant id, body) for each tenant with a webhook URL whose numbers this delivery is about,
+        and the (media id, tenant id) of every inbound media object in those shares: the app learns
+        those ids here, and may then fetch them through the drop-in.
 
         Only ``messages`` changes (what an app acts on); account-level changes (tiers, quality,
         capability) are tiergate's business. Anything not shaped like a delivery forwards nothing.
         """
-        return (await self.shares_and_media(body))[0]
-
-    async def shares_and_media(self, body: Any) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
-        """``shares``, and the (media id, tenant id) of every inbound media object in them: the app
-        learns those ids here, and may then fetch them through the drop-in."""
         entries = body.get("entry") if isinstance(body, dict) else None
         if not isinstance(entries, list):
             return [], []

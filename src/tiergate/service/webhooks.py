@@ -93,7 +93,7 @@ class WebhookService:
         except WebhookError as exc:
             return 400, f"unreadable webhook body: {exc}"
         event_id = _event_id(raw)
-        shares, media = await self.forwarder.shares_and_media(body) if self.forwarder is not None else ([], [])
+        shares, media = await self.forwarder.shares(body) if self.forwarder is not None else ([], [])
         await self.store.add_webhook_event(event_id, raw, self.clock.now(), shares, media)
         try:
             applied = await self.apply_body(body)
@@ -107,7 +107,7 @@ class WebhookService:
     async def forward(self, body: Any) -> None:
         """Queue the tenants' shares of a delivery that did not come through ``receive`` (the
         sandbox's own events): stored as a delivery like any other, so it goes once."""
-        shares, media = await self.forwarder.shares_and_media(body) if self.forwarder is not None else ([], [])
+        shares, media = await self.forwarder.shares(body) if self.forwarder is not None else ([], [])
         if shares:
             raw = orjson.dumps(body)
             event_id, now = _event_id(raw), self.clock.now()
