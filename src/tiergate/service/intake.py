@@ -297,9 +297,10 @@ class Intake:
                 except IntakeError as exc:
                     senders[req.sender] = exc
             sender = senders[req.sender]
+            if isinstance(sender, IntakeError):
+                checked.append(sender)
+                continue
             try:
-                if isinstance(sender, IntakeError):
-                    raise sender
                 checked.append((sender, normalize_phone(req.to)))
             except IntakeError as exc:
                 checked.append(exc)
