@@ -7,7 +7,6 @@ and reports every refused line by its number; ``show``, ``list`` and ``cancel`` 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tiergate.cli.app import app, console, fail, print_json
 from tiergate.cli.remote import JSON_OPTION as JSON
 from tiergate.cli.remote import KEY_OPTION as KEY
 from tiergate.cli.remote import URL_OPTION as URL
-from tiergate.cli.remote import Remote, RemoteError
+from tiergate.cli.remote import Remote, RemoteError, call_server
 
 __all__ = ["message_app", "read_jsonl"]
 
@@ -35,17 +34,6 @@ BATCH = 1000  # the most POST /v1/messages/batch takes
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _run(remote: Remote, call: Any) -> Any:
-    async def main() -> Any:
-        async with remote:
-            try:
-                return await call(remote)
-            except RemoteError as exc:
-                fail(f"the server refused: {escape(exc.message)}")
-
-    return asyncio.run(main())
 
 
 def _show(m: dict[str, Any]) -> None:
@@ -93,7 +81,7 @@ def send(
         body["text"] = text
     optional = {"category": category, "idempotency_key": idempotency_key, "expires_at": expires_at}
     body |= {k: v for k, v in optional.items() if v is not None}
-    message = _run(Remote(url, api_key), lambda r: r.request("POST", "/v1/messages", json=body))
+    message = call_server(Remote(url, api_key), lambda r: r.request("POST", "/v1/messages", json=body))
     if as_json:
         print_json(message)
     else:
@@ -157,7 +145,7 @@ def import_file(
                               for e in refused)
                 progress.advance(task, len(chunk))
 
-    _run(Remote(url, api_key, timeout=120.0), post_all)
+    call_server(Remote(url, api_key, timeout=120.0), post_all)
     errors.sort(key=lambda e: e["line"])
     if as_json:
         print_json({"queued": queued, "refused": errors})
@@ -183,7 +171,7 @@ def _row_of(message: str, size: int) -> int:
 def show(message_id: str = typer.Argument(..., help="The id tiergate gave the message."),
          url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
     """A message's state, why, and every state it went through."""
-    message = _run(Remote(url, api_key), lambda r: r.get(f"/v1/messages/{message_id}"))
+    message = call_server(Remote(url, api_key), lambda r: r.get(f"/v1/messages/{message_id}"))
     if as_json:
         print_json(message)
     else:
@@ -199,7 +187,7 @@ def list_messages(
     url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON,
 ) -> None:
     """The newest messages, with their state and why."""
-    found = _run(Remote(url, api_key), lambda r: r.get("/v1/messages", state=state, campaign_id=campaign, to=to,
+    found = call_server(Remote(url, api_key), lambda r: r.get("/v1/messages", state=state, campaign_id=campaign, to=to,
                                                        limit=limit))
     if as_json:
         print_json(found)
@@ -220,7 +208,7 @@ def list_messages(
 def cancel(message_id: str = typer.Argument(..., help="The id tiergate gave the message."),
            url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
     """Cancel a message that still waits (queued, or held by a paused campaign)."""
-    message = _run(Remote(url, api_key), lambda r: r.request("POST", f"/v1/messages/{message_id}/cancel"))
+    message = call_server(Remote(url, api_key), lambda r: r.request("POST", f"/v1/messages/{message_id}/cancel"))
     if as_json:
         print_json(message)
     else:

@@ -6,7 +6,9 @@ other client: the server's dispatcher does the sending, its key decides what the
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +19,7 @@ from rich.markup import escape
 
 from tiergate.cli.app import fail
 
-__all__ = ["DEFAULT_URL", "JSON_OPTION", "KEY_OPTION", "URL_OPTION", "Remote", "RemoteError"]
+__all__ = ["DEFAULT_URL", "JSON_OPTION", "KEY_OPTION", "URL_OPTION", "Remote", "RemoteError", "call_server"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # the options every command that talks to a running server takes
@@ -102,3 +104,15 @@ class Remote:
     async def server_time(self) -> float:
         health = await self.get("/healthz")
         return float(health["time"])
+
+
+def call_server(remote: Remote, call: Callable[[Remote], Awaitable[Any]]) -> Any:
+    """Run ``call`` against the server; a refusal is one clear error line and exit 2."""
+    async def main() -> Any:
+        async with remote:
+            try:
+                return await call(remote)
+            except RemoteError as exc:
+                _fail(f"the server refused: {exc.message}")
+
+    return asyncio.run(main())

@@ -5,18 +5,17 @@ Through a running server (``PUT``/``GET``/``DELETE /v1/webhook``), for the tenan
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
 from rich.markup import escape
 
-from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.app import app, console, print_json
 from tiergate.cli.remote import JSON_OPTION as JSON
 from tiergate.cli.remote import KEY_OPTION as KEY
 from tiergate.cli.remote import URL_OPTION as URL
-from tiergate.cli.remote import Remote, RemoteError
+from tiergate.cli.remote import Remote, call_server
 
 __all__ = ["webhook_app"]
 
@@ -27,22 +26,15 @@ app.add_typer(webhook_app, name="webhook")
 
 
 def _call(method: str, url: str | None, api_key: str | None, as_json: bool, **kwargs: Any) -> None:
-    remote = Remote(url, api_key)
+    async def call(remote: Remote) -> Any:
+        seen = await remote.request(method, "/v1/webhook", **kwargs)
+        return await remote.get("/v1/webhook") if method == "DELETE" else seen
 
-    async def main() -> None:
-        async with remote:
-            try:
-                seen = await remote.request(method, "/v1/webhook", **kwargs)
-                if method == "DELETE":
-                    seen = await remote.get("/v1/webhook")
-            except RemoteError as exc:
-                fail(f"the server refused: {escape(exc.message)}")
-            if as_json:
-                print_json(seen)
-            else:
-                _show(seen)
-
-    asyncio.run(main())
+    seen = call_server(Remote(url, api_key), call)
+    if as_json:
+        print_json(seen)
+    else:
+        _show(seen)
 
 
 def _show(seen: dict[str, Any]) -> None:
@@ -87,17 +79,7 @@ def off(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) 
 @webhook_app.command("test")
 def test(url: str | None = URL, api_key: str | None = KEY, as_json: bool = JSON) -> None:
     """Post a sample status to your app now, signed, and say whether it took it (exit 1 if not)."""
-    remote = Remote(url, api_key)
-
-    async def main() -> dict[str, Any]:
-        async with remote:
-            try:
-                answer: dict[str, Any] = await remote.request("POST", "/v1/webhook/test")
-            except RemoteError as exc:
-                fail(f"the server refused: {escape(exc.message)}")
-            return answer
-
-    answer = asyncio.run(main())
+    answer = call_server(Remote(url, api_key), lambda r: r.request("POST", "/v1/webhook/test"))
     if as_json:
         print_json(answer)
     elif answer["delivered"]:
