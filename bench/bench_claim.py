@@ -17,12 +17,10 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from pg_schema import add_postgres_url, temporary_schema
 from tiergate.adapters.store import open_store
 from tiergate.adapters.store.sql import MESSAGES, SqlStore
 from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
@@ -70,8 +68,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
-                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+    add_postgres_url(parser)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -81,13 +78,9 @@ async def main() -> None:
         async with open_store(os.path.join(folder, "claim.db")) as store:
             results.append(show("sqlite", await measure(store, args.batches, args.batch)))
     if not args.no_postgres:
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        try:
-            async with open_store(args.postgres_url, schema=schema) as store:
-                results.append(show("postgres", await measure(store, args.batches, args.batch)))
-        finally:
-            with psycopg.connect(args.postgres_url, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        async with (temporary_schema(args.postgres_url) as (schema, _),
+                    open_store(args.postgres_url, schema=schema) as store):
+            results.append(show("postgres", await measure(store, args.batches, args.batch)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

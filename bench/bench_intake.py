@@ -18,17 +18,15 @@ import argparse
 import asyncio
 import inspect
 import json
-import os
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
+from pg_schema import add_postgres_url, temporary_schema
 from tiergate.api.app import create_app
 from tiergate.clock import SystemClock
 from tiergate.service.gateway import Gateway
@@ -116,8 +114,7 @@ async def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--postgres", action="store_true", help="also on PostgreSQL")
     parser.add_argument("--calls", action="store_true", help="time each store call of a single-message request")
-    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
-                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+    add_postgres_url(parser)
     args = parser.parse_args()
     ways = [("single", 1, 1), ("single x16", 1, 16), ("batch 100", 100, 1), ("batch 1000", 1000, 1)]
     rows: list[dict[str, Any]] = []
@@ -130,14 +127,9 @@ async def main() -> None:
                 if engine == "sqlite":
                     row = await way(str(Path(folder) / "bench.db"), name, args.n, per_request, concurrency, calls)
                 else:
-                    schema = f"bench_{uuid.uuid4().hex[:12]}"
-                    async with await psycopg.AsyncConnection.connect(args.postgres_url, autocommit=True) as admin:
-                        await admin.execute(f"CREATE SCHEMA {schema}")
-                        try:
-                            row = await way(f"{args.postgres_url}?schema={schema}", name, args.n, per_request,
-                                            concurrency, calls)
-                        finally:
-                            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+                    async with temporary_schema(args.postgres_url) as (schema, _):
+                        row = await way(f"{args.postgres_url}?schema={schema}", name, args.n, per_request,
+                                        concurrency, calls)
             first = first or row
             row |= {"engine": engine, "way": name,
                     "ratio_to_single": round(row["messages_per_s"] / first["messages_per_s"], 2)}

@@ -17,13 +17,11 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from pg_schema import add_postgres_url, temporary_schema
 from tiergate.adapters.store import open_store
 from tiergate.adapters.store.sql import SqlStore
 from tiergate.core.model import NewMessage, Scope, Sender, Tenant
@@ -79,8 +77,7 @@ async def measure(engine: str, store: SqlStore) -> list[dict[str, Any]]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300_000, help="messages (default 300,000)")
-    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
-                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+    add_postgres_url(parser)
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -92,16 +89,11 @@ async def main() -> None:
             await fill(store, args.n)
             results += await measure("sqlite", store)
     if not args.no_postgres:
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        async with await psycopg.AsyncConnection.connect(args.postgres_url, autocommit=True) as admin:
-            await admin.execute(f"CREATE SCHEMA {schema}")
-            try:
-                async with open_store(args.postgres_url, schema=schema) as store:
-                    await fill(store, args.n)
-                    await admin.execute(f"ANALYZE {schema}.messages")
-                    results += await measure("postgres", store)
-            finally:
-                await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        async with (temporary_schema(args.postgres_url) as (schema, admin),
+                    open_store(args.postgres_url, schema=schema) as store):
+            await fill(store, args.n)
+            await admin.execute(f"ANALYZE {schema}.messages")
+            results += await measure("postgres", store)
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "page": PAGE, "results": results}, indent=2))
 

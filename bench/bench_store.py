@@ -25,7 +25,6 @@ import os
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from pg_schema import add_postgres_url, temporary_schema
 from tiergate.adapters.store import open_store
 from tiergate.adapters.store.ids import new_ids
 from tiergate.adapters.store.sql import SqlStore
@@ -169,15 +169,10 @@ async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> list[
 async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> list[dict[str, Any]]:
     rows = []
     for label, one_write in PATHS:
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
-            await admin.execute(f"CREATE SCHEMA {schema}")
-            try:
-                baseline = await postgres_baseline(work, url, schema)
-                async with open_store(url, schema=schema) as store:
-                    spent = await pipeline(store, work, one_write)
-            finally:
-                await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        async with temporary_schema(url) as (schema, _):
+            baseline = await postgres_baseline(work, url, schema)
+            async with open_store(url, schema=schema) as store:
+                spent = await pipeline(store, work, one_write)
         rows.append(report(f"postgres, {label}", n, spent, baseline))
     return rows
 
@@ -186,8 +181,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="messages (default 100,000)")
     parser.add_argument("--batch", type=int, default=1000, help="messages per batch (default 1,000)")
-    parser.add_argument("--postgres-url", default=os.environ.get("TIERGATE_TEST_DATABASE_URL",
-                                                                 "postgresql://postgres@127.0.0.1:5432/test"))
+    add_postgres_url(parser)
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
