@@ -282,6 +282,17 @@ class Store(Protocol):
         event, and the ``media`` ids in them recorded as their tenants' ((media id, tenant id))."""
         ...
 
+    # template categories, as the platform has them (learned from relayed template calls and webhooks)
+    async def set_template_categories(self, tenant_id: str, entries: Sequence[tuple[str, str, str]],
+                                      at: float) -> int:
+        """Record (name, language, category) of the tenant's templates as known at ``at``; a row
+        known later already is kept. Returns how many rows were written."""
+        ...
+
+    async def template_categories(self, tenant_id: str, names: Sequence[str]) -> dict[tuple[str, str], str]:
+        """(name, language) -> category of the tenant's templates with these names."""
+        ...
+
     # media ids a tenant may reach through the drop-in (uploaded by it, or inbound to its numbers)
     async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
         """Record (media id, tenant id) pairs; an id recorded already keeps its first tenant."""
@@ -415,10 +426,12 @@ class Provider(Protocol):
 
     async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome: ...
     async def relay(self, method: str, path: str, payload: bytes = b"",
-                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+                    content_type: str = "", query: str = "") -> tuple[int, dict[str, Any]]:
         """A Graph request that is no message to anyone, passed on as it is: a read receipt or typing
         indicator (``POST {number}/messages``), a media upload (``POST {number}/media``), a media
-        object (``GET`` or ``DELETE {media id}``). Not governed; the platform's status and answer."""
+        object (``GET`` or ``DELETE {media id}``), the account's nodes (``GET {number}``, its
+        ``whatsapp_business_profile``, a WABA's ``message_templates``...). Not governed; the
+        platform's status and answer."""
         ...
 
     async def download(self, url: str) -> tuple[int, bytes, str]:

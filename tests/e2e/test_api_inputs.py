@@ -237,11 +237,11 @@ async def test_the_drop_in_answers_every_refusal_in_metas_shape(harness: Harness
     does not take and a body over the limit get it too, with what tiergate relays named."""
     await register(harness)
     c = harness.client
-    for r in (await c.get(f"/graph/v24.0/{SENDER}/message_templates"),
-              await c.delete(f"/graph/v24.0/{SENDER}/messages")):
+    for r in (await c.get(f"/graph/v24.0/{SENDER}/message_templates/extra"),
+              await c.put(f"/graph/v24.0/{SENDER}/messages")):
         error = r.json()["error"]
         assert r.status_code in (404, 405) and error["code"] == 100 and error["type"] == "OAuthException"
-        assert "go to the platform itself" in error["error_data"]["details"]
+        assert "tenant's own phone numbers and WABAs" in error["error_data"]["details"]
     r = await c.post(f"/graph/v24.0/{SENDER}/messages", content=b"{" + b" " * 2_100_000 + b"}",
                      headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == 100

@@ -61,6 +61,7 @@ from aiohttp import web
 from tests.fakes.platform_limits import PlatformLimits
 from tests.fakes.processes import stop_processes
 from tests.fakes.shared_clock import FileClock
+from tiergate.adapters.provider.graph_nodes import GraphNodes
 from tiergate.core import shapes
 from tiergate.core.signature import sign
 
@@ -157,6 +158,8 @@ class FakeGraph:
         self.webhook_retries = webhook_retries
         self.webhook_delay = webhook_delay  # seconds between accepting a message and its first status
         self.limits = limits
+        self.nodes = GraphNodes(lambda node: self._number(node, create=False))  # profiles, templates
+        self.relayed: list[tuple[str, str, str]] = []  # (method, path, query) of the account's nodes
         self._deliveries: set[asyncio.Task[None]] = set()
         self._hook_session: aiohttp.ClientSession | None = None
         self.app = self._build_app()
@@ -239,6 +242,7 @@ class FakeGraph:
         app.router.add_post("/{version}/{node}/media", self._upload)
         app.router.add_get("/{version}/{node}", self._get_node)
         app.router.add_delete("/{version}/{node}", self._delete_media)
+        app.router.add_route("*", "/{version}/{node}/{edge}", self._node_edge)
         app.router.add_get("/_media/{node}", self._download)  # where the platform's media URLs point
         return app
 
@@ -458,6 +462,18 @@ class FakeGraph:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             transport.abort()
         raise asyncio.CancelledError  # nothing more to say on this connection
+
+    async def _node_edge(self, request: web.Request) -> web.StreamResponse:
+        """A number's business profile, a WABA's templates and phone numbers (``GraphNodes``)."""
+        self.stats["requests"] += 1
+        if request.headers.get("Authorization") != self._auth:
+            return self._unauthorized()
+        path = f"{request.match_info['node']}/{request.match_info['edge']}"
+        self.relayed.append((request.method, path, request.query_string))
+        answered = self.nodes.handle(request.method, path, request.query_string, await request.read())
+        if answered is None:
+            return self._error(100, f"Unsupported {request.method.lower()} request.")
+        return _json(answered[1], answered[0])
 
     async def _get_node(self, request: web.Request) -> web.StreamResponse:
         self.stats["requests"] += 1

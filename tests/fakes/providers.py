@@ -25,7 +25,7 @@ class SendOnlyProvider:
         raise NotImplementedError
 
     async def relay(self, method: str, path: str, payload: bytes = b"",
-                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+                    content_type: str = "", query: str = "") -> tuple[int, dict[str, Any]]:
         return 200, {"success": True}
 
     async def download(self, url: str) -> tuple[int, bytes, str]:

@@ -365,3 +365,43 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_the_account_nodes_answer_as_the_platform_does(harness: Harness) -> None:
+    """A number (``?fields=``), its business profile and a WABA's templates: what an app moved to the
+    drop-in still reads and writes, relayed by the client and emulated by the sandbox alike."""
+    p = harness.provider
+    status, number = await p.relay("GET", SENDER, query="fields=messaging_limit_tier,quality_rating")
+    assert status == 200 and number == {"messaging_limit_tier": "TIER_1K", "quality_rating": "GREEN", "id": SENDER}
+    status, answer = await p.relay("GET", SENDER, query="fields=no_such_field")
+    assert status == 400 and answer["error"]["code"] == 100
+
+    profile = f"{SENDER}/whatsapp_business_profile"
+    new = {"messaging_product": "whatsapp", "about": "Open 9-5", "websites": ["https://shop.example"]}
+    assert await p.relay("POST", profile, orjson.dumps(new), "application/json") == (200, {"success": True})
+    status, answer = await p.relay("GET", profile, query="fields=about,websites")
+    assert status == 200 and answer == {"data": [{"messaging_product": "whatsapp", "about": "Open 9-5",
+                                                  "websites": ["https://shop.example"]}]}
+    status, answer = await p.relay("POST", profile, orjson.dumps({**new, "about": "x" * 140}), "application/json")
+    assert status == 400 and answer["error"]["code"] == 100
+
+    templates = "waba-1/message_templates"
+    for name, category in (("order_update", "UTILITY"), ("spring_sale", "MARKETING"), ("login_code", "AUTHENTICATION")):
+        body = {"name": name, "language": "en_US", "category": category,
+                "components": [{"type": "BODY", "text": "Hello {{1}}"}]}
+        status, created = await p.relay("POST", templates, orjson.dumps(body), "application/json")
+        assert status == 200 and created["category"] == category and created["id"].isdigit()
+    status, again = await p.relay("POST", templates, orjson.dumps(body), "application/json")  # same name + language
+    assert status == 400 and again["error"]["error_subcode"] == 2388024
+    status, bad = await p.relay("POST", templates, orjson.dumps({**body, "name": "Not Valid"}), "application/json")
+    assert status == 400 and bad["error"]["code"] == 100
+    status, page = await p.relay("GET", templates, query="limit=2")
+    assert status == 200 and [t["name"] for t in page["data"]] == ["order_update", "spring_sale"]
+    status, rest = await p.relay("GET", templates, query=f"limit=2&after={page['paging']['cursors']['after']}")
+    assert [t["name"] for t in rest["data"]] == ["login_code"] and "next" not in rest["paging"]
+    status, one = await p.relay("GET", templates, query="name=spring_sale")
+    assert [t["category"] for t in one["data"]] == ["MARKETING"]
+    assert await p.relay("DELETE", templates, query="name=spring_sale") == (200, {"success": True})
+    status, gone = await p.relay("DELETE", templates, query="name=spring_sale")
+    assert status == 400 and gone["error"]["error_subcode"] == 2593002
+    assert harness.received() == []  # none of it is a message to anyone

@@ -949,6 +949,21 @@ async def test_media_ids_keep_their_first_tenant_and_are_pruned(store: SqlStore)
     assert [await store.media_tenant(m) for m in ("111", "222", "333")] == [None, None, "t2"]
 
 
+async def test_template_categories_keep_the_latest_per_tenant_name_and_language(store: SqlStore) -> None:
+    assert await store.template_categories("t1", []) == {}
+    await store.set_template_categories("t1", [("code", "en_US", "AUTHENTICATION"), ("sale", "en_US", "MARKETING"),
+                                               ("sale", "es", "UTILITY"), ("sale", "es", "MARKETING")], T0)
+    await store.set_template_categories("t2", [("code", "en_US", "UTILITY")], T0)
+    await store.set_template_categories("t1", [("code", "en_US", "MARKETING")], T0 - 5)  # older news: kept out
+    await store.set_template_categories("t1", [("sale", "en_US", "UTILITY")], T0 + 5)  # a recategorization
+    assert await store.template_categories("t1", ["code", "sale", "other"]) == {
+        ("code", "en_US"): "AUTHENTICATION", ("sale", "en_US"): "UTILITY", ("sale", "es"): "MARKETING"}
+    assert await store.template_categories("t2", ["code"]) == {("code", "en_US"): "UTILITY"}
+    names = [f"t{i}" for i in range(2_500)]  # more names than one statement binds
+    await store.set_template_categories("t3", [(n, "en", "UTILITY") for n in names], T0)
+    assert len(await store.template_categories("t3", names)) == 2_500
+
+
 async def test_opt_ins_import_in_one_transaction_and_respect_later_opt_outs(store: SqlStore) -> None:
     await seed(store)
     await store.set_opt_out("t1", "2", T0 + 5, "STOP")

@@ -92,8 +92,9 @@ def _telling(details: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _GRAPH_PATHS = ("tiergate's drop-in takes POST /{version}/{phone_number_id}/messages (messages, read receipts), "
-                "POST /{version}/{phone_number_id}/media and GET or DELETE /{version}/{media_id}; other Graph API "
-                "calls (templates, the account) go to the platform itself")
+                "POST /{version}/{phone_number_id}/media, GET or DELETE /{version}/{media_id}, and GET, POST or "
+                "DELETE /{version}/{id} and /{version}/{id}/{edge} for the tenant's own phone numbers and WABAs "
+                "(business profile, message templates...)")
 
 
 def _graph_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -669,8 +670,11 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
                                            request.headers.get("content-type", ""))
 
     @app.get("/graph/{version}/{media_id}", tags=["drop-in"])
-    async def graph_media_object(version: str, media_id: str, request: Request, who: Who) -> JSONResponse:
-        """A media object the tenant uploaded or was sent; its ``url`` is tiergate's download of it."""
+    async def graph_object(version: str, media_id: str, request: Request, who: Who) -> JSONResponse:
+        """One of the tenant's numbers or WABAs (relayed, with the query: ``?fields=...``), or a media
+        object the tenant uploaded or was sent (its ``url`` is tiergate's download of it)."""
+        if await gateway.dropin.owns(who.tenant, media_id):
+            return await gateway.dropin.account(who.tenant, "GET", media_id, request.url.query, b"", "")
         url = str(request.url_for("graph_media_download", version=version, media_id=media_id))
         return await gateway.dropin.media(who.tenant, "GET", media_id, url)
 
@@ -683,6 +687,15 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     async def graph_media_download(version: str, media_id: str, who: Who) -> Response:
         """The file of a media object (the platform's URL for it wants the platform's token)."""
         return await gateway.dropin.download(who.tenant, media_id)
+
+    @app.get("/graph/{version}/{node_id}/{edge}", tags=["drop-in"])
+    @app.post("/graph/{version}/{node_id}/{edge}", tags=["drop-in"])
+    @app.delete("/graph/{version}/{node_id}/{edge}", tags=["drop-in"])
+    async def graph_account(version: str, node_id: str, edge: str, request: Request, who: Who) -> JSONResponse:
+        """The rest of the Graph API on the tenant's own numbers and WABAs (a sender's
+        ``portfolio_id``), relayed as it is: business profile, message templates, phone numbers..."""
+        return await gateway.dropin.account(who.tenant, request.method, f"{node_id}/{edge}", request.url.query,
+                                            await request.body(), request.headers.get("content-type", ""))
 
     # -- platform webhooks -------------------------------------------------------------------
 

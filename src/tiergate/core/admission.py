@@ -14,6 +14,7 @@ from tiergate.core.window import DAY, RollingWindow, Slot
 
 __all__ = [
     "CSW_SPAN",
+    "TEMPLATE_CATEGORIES",
     "Category",
     "Decision",
     "Gate",
@@ -43,6 +44,10 @@ class Category(StrEnum):
             raise ValueError(
                 f"unknown category {value!r}: use one of {', '.join(c.value for c in cls)}"
             ) from None
+
+
+# What a template may be (Meta's three): SERVICE is for free-form replies only.
+TEMPLATE_CATEGORIES = frozenset({Category.MARKETING.value, Category.UTILITY.value, Category.AUTHENTICATION.value})
 
 
 _PRIORITY = {Category.AUTHENTICATION: 0, Category.SERVICE: 0, Category.UTILITY: 1, Category.MARKETING: 2}

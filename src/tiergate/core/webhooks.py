@@ -277,6 +277,7 @@ class TemplateUpdate(WebhookEvent):
     language: str | None = None
     reason: str | None = None
     raw: Mapping[str, Any] | None = None
+    timestamp: float | None = None  # the entry's time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -750,6 +751,7 @@ def _template_change(base: _Base, value: Any, entry_time: float | None) -> list[
             language=_str(value, "message_template_language"),
             reason=_str(value, "reason"),
             raw=value,
+            timestamp=entry_time,
         )
     ]
 

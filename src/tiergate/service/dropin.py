@@ -1,10 +1,10 @@
 """The drop-in endpoint: Meta's exact request and response shapes, governed by tiergate.
 
 An app that already talks to the Cloud API changes only its base URL. Read receipts and typing
-indicators (the same endpoint, ``"status": "read"``), media uploads (``/{number}/media``) and the
-media objects a tenant uploaded or was sent (``/{media-id}``, and their files) are not governed:
-they go to the platform at once, and its answer comes back as it is. Answers to messages carry
-tiergate's
+indicators (the same endpoint, ``"status": "read"``), media uploads (``/{number}/media``), the
+media objects a tenant uploaded or was sent (``/{media-id}``, and their files) and the rest of the
+tenant's own account (its numbers, business profiles, WABAs' templates) are not governed: they go to
+the platform at once, and its answer comes back as it is. Answers to messages carry tiergate's
 message id in ``messages[0].id`` (the platform's wamid is assigned when the message really goes;
 ``GET /v1/messages/{id}`` shows it) and errors use Meta's error object and codes.
 """
@@ -12,10 +12,12 @@ message id in ``messages[0].id`` (the platform's wamid is assigned when the mess
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi.responses import JSONResponse, Response
 
+from tiergate.core.admission import TEMPLATE_CATEGORIES
 from tiergate.core.model import Tenant
 from tiergate.core.shapes import error_payload, is_status_request
 from tiergate.ids import new_id
@@ -24,12 +26,39 @@ from tiergate.service.intake import Intake, IntakeError, MessageRequest
 
 __all__ = ["DropIn", "meta_error"]
 
+# Credentials an app may put in the query for Meta; tiergate calls the platform with its own.
+_APP_CREDENTIALS = frozenset({"access_token", "appsecret_proof"})
+
 
 def meta_error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
     """Meta's error object (``core.shapes``, as the sandbox and the fake Graph API answer), with a
     fresh trace id per answer."""
     return JSONResponse(error_payload(code, title=message, details=details or message, fbtrace_id=new_id("trace")),
                         status_code=status)
+
+
+def _categories(templates: Any) -> list[tuple[str, str, str]]:
+    """(name, language, category) of the templates in a platform's answer that name all three."""
+    if not isinstance(templates, list):
+        return []
+    return [(t["name"], t["language"], t["category"]) for t in templates
+            if isinstance(t, dict) and all(isinstance(t.get(k), str) and t[k] for k in ("name", "language"))
+            and t.get("category") in TEMPLATE_CATEGORIES]
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _missing(method: str, object_id: str) -> JSONResponse:
+    """Meta's answer for an object that does not exist or is not the caller's."""
+    return meta_error(400, 100, "Invalid parameter",
+                      f"Unsupported {method.lower()} request. Object with ID '{object_id}' does not exist, "
+                      "cannot be loaded due to missing permissions, or does not support this operation.")
 
 
 class DropIn:
@@ -80,6 +109,28 @@ class DropIn:
             await self.intake.store.add_media([(str(media_id), tenant.id)], self.intake.clock.now())
         return response
 
+    async def account(self, tenant: Tenant, method: str, path: str, query: str, raw: bytes,
+                      content_type: str) -> JSONResponse:
+        """The rest of the Graph API on the tenant's own account, relayed as it is: its numbers
+        (``GET /{number}``, ``/{number}/whatsapp_business_profile``, registration...) and its WABAs
+        (a sender's ``portfolio_id``: ``/{waba}/message_templates``, ``/phone_numbers``...). An id
+        that is not the tenant's gets Meta's answer for a missing object: it tells nothing. The
+        app's own ``access_token`` is dropped from the query (tiergate calls with its own)."""
+        node = path.split("/", 1)[0]
+        if not await self.owns(tenant, node):
+            return _missing(method, node)
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _APP_CREDENTIALS]
+        status, answer = await self.provider.relay(method, path, raw, content_type if raw else "", urlencode(kept))
+        if status == 200 and path.endswith("/message_templates") and method in ("GET", "POST"):
+            learned = _categories(answer.get("data") if method == "GET" else [{**_object(raw), **answer}])
+            if learned:
+                await self.intake.store.set_template_categories(tenant.id, learned, self.intake.clock.now())
+        return JSONResponse(answer, status_code=status)
+
+    async def owns(self, tenant: Tenant, node: str) -> bool:
+        """Whether ``node`` is one of the tenant's numbers or WABAs."""
+        return any(node in (s.id, s.portfolio_id) for s in await self.intake.store.list_senders(tenant.id))
+
     async def media(self, tenant: Tenant, method: str, media_id: str, download_url: str) -> JSONResponse:
         """``GET`` or ``DELETE /{media-id}`` of a media id the tenant uploaded or was sent. The
         platform's download URL wants the platform's token, which the app does not hold: the answer
@@ -112,9 +163,7 @@ class DropIn:
         tells nothing."""
         if media_id.isdigit() and len(media_id) <= 40 and await self.intake.store.media_tenant(media_id) == tenant.id:
             return None
-        return meta_error(400, 100, "Invalid parameter",
-                          f"Unsupported {method.lower()} request. Object with ID '{media_id}' does not exist, "
-                          "cannot be loaded due to missing permissions, or does not support this operation.")
+        return _missing(method, media_id)
 
     async def _relay(self, tenant: Tenant, phone_number_id: str, edge: str, raw: bytes,
                      content_type: str) -> tuple[JSONResponse, dict[str, Any]]:

@@ -8,7 +8,7 @@ rows are reported per row and the good ones kept, as users of CSV imports expect
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from tiergate.clock import Clock
-from tiergate.core.admission import CSW_SPAN, Category, priority_of
+from tiergate.core.admission import CSW_SPAN, TEMPLATE_CATEGORIES, Category, priority_of
 from tiergate.core.model import Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
 from tiergate.core.tiers import parse_tier
 from tiergate.core.window import DAY
@@ -134,6 +134,15 @@ class SenderRequest:
     trust_model: bool = False
 
 
+def template_key(template: Any) -> tuple[str, str] | None:
+    """(name, language code) of a message's template object, or None if it has no usable name."""
+    if not isinstance(template, dict) or not isinstance(template.get("name"), str) or not template["name"]:
+        return None
+    language = template.get("language")
+    code = language.get("code") if isinstance(language, dict) else language
+    return template["name"], code if isinstance(code, str) else ""
+
+
 @dataclass(slots=True)
 class MessageRequest:
     sender: str
@@ -245,8 +254,10 @@ class Intake:
 
     # -- messages ----------------------------------------------------------------------------
     def _new_message(self, tenant: Tenant, sender: Sender, req: MessageRequest, now: float,
-                     csw_open: bool, to: str) -> NewMessage:
-        """``to``: ``req.to`` normalized (the caller needed it first, to look up the service window)."""
+                     csw_open: bool, to: str, learned: Mapping[tuple[str, str], str]) -> NewMessage:
+        """``to``: ``req.to`` normalized (the caller needed it first, to look up the service window).
+        ``learned``: the tenant's template categories as the platform has them, for a template sent
+        without a category (else it is taken for marketing: the safe guess for the limits)."""
         if req.body is not None:
             body = dict(req.body)
             body["to"] = to
@@ -255,8 +266,11 @@ class Intake:
             kind, body = build_body(to, req.template, req.text)
         if req.category is not None:
             category = Category.parse(req.category)
+        elif kind == "template":
+            known = learned.get(template_key(body.get("template")) or ("", ""))
+            category = Category.parse(known) if known in TEMPLATE_CATEGORIES else Category.MARKETING
         else:
-            category = Category.MARKETING if kind == "template" else Category.SERVICE
+            category = Category.SERVICE
         if kind != "template" and not csw_open:
             raise IntakeError(
                 "free-form message outside the customer service window: the platform would reject it "
@@ -309,6 +323,9 @@ class Intake:
             if not isinstance(c, IntakeError):
                 wanted.setdefault(c[0].id, set()).add(c[1])
         inbound = {sid: await self.store.last_inbound(sid, sorted(tos)) for sid, tos in wanted.items()}
+        unnamed = {key[0] for req in reqs if req.category is None
+                   and (key := template_key(req.template if req.body is None else req.body.get("template")))}
+        learned = await self.store.template_categories(tenant.id, sorted(unnamed)) if unnamed else {}
         out: list[NewMessage | IntakeError] = []
         for req, c in zip(reqs, checked, strict=True):
             if isinstance(c, IntakeError):
@@ -318,7 +335,7 @@ class Intake:
             last = inbound[sender.id].get(to)
             try:
                 csw_open = last is not None and last + CSW_SPAN > now
-                out.append(self._new_message(tenant, sender, req, now, csw_open, to))
+                out.append(self._new_message(tenant, sender, req, now, csw_open, to, learned))
             except ValueError as exc:  # an IntakeError, or a category no API schema checked (the drop-in)
                 out.append(exc if isinstance(exc, IntakeError) else IntakeError(str(exc), field="category"))
         marketing = sorted({n.to for n in out if isinstance(n, NewMessage) and n.category == Category.MARKETING})

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from tiergate.clock import Clock
-from tiergate.core.admission import CSW_SPAN
+from tiergate.core.admission import CSW_SPAN, TEMPLATE_CATEGORIES
 from tiergate.core.model import STATUS_RANK, Message, MessageState
 from tiergate.core.optout import is_start_keyword, is_stop_keyword
 from tiergate.core.outcomes import plan_failure
@@ -29,6 +29,7 @@ from tiergate.core.webhooks import (
     InboundMessage,
     QualityUpdate,
     StatusUpdate,
+    TemplateUpdate,
     TierUpdate,
     UserPreference,
     WebhookError,
@@ -167,7 +168,9 @@ class WebhookService:
             await self._account(event)
         elif isinstance(event, UserPreference):
             await self._preference(event)
-        # TemplateUpdate and Unknown: stored with the raw event, nothing to change.
+        elif isinstance(event, TemplateUpdate) and event.field == "template_category_update":
+            await self._template_category(event)
+        # Other TemplateUpdates and Unknown: stored with the raw event, nothing to change.
 
     async def _senders(self, event: WebhookEvent) -> list[Any]:
         senders = await self.state.senders_for(event.phone_number_id, event.waba_id)
@@ -283,6 +286,15 @@ class WebhookService:
                                             else sender.status, f"webhook ban {ev.ban_state}")
             elif ev.ban_state and ev.ban_state.upper() in ("REINSTATE", "REINSTATED"):
                 await self.state.set_status(sender.id, "CONNECTED", f"webhook ban {ev.ban_state}")
+
+    async def _template_category(self, ev: TemplateUpdate) -> None:
+        """The platform recategorized a template: messages of it sent without a category from now
+        on are queued, prioritized and capped as what it now is (``Intake``)."""
+        if ev.event not in TEMPLATE_CATEGORIES or not ev.template_name or ev.language is None:
+            return
+        at = ev.timestamp or self.clock.now()
+        for tenant_id in sorted({s.tenant_id for s in await self._senders(ev)}):
+            await self.store.set_template_categories(tenant_id, [(ev.template_name, ev.language, ev.event)], at)
 
     async def _preference(self, ev: UserPreference) -> None:
         if not ev.phone_number_id:

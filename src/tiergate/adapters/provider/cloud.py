@@ -172,11 +172,13 @@ class CloudProvider:
             raise OSError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
 
     async def relay(self, method: str, path: str, payload: bytes = b"",
-                    content_type: str = "") -> tuple[int, dict[str, Any]]:
-        """The request at ``{base}/{path}`` as it is; the platform's status and JSON answer as they
-        are (the token scrubbed), or a platform-shaped 503 when no answer came. Uploads may be large
-        (documents up to 100 MB): up to ``RELAY_TIMEOUT`` seconds, not the sends' timeout."""
+                    content_type: str = "", query: str = "") -> tuple[int, dict[str, Any]]:
+        """The request at ``{base}/{path}?{query}`` as it is; the platform's status and JSON answer
+        as they are (the token scrubbed), or a platform-shaped 503 when no answer came. Uploads may
+        be large (documents up to 100 MB): up to ``RELAY_TIMEOUT`` seconds, not the sends' timeout."""
         url = f"{self.base_url}/{'/'.join(quote(part, safe='') for part in path.split('/'))}"
+        if query:
+            url = f"{url}?{query}"
         headers = {**self._get_headers, **({"Content-Type": content_type} if payload else {})}
         try:
             async with self._client().request(method, url, data=payload or None, headers=headers,

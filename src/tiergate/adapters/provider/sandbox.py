@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from tiergate.adapters.provider.graph_nodes import GraphNodes
 from tiergate.clock import Clock
 from tiergate.core import shapes
 from tiergate.core.policy import Policy, PolicyState, Timing, get_policy, parse_quality
@@ -228,6 +229,7 @@ class SandboxProvider:
         self._serial = 0
         self._next_day: float | None = None
         self._faults: list[list[Any]] = []  # [kind, remaining, sender, reached]
+        self.nodes = GraphNodes(self._number_state)  # numbers' profiles, WABAs' templates
 
     def __repr__(self) -> str:
         return f"SandboxProvider(seed={self.seed}, senders={len(self._senders)}, violations={self.violations})"
@@ -321,9 +323,13 @@ class SandboxProvider:
         return outcome if fault is None else self._fault_outcome(fault[0])
 
     async def relay(self, method: str, path: str, payload: bytes = b"",
-                    content_type: str = "") -> tuple[int, dict[str, Any]]:
+                    content_type: str = "", query: str = "") -> tuple[int, dict[str, Any]]:
         """Read receipts, media uploads and media objects, checked as the platform checks them; an
-        upload gets a media id, and the file is kept (the last ``MEDIA_KEPT``) to be fetched."""
+        upload gets a media id, and the file is kept (the last ``MEDIA_KEPT``) to be fetched. The
+        account's nodes (a number, its business profile, a WABA's templates): ``GraphNodes``."""
+        answered = self.nodes.handle(method, path, query, payload)
+        if answered is not None:
+            return answered
         parts = path.split("/")
         if len(parts) == 1 and method in ("GET", "DELETE"):
             return self._media_object(method, parts[0])
@@ -374,14 +380,20 @@ class SandboxProvider:
         kept = self._media.get(url.removeprefix(MEDIA_URL)) if url.startswith(MEDIA_URL) else None
         return (404, b"", "text/plain") if kept is None else (200, kept[0], kept[1])
 
-    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
+    def _number_state(self, phone_number_id: str) -> dict[str, Any] | None:
+        """The number's Graph state now (None for a number the platform does not know)."""
         sender = self._senders.get(phone_number_id)
         if sender is None:
+            return None
+        self._advance(self.clock.now())
+        return shapes.phone_number_state(phone_number_id, sender.info.display_phone_number,
+                                         tier=sender.scope.tier, quality=sender.quality, status=sender.status)
+
+    async def get_phone_number(self, phone_number_id: str, fields: Iterable[str]) -> dict[str, Any]:
+        state = self._number_state(phone_number_id)
+        if state is None:
             raise ProviderError(f"Graph API error 100: Unsupported get request. Object with ID "
                                 f"'{phone_number_id}' does not exist", code=100, http_status=400)
-        self._advance(self.clock.now())
-        state = shapes.phone_number_state(phone_number_id, sender.info.display_phone_number,
-                                          tier=sender.scope.tier, quality=sender.quality, status=sender.status)
         answer = shapes.phone_number_payload(state, fields)
         if isinstance(answer, tuple):
             raise ProviderError(f"Graph API error {answer[0]}: {answer[1]}", code=answer[0], http_status=400)

@@ -1156,6 +1156,28 @@ class SqlStore(ABC):
                 await self._record_media(tx, media, received_at)
             return new
 
+    async def set_template_categories(self, tenant_id: str, entries: Sequence[tuple[str, str, str]],
+                                      at: float) -> int:
+        latest = {(name, language): category for name, language, category in entries}  # one row each
+        if not latest:
+            return 0
+        async with self.transaction() as tx:
+            return await tx.insert_many(
+                "template_categories", ("tenant_id", "name", "language", "category", "updated_at"),
+                [(tenant_id, name, language, category, at) for (name, language), category in latest.items()],
+                "ON CONFLICT (tenant_id, name, language) DO UPDATE SET category = excluded.category, "
+                "updated_at = excluded.updated_at WHERE excluded.updated_at >= template_categories.updated_at")
+
+    async def template_categories(self, tenant_id: str, names: Sequence[str]) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        async with self.reader() as tx:
+            for chunk in _chunks(sorted(set(names)), self.max_params - 1):
+                where, params = self._in("name", chunk)
+                rows = await tx.fetchall(f"SELECT name, language, category FROM template_categories "
+                                         f"WHERE tenant_id = ? AND {where}", [tenant_id, *params])
+                found.update({(name, language): category for name, language, category in rows})
+        return found
+
     async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
         async with self.transaction() as tx:
             await self._record_media(tx, entries, at)
