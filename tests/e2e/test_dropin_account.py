@@ -135,3 +135,17 @@ async def test_a_template_is_sent_as_the_category_the_platform_has_for_it(harnes
     r = await c.post("/v1/messages", json={"sender": SENDER, "to": "+5511911110006",
                                            "template": {"name": "receipt", "language": "en_US"}})
     assert r.json()["category"] == "UTILITY"  # learned when it was created through tiergate
+
+
+async def test_a_template_status_webhook_teaches_its_category(harness: Harness) -> None:
+    """An approval names the template's category (``message_template_category``): learned as well."""
+    await register(harness)
+    approved = {"object": "whatsapp_business_account", "entry": [{"id": WABA, "time": 1767571300, "changes": [{
+        "field": "message_template_status_update",
+        "value": {"event": "APPROVED", "message_template_id": 7, "message_template_name": "login_code",
+                  "message_template_language": "en_US", "reason": "NONE",
+                  "message_template_category": "AUTHENTICATION"}}]}]}
+    assert (await harness.webhook(orjson.dumps(approved))).status_code == 200
+    r = await harness.client.post(f"/graph/v24.0/{SENDER}/messages", json=otp_to("+5511911110001"))
+    message = (await harness.client.get(f"/v1/messages/{r.json()['messages'][0]['id']}")).json()
+    assert message["category"] == "AUTHENTICATION"

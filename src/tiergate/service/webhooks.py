@@ -168,9 +168,9 @@ class WebhookService:
             await self._account(event)
         elif isinstance(event, UserPreference):
             await self._preference(event)
-        elif isinstance(event, TemplateUpdate) and event.field == "template_category_update":
+        elif isinstance(event, TemplateUpdate):
             await self._template_category(event)
-        # Other TemplateUpdates and Unknown: stored with the raw event, nothing to change.
+        # Unknown: stored with the raw event, nothing to change.
 
     async def _senders(self, event: WebhookEvent) -> list[Any]:
         senders = await self.state.senders_for(event.phone_number_id, event.waba_id)
@@ -288,13 +288,20 @@ class WebhookService:
                 await self.state.set_status(sender.id, "CONNECTED", f"webhook ban {ev.ban_state}")
 
     async def _template_category(self, ev: TemplateUpdate) -> None:
-        """The platform recategorized a template: messages of it sent without a category from now
-        on are queued, prioritized and capped as what it now is (``Intake``)."""
-        if ev.event not in TEMPLATE_CATEGORIES or not ev.template_name or ev.language is None:
+        """A template's category as the platform has it (a recategorization, or the category a
+        status change names): messages of it sent without a category from now on are queued,
+        prioritized and capped as what it is (``Intake``)."""
+        if ev.field == "template_category_update":
+            category = ev.event
+        elif ev.field == "message_template_status_update" and ev.raw is not None:
+            category = ev.raw.get("message_template_category")
+        else:
+            return
+        if category not in TEMPLATE_CATEGORIES or not ev.template_name or ev.language is None:
             return
         at = ev.timestamp or self.clock.now()
         for tenant_id in sorted({s.tenant_id for s in await self._senders(ev)}):
-            await self.store.set_template_categories(tenant_id, [(ev.template_name, ev.language, ev.event)], at)
+            await self.store.set_template_categories(tenant_id, [(ev.template_name, ev.language, category)], at)
 
     async def _preference(self, ev: UserPreference) -> None:
         if not ev.phone_number_id:
