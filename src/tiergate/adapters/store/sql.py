@@ -253,10 +253,12 @@ CAPACITY_REASON = "messaging limit"  # how admission's deferral for a full windo
 # change both, or the cap's lookup no longer matches the index and scans.
 _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
 # Ended by tiergate with no status webhook to come: the app is told (Store.untold_messages). This
-# repeats the condition of the partial index messages_untold (migration 0008) word for word, so
+# repeats the condition of the partial index messages_untold (migration 0011) word for word, so
 # both engines read the few such rows off it. Canceled ones are not told: the app canceled them.
+# Spelled with OR, not IN (...): SQLite evaluates an index's condition on every state change, and
+# an IN list of constants costs it an ephemeral table each time (migration 0011).
 _TOLD_STATES = ("failed", "expired", "rejected")
-_UNTOLD = f"state IN ({literals(_TOLD_STATES)}) AND wamid IS NULL AND told = FALSE"
+_UNTOLD = f"({' OR '.join(f'state = {literals([s])}' for s in _TOLD_STATES)}) AND wamid IS NULL AND told = FALSE"
 _FORWARD_COLUMNS = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
 
 
@@ -1263,7 +1265,7 @@ class SqlStore(ABC):
         return await self._delete_older("forwards", "state <> 'pending' AND created_at < ?", before, chunk)
 
     async def untold_messages(self, limit: int) -> list[Message]:
-        """Read off ``messages_untold`` (migration 0008), whose condition this repeats word for word."""
+        """Read off ``messages_untold`` (migration 0011), whose condition this repeats word for word."""
         async with self.reader() as tx:
             rows = await tx.fetchall(f"{MESSAGES.select} WHERE {_UNTOLD} ORDER BY updated_at LIMIT ?", (limit,))
         return [MESSAGES.from_row(row) for row in rows]
