@@ -19,6 +19,7 @@ the same answers. Each send costs O(log n).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 import zlib
@@ -76,19 +77,21 @@ _DAY_EDGE = 1e-3  # seconds: see _Scope.keep_counting
 
 class _DistinctWindow:
     """Distinct recipients whose latest send is less than ``span`` old: a dict of expiries plus a
-    min-heap of (expiry, recipient) with stale entries skipped lazily."""
+    queue of (expiry, recipient) in expiry order, stale entries skipped lazily. Sends come in clock
+    order, so a new expiry goes at the end (O(1), where a heap cost O(log n) twice per send); one
+    out of order (a clock stepped back) is put in its place."""
 
-    __slots__ = ("_expiry", "_heap", "span")
+    __slots__ = ("_expiry", "_queue", "span")
 
     def __init__(self, span: float) -> None:
         self.span = span
         self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._queue: deque[tuple[float, str]] = deque()
 
     def _drop_expired(self, now: float) -> None:
-        heap, expiry = self._heap, self._expiry
-        while heap and heap[0][0] <= now:
-            exp, rcpt = heapq.heappop(heap)
+        queue, expiry = self._queue, self._expiry
+        while queue and queue[0][0] <= now:
+            exp, rcpt = queue.popleft()
             if expiry.get(rcpt) == exp:
                 del expiry[rcpt]
 
@@ -105,10 +108,13 @@ class _DistinctWindow:
         if self._expiry.get(rcpt, float("-inf")) >= exp:
             return
         self._expiry[rcpt] = exp
-        heapq.heappush(self._heap, (exp, rcpt))
-        if len(self._heap) > 2 * len(self._expiry) + _COMPACT_SLACK:
-            self._heap = [(e, r) for r, e in self._expiry.items()]
-            heapq.heapify(self._heap)
+        queue = self._queue
+        if not queue or queue[-1][0] <= exp:
+            queue.append((exp, rcpt))
+        else:
+            bisect.insort(queue, (exp, rcpt))
+        if len(queue) > 2 * len(self._expiry) + _COMPACT_SLACK:
+            self._queue = deque(sorted((e, r) for r, e in self._expiry.items()))
 
 
 @dataclass(eq=False)
