@@ -47,6 +47,7 @@ _IN_FLIGHT = (MessageState.SENDING,)
 # refuse) applies only to a message still queued, so a cancel or a pause is never undone.
 _WAITING = (MessageState.QUEUED,)
 _LEASE_LAPSED = "not sent: the worker's scope lease lapsed before the send"
+_CATEGORIES = {c.value: c for c in Category}  # a stored category, without parse's strip and upper per message
 
 
 def _correlated(m: Message) -> dict[str, Any]:
@@ -473,7 +474,7 @@ class Dispatcher:
                 continue
             tenant = tenants[m.tenant_id]
             flag = flags[m.tenant_id].get(m.to)
-            category = Category.parse(m.category)
+            category = _CATEGORIES.get(m.category) or Category.parse(m.category)
             is_template = m.kind == "template"
             if category is Category.MARKETING and flag is not None and flag.opted_out_at is not None:
                 updates.append(MessageUpdate(m.id, MessageState.REJECTED, now, only_from=_WAITING,
