@@ -59,6 +59,9 @@ async def test_an_account_that_is_not_the_tenants_does_not_exist(harness: Harnes
                          ("DELETE", f"/graph/v24.0/{WABA}/message_templates?name=x")):
         r = await harness.client.request(method, path, headers=theirs, json={"messaging_product": "whatsapp"})
         assert r.status_code == 400 and "does not exist" in r.json()["error"]["error_data"]["details"], (method, path)
+    for edge in ("..", "%2E%2E", "Message-Templates"):  # never up to the Graph root (?ids= reads any object)
+        r = await harness.client.get(f"/graph/v24.0/{SENDER}/{edge}", params={"ids": "999000111"})
+        assert r.status_code in (400, 404) and r.json()["error"]["code"] == 100, (edge, r.text)
     r = await harness.client.get("/graph/v24.0/999000111/message_templates")  # no one's
     assert r.status_code == 400 and r.json()["error"]["code"] == 100
     r = await harness.client.get(f"/graph/v24.0/{SENDER}/message_templates/extra")  # no such Graph path at all
@@ -79,13 +82,14 @@ async def cloud(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeGraph]]:
 
 async def test_the_cloud_client_relays_the_query_without_the_apps_token(cloud: tuple[Harness, FakeGraph]) -> None:
     """Over real HTTP: the path and query go to the platform as the app wrote them, with tiergate's
-    token; an ``access_token`` the app put in the query for Meta is not passed on."""
+    token; an ``access_token`` the app put in the query for Meta is not passed on, nor ``ids``."""
     h, graph = cloud
     await register(h)
     r = await h.client.post(f"/graph/v24.0/{WABA}/message_templates?access_token=apps-own-token", json=TEMPLATE)
     assert r.status_code == 200, r.text
     r = await h.client.get(f"/graph/v24.0/{WABA}/message_templates",
-                           params={"fields": "name,category", "limit": "10", "access_token": "apps-own-token"})
+                           params={"fields": "name,category", "limit": "10", "access_token": "apps-own-token",
+                                   "ids": "999000111"})
     assert r.status_code == 200 and [t["name"] for t in r.json()["data"]] == ["order_update"], r.text
     assert graph.relayed == [("POST", f"{WABA}/message_templates", ""),
                              ("GET", f"{WABA}/message_templates", "fields=name,category&limit=10")]

@@ -11,6 +11,7 @@ message id in ``messages[0].id`` (the platform's wamid is assigned when the mess
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,8 +27,10 @@ from tiergate.service.intake import Intake, IntakeError, MessageRequest
 
 __all__ = ["DropIn", "meta_error"]
 
-# Credentials an app may put in the query for Meta; tiergate calls the platform with its own.
-_APP_CREDENTIALS = frozenset({"access_token", "appsecret_proof"})
+# Not passed on: credentials an app may put in the query for Meta (tiergate calls with its own),
+# and ``ids``/``id``, which name other objects to read (the Graph root's multi-object read).
+_DROPPED_PARAMS = frozenset({"access_token", "appsecret_proof", "ids", "id"})
+_EDGE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")  # Graph edge names: whatsapp_business_profile, message_templates...
 
 
 def meta_error(status: int, code: int, message: str, details: str = "") -> JSONResponse:
@@ -115,11 +118,14 @@ class DropIn:
         (``GET /{number}``, ``/{number}/whatsapp_business_profile``, registration...) and its WABAs
         (a sender's ``portfolio_id``: ``/{waba}/message_templates``, ``/phone_numbers``...). An id
         that is not the tenant's gets Meta's answer for a missing object: it tells nothing. The
-        app's own ``access_token`` is dropped from the query (tiergate calls with its own)."""
-        node = path.split("/", 1)[0]
+        app's own ``access_token`` is dropped from the query (tiergate calls with its own), and so
+        are ``ids``/``id``: only the tenant's own objects are read."""
+        node, _, edge = path.partition("/")
+        if edge and not _EDGE.match(edge):  # "..", "." would climb to the Graph root (and its ?ids=)
+            return meta_error(400, 100, "Invalid parameter", f"unknown edge {edge!r} of object '{node}'")
         if not await self.owns(tenant, node):
             return _missing(method, node)
-        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _APP_CREDENTIALS]
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _DROPPED_PARAMS]
         status, answer = await self.provider.relay(method, path, raw, content_type if raw else "", urlencode(kept))
         if status == 200 and path.endswith("/message_templates") and method in ("GET", "POST"):
             learned = _categories(answer.get("data") if method == "GET" else [{**_object(raw), **answer}])
