@@ -45,6 +45,10 @@ async def test_a_number_its_profile_and_its_templates_through_the_drop_in(harnes
     assert r.status_code == 400 and r.json()["error"]["code"] == 100  # the platform's refusal, as it gave it
     r = await c.delete(f"/graph/v24.0/{WABA}/message_templates", params={"name": "order_update"})
     assert r.json() == {"success": True}
+    r = await c.get(f"/graph/v24.0/{WABA}/phone_numbers",
+                    params={"fields": "display_phone_number,messaging_limit_tier"})
+    assert r.json()["data"] == [{"display_phone_number": "15550783881", "messaging_limit_tier": "TIER_10K",
+                                 "id": SENDER}], r.text
 
 
 async def test_an_account_that_is_not_the_tenants_does_not_exist(harness: Harness) -> None:

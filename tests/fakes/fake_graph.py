@@ -158,7 +158,8 @@ class FakeGraph:
         self.webhook_retries = webhook_retries
         self.webhook_delay = webhook_delay  # seconds between accepting a message and its first status
         self.limits = limits
-        self.nodes = GraphNodes(lambda node: self._number(node, create=False))  # profiles, templates
+        self.nodes = GraphNodes(lambda node: self._number(node, create=False),  # profiles, templates
+                                lambda waba: sorted(self.phone_numbers) if waba == self.waba_id else [])
         self.relayed: list[tuple[str, str, str]] = []  # (method, path, query) of the account's nodes
         self._deliveries: set[asyncio.Task[None]] = set()
         self._hook_session: aiohttp.ClientSession | None = None

@@ -53,10 +53,13 @@ def _invalid(details: str, subcode: int | None = None) -> Answer:
 class GraphNodes:
     """Phone numbers' profiles and WABAs' templates, in memory. ``number_state(id)`` gives a
     number's Graph state (``shapes.phone_number_state``) or None for a number the platform does not
-    know; any WABA id is taken as known (the gateway checks that it is the tenant's first)."""
+    know, ``numbers_of(waba)`` a WABA's numbers; any WABA id is taken as known (the gateway checks
+    that it is the tenant's first)."""
 
-    def __init__(self, number_state: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(self, number_state: Callable[[str], Mapping[str, Any] | None],
+                 numbers_of: Callable[[str], list[str]] = lambda waba: []) -> None:
         self._number_state = number_state
+        self._numbers_of = numbers_of  # WABA id -> its phone number ids
         self.profiles: dict[str, dict[str, Any]] = {}
         self.templates: dict[str, list[dict[str, Any]]] = {}  # WABA id -> templates, oldest first
         self._serial = 0
@@ -84,7 +87,13 @@ class GraphNodes:
         if edge == "message_templates":
             return self._templates(method, node, params, payload)
         if edge == "phone_numbers" and method == "GET":
-            return 200, {"data": [], "paging": {"cursors": {}}}
+            states = [state for n in self._numbers_of(node) if (state := self._number_state(n)) is not None]
+            fields = params.get("fields", "id,display_phone_number,verified_name,quality_rating").split(",")
+            listed = [shapes.phone_number_payload(state, fields) for state in states]
+            refused = next((x for x in listed if isinstance(x, tuple)), None)
+            if refused is not None:
+                return 400, shapes.error_payload(refused[0], details=refused[1])
+            return 200, {"data": listed, "paging": {"cursors": {}}}
         return None
 
     # -- the business profile ------------------------------------------------------------------

@@ -235,7 +235,8 @@ class SandboxProvider:
         self._serial = 0
         self._next_day: float | None = None
         self._faults: list[list[Any]] = []  # [kind, remaining, sender, reached]
-        self.nodes = GraphNodes(self._number_state)  # numbers' profiles, WABAs' templates
+        self.nodes = GraphNodes(self._number_state,  # numbers' profiles, WABAs' templates and numbers
+                                lambda waba: [n for n, s in self._senders.items() if s.info.portfolio_id == waba])
 
     def __repr__(self) -> str:
         return f"SandboxProvider(seed={self.seed}, senders={len(self._senders)}, violations={self.violations})"
