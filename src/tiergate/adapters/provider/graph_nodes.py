@@ -32,6 +32,9 @@ _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
 _TEMPLATE_FIELDS = ("name", "language", "status", "category", "components", "parameter_format", "id")
 _PAGE_MOST = 100
+# What the platform answers for a number without ``?fields=`` (its webhook_configuration aside).
+_NUMBER_DEFAULT_FIELDS = "verified_name,code_verification_status,display_phone_number,quality_rating,platform_type," \
+                         "throughput"
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -73,8 +76,7 @@ class GraphNodes:
         if len(parts) == 1:
             if number is None or method != "GET":
                 return None
-            answer = shapes.phone_number_payload(number, params.get("fields", "id,display_phone_number,"
-                                                                            "verified_name,quality_rating").split(","))
+            answer = shapes.phone_number_payload(number, params.get("fields", _NUMBER_DEFAULT_FIELDS).split(","))
             return (400, shapes.error_payload(answer[0], details=answer[1])) if isinstance(answer, tuple) \
                 else (200, answer)
         if len(parts) != 2:
@@ -88,7 +90,7 @@ class GraphNodes:
             return self._templates(method, node, params, payload)
         if edge == "phone_numbers" and method == "GET":
             states = [state for n in self._numbers_of(node) if (state := self._number_state(n)) is not None]
-            fields = params.get("fields", "id,display_phone_number,verified_name,quality_rating").split(",")
+            fields = params.get("fields", _NUMBER_DEFAULT_FIELDS).split(",")
             listed = [shapes.phone_number_payload(state, fields) for state in states]
             refused = next((x for x in listed if isinstance(x, tuple)), None)
             if refused is not None:
