@@ -293,6 +293,10 @@ class Store(Protocol):
         """(name, language) -> category of the tenant's templates with these names."""
         ...
 
+    async def list_template_categories(self, tenant_id: str) -> list[tuple[str, str, str, float]]:
+        """Every (name, language, category, updated_at) known for the tenant, by name and language."""
+        ...
+
     # media ids a tenant may reach through the drop-in (uploaded by it, or inbound to its numbers)
     async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
         """Record (media id, tenant id) pairs; an id recorded already keeps its first tenant."""

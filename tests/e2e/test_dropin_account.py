@@ -157,3 +157,25 @@ async def test_a_template_status_webhook_teaches_its_category(harness: Harness) 
     r = await harness.client.post(f"/graph/v24.0/{SENDER}/messages", json=otp_to("+5511911110001"))
     message = (await harness.client.get(f"/v1/messages/{r.json()['messages'][0]['id']}")).json()
     assert message["category"] == "AUTHENTICATION"
+
+
+async def test_templates_are_listed_and_set_per_tenant(harness: Harness) -> None:
+    """``/v1/templates``: what tiergate knows, and a category told for a template it has not seen;
+    each tenant has its own."""
+    await register(harness)
+    c = harness.client
+    assert (await c.get("/v1/templates")).json() == []
+    r = await c.put("/v1/templates", json={"name": "login_code", "language": "en_US", "category": "authentication"})
+    assert r.status_code == 200 and r.json()["category"] == "AUTHENTICATION", r.text
+    r = await c.post("/v1/messages", json={"sender": SENDER, "to": "+5511911110001",
+                                           "template": {"name": "login_code", "language": "en_US"}})
+    assert r.json()["category"] == "AUTHENTICATION"
+    assert [t["name"] for t in (await c.get("/v1/templates")).json()] == ["login_code"]
+    for bad, field in (({"name": "x", "language": "en_US", "category": "SERVICE"}, "category"),
+                       ({"name": "Bad Name", "language": "en_US", "category": "UTILITY"}, "name"),
+                       ({"name": "x", "language": "en_US", "category": "UTILITY", "extra": 1}, "extra")):
+        r = await c.put("/v1/templates", json=bad)
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    other = await harness.gateway.auth.create_tenant("other")
+    _, key = await harness.gateway.auth.create_key(other.id)
+    assert (await c.get("/v1/templates", headers={"Authorization": f"Bearer {key}"})).json() == []

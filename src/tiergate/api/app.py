@@ -492,6 +492,25 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             raise ApiError(422, f"{field}: in the future; give when the recipient actually answered", field)
         return at
 
+    # -- template categories ------------------------------------------------------------------
+    def template_out(name: str, language: str, category: str, updated_at: float) -> dict[str, Any]:
+        return {"name": name, "language": language, "category": category, "updated_at": updated_at}
+
+    @app.get("/v1/templates", response_model=list[s.TemplateCategoryOut], tags=["templates"])
+    async def list_templates(who: Who) -> Any:
+        """The category tiergate knows for each of the tenant's templates (learned from template
+        calls through the drop-in and the platform's template webhooks, or set here). A template
+        message sent without a category goes as this one; an unknown template as MARKETING."""
+        return [template_out(*row) for row in await gateway.store.list_template_categories(who.tenant.id)]
+
+    @app.put("/v1/templates", response_model=s.TemplateCategoryOut, tags=["templates"])
+    async def set_template(body: s.TemplateCategoryIn, who: Who) -> Any:
+        """Tell tiergate a template's category, for one it has not seen (created in Meta's own tools
+        with the cloud provider, say). A later recategorization by the platform replaces it."""
+        at = now()
+        await gateway.store.set_template_categories(who.tenant.id, [(body.name, body.language, body.category)], at)
+        return template_out(body.name, body.language, body.category, at)
+
     @app.post("/v1/recipients/opt-ins", response_model=s.OptInImportOut, tags=["recipients"])
     async def import_opt_ins(body: s.OptInImport, who: Who) -> Any:
         """Import opt-ins collected elsewhere (a list of numbers, or objects with their own time and

@@ -249,6 +249,21 @@ class OptInImportOut(BaseModel):
     row_errors: list[RowErrorOut] = Field(default_factory=list)
 
 
+class TemplateCategoryIn(Strict):
+    """A template's category as the platform has it, for one tiergate has not seen created or listed."""
+
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")
+    language: str = Field(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+    category: TemplateCategory
+
+
+class TemplateCategoryOut(BaseModel):
+    name: str
+    language: str
+    category: str
+    updated_at: float
+
+
 class OptOut(Strict):
     source: str = Field(default="api", max_length=100)
     opted_out_at: Timestamp | None = None  # when the recipient withdrew; now by default

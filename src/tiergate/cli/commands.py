@@ -7,4 +7,5 @@ from tiergate.cli import plan as plan
 from tiergate.cli import serve as serve
 from tiergate.cli import simulate as simulate
 from tiergate.cli import status as status
+from tiergate.cli import template as template
 from tiergate.cli import webhook as webhook

@@ -1180,6 +1180,12 @@ class SqlStore(ABC):
                 found.update({(name, language): category for name, language, category in rows})
         return found
 
+    async def list_template_categories(self, tenant_id: str) -> list[tuple[str, str, str, float]]:
+        async with self.reader() as tx:
+            rows = await tx.fetchall("SELECT name, language, category, updated_at FROM template_categories "
+                                     "WHERE tenant_id = ? ORDER BY name, language", (tenant_id,))
+        return [(name, language, category, updated_at) for name, language, category, updated_at in rows]
+
     async def add_media(self, entries: Sequence[tuple[str, str]], at: float) -> None:
         async with self.transaction() as tx:
             await self._record_media(tx, entries, at)

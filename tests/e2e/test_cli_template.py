@@ -1,0 +1,41 @@
+"""``tiergate template list|set`` against a real ``tiergate serve``: what a template is sent as."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from tests.e2e.cli_server import Served, clean, running_serve, tiergate
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with running_serve(tmp_path_factory.mktemp("serve")) as s:
+        yield s
+
+
+def template(served: Served, *args: str) -> tuple[int, str, str]:
+    done = tiergate("template", *args, "--url", served.url, "--api-key", served.key)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return done.returncode, clean(done.stdout), clean(done.stderr)
+
+
+def test_set_then_list(served: Served) -> None:
+    rc, out, _ = template(served, "list")
+    assert rc == 0 and out.startswith("no templates known yet"), out
+    rc, out, err = template(served, "set", "login_code", "en_US", "authentication")
+    assert rc == 0 and out == "login_code (en_US) goes as AUTHENTICATION", (out, err)
+    rc, out, _ = template(served, "list")
+    assert rc == 0 and "login_code" in out and "AUTHENTICATION" in out, out
+    rc, out, _ = template(served, "list", "--json")
+    assert rc == 0 and '"category": "AUTHENTICATION"' in out
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["set", "Login Code", "en_US", "UTILITY"], "the server refused: name:"),
+    (["set", "login_code", "english", "UTILITY"], "the server refused: language:"),
+    (["set", "login_code", "en_US", "SERVICE"], "the server refused: category:"),
+])
+def test_mistakes_are_one_clear_error(served: Served, args: list[str], said: str) -> None:
+    rc, _, err = template(served, *args)
+    assert rc == 2 and err.startswith("error:") and said in err, err
