@@ -46,6 +46,14 @@ def tiergate(*args: str, timeout: float = 120, **env: str) -> subprocess.Complet
                           timeout=timeout, env=cli_env(**env))
 
 
+def against(served: Served, *args: str) -> tuple[int, str, str]:
+    """``tiergate ARGS`` against ``served`` (its URL and key): exit code, stdout and stderr, cleaned;
+    whatever happens, never a traceback."""
+    done = tiergate(*args, "--url", served.url, "--api-key", served.key)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    return done.returncode, clean(done.stdout), clean(done.stderr)
+
+
 @contextmanager
 def running_serve(tmp: Path) -> Iterator[Served]:
     port = free_port()

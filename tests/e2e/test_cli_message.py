@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.cli_server import Served, clean, running_serve, tiergate
+from tests.e2e.cli_server import Served, against, running_serve
 
 SENDER = "106540352242922"
 
@@ -24,9 +24,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def message(served: Served, *args: str) -> tuple[int, str, str]:
-    done = tiergate("message", *args, "--url", served.url, "--api-key", served.key)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    return done.returncode, clean(done.stdout), clean(done.stderr)
+    return against(served, "message", *args)
 
 
 def test_send_show_and_list(served: Served) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.e2e.cli_server import Served, clean, running_serve, tiergate
+from tests.e2e.cli_server import Served, against, running_serve
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +15,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def template(served: Served, *args: str) -> tuple[int, str, str]:
-    done = tiergate("template", *args, "--url", served.url, "--api-key", served.key)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    return done.returncode, clean(done.stdout), clean(done.stderr)
+    return against(served, "template", *args)
 
 
 def test_set_then_list(served: Served) -> None:

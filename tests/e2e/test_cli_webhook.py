@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.cli_server import Served, clean, running_serve, tiergate
+from tests.e2e.cli_server import Served, against, running_serve
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +16,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def webhook(served: Served, *args: str) -> tuple[int, str, str]:
-    done = tiergate("webhook", *args, "--url", served.url, "--api-key", served.key)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    return done.returncode, clean(done.stdout), clean(done.stderr)
+    return against(served, "webhook", *args)
 
 
 def test_set_status_and_off(served: Served, tmp_path: Path) -> None:
