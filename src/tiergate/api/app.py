@@ -692,10 +692,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     async def graph_object(version: str, media_id: str, request: Request, who: Who) -> JSONResponse:
         """One of the tenant's numbers or WABAs (relayed, with the query: ``?fields=...``), or a media
         object the tenant uploaded or was sent (its ``url`` is tiergate's download of it)."""
-        if await gateway.dropin.owns(who.tenant, media_id):
-            return await gateway.dropin.account(who.tenant, "GET", media_id, request.url.query, b"", "")
         url = str(request.url_for("graph_media_download", version=version, media_id=media_id))
-        return await gateway.dropin.media(who.tenant, "GET", media_id, url)
+        return await gateway.dropin.get_object(who.tenant, media_id, request.url.query, url)
 
     @app.delete("/graph/{version}/{media_id}", tags=["drop-in"])
     async def graph_media_delete(version: str, media_id: str, who: Who) -> JSONResponse:

@@ -125,6 +125,18 @@ class DropIn:
             return meta_error(400, 100, "Invalid parameter", f"unknown edge {edge!r} of object '{node}'")
         if not await self.owns(tenant, node):
             return _missing(method, node)
+        return await self._relay_account(tenant, method, path, query, raw, content_type)
+
+    async def get_object(self, tenant: Tenant, object_id: str, query: str, download_url: str) -> JSONResponse:
+        """``GET /{id}``: one of the tenant's numbers or WABAs (relayed with the query), else a media
+        object the tenant uploaded or was sent (``media``). Ownership is read once."""
+        if await self.owns(tenant, object_id):
+            return await self._relay_account(tenant, "GET", object_id, query, b"", "")
+        return await self.media(tenant, "GET", object_id, download_url)
+
+    async def _relay_account(self, tenant: Tenant, method: str, path: str, query: str, raw: bytes,
+                             content_type: str) -> JSONResponse:
+        """``account``'s relay, for a path whose object is the tenant's."""
         kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _DROPPED_PARAMS]
         status, answer = await self.provider.relay(method, path, raw, content_type if raw else "", urlencode(kept))
         if status == 200 and path.endswith("/message_templates") and method in ("GET", "POST"):
