@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from tiergate.core.shapes import TEMPLATE_LANGUAGE, TEMPLATE_NAME
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -252,8 +254,8 @@ class OptInImportOut(BaseModel):
 class TemplateCategoryIn(Strict):
     """A template's category as the platform has it, for one tiergate has not seen created or listed."""
 
-    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")
-    language: str = Field(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+    name: str = Field(min_length=1, max_length=512, pattern=TEMPLATE_NAME)
+    language: str = Field(min_length=2, max_length=16, pattern=TEMPLATE_LANGUAGE)
     category: TemplateCategory
 
 

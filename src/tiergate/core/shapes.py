@@ -14,15 +14,20 @@ from collections.abc import Iterable, Mapping
 from email.parser import BytesParser
 from typing import Any
 
+import orjson
+
 __all__ = [
     "ERROR_INFO",
     "PHONE_NUMBER_FIELDS",
     "SEND_TYPES",
     "STATUS_ACCEPTED",
+    "TEMPLATE_LANGUAGE",
+    "TEMPLATE_NAME",
     "accepted_payload",
     "error_payload",
     "inbound_value",
     "is_status_request",
+    "json_object",
     "make_wamid",
     "media_form_fields",
     "media_object",
@@ -38,6 +43,19 @@ __all__ = [
 ]
 
 ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+
+# A message template's name and language code as the platform takes them (en_US, pt_BR, es...).
+TEMPLATE_NAME = r"^[a-z0-9_]{1,512}$"
+TEMPLATE_LANGUAGE = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
+
+
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """A request body that is a JSON object, or None (not JSON, or JSON of another kind)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
 
 # code -> (title, details, HTTP status the Graph API answers with)
 ERROR_INFO: dict[int, tuple[str, str, int]] = {

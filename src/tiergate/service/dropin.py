@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tiergate.core.admission import TEMPLATE_CATEGORIES
 from tiergate.core.model import Tenant
-from tiergate.core.shapes import error_payload, is_status_request
+from tiergate.core.shapes import error_payload, is_status_request, json_object
 from tiergate.ids import new_id
 from tiergate.ports import Provider
 from tiergate.service.intake import Intake, IntakeError, MessageRequest
@@ -47,14 +47,6 @@ def _categories(templates: Any) -> list[tuple[str, str, str]]:
     return [(t["name"], t["language"], t["category"]) for t in templates
             if isinstance(t, dict) and all(isinstance(t.get(k), str) and t[k] for k in ("name", "language"))
             and t.get("category") in TEMPLATE_CATEGORIES]
-
-
-def _object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _missing(method: str, object_id: str) -> JSONResponse:
@@ -140,7 +132,7 @@ class DropIn:
         kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _DROPPED_PARAMS]
         status, answer = await self.provider.relay(method, path, raw, content_type if raw else "", urlencode(kept))
         if status == 200 and path.endswith("/message_templates") and method in ("GET", "POST"):
-            learned = _categories(answer.get("data") if method == "GET" else [{**_object(raw), **answer}])
+            learned = _categories(answer.get("data") if method == "GET" else [{**(json_object(raw) or {}), **answer}])
             if learned:
                 await self.intake.store.set_template_categories(tenant.id, learned, self.intake.clock.now())
         return JSONResponse(answer, status_code=status)

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
 from tiergate.core import shapes
 from tiergate.core.admission import TEMPLATE_CATEGORIES
 
@@ -28,8 +26,8 @@ _VERTICALS = frozenset({
     "UNDEFINED", "OTHER", "AUTO", "BEAUTY", "APPAREL", "EDU", "ENTERTAIN", "EVENT_PLAN", "FINANCE", "GROCERY",
     "GOVT", "HOTEL", "HEALTH", "NONPROFIT", "PROF_SERVICES", "RETAIL", "TRAVEL", "RESTAURANT", "NOT_A_BIZ",
 })
-_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
+_TEMPLATE_NAME = re.compile(shapes.TEMPLATE_NAME)
+_LANGUAGE = re.compile(shapes.TEMPLATE_LANGUAGE)
 _TEMPLATE_FIELDS = ("name", "language", "status", "category", "components", "parameter_format", "id")
 _PAGE_MOST = 100
 # What the platform answers for a number without ``?fields=`` (its webhook_configuration aside).
@@ -111,7 +109,7 @@ class GraphNodes:
                                    **{f: profile[f] for f in wanted if f in profile}}]}
         if method != "POST":
             return _unsupported(method, node, "whatsapp_business_profile")
-        body = _json_object(payload)
+        body = shapes.json_object(payload or b"{}")
         if body is None:
             return _invalid("The request body must be a JSON object.")
         if body.get("messaging_product") != "whatsapp":
@@ -164,7 +162,7 @@ class GraphNodes:
             return 200, {"success": True}
         if method != "POST":
             return _unsupported(method, waba, "message_templates")
-        body = _json_object(payload)
+        body = shapes.json_object(payload or b"{}")
         if body is None:
             return _invalid("The request body must be a JSON object.")
         name, language, category = body.get("name"), body.get("language"), body.get("category")
@@ -186,14 +184,6 @@ class GraphNodes:
                     "id": str(9_000_000_000_000_000 + self._serial)}
         kept.append({k: template[k] for k in _TEMPLATE_FIELDS})
         return 200, {"id": template["id"], "status": template["status"], "category": category}
-
-
-def _json_object(payload: bytes) -> dict[str, Any] | None:
-    try:
-        body = orjson.loads(payload or b"{}")
-    except orjson.JSONDecodeError:
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _int(text: str | None, default: int) -> int | None:
