@@ -1055,12 +1055,22 @@ async def test_sqlite_creates_the_folder_of_its_file(tmp_path: Any) -> None:
 
 async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:
     """The simulator's file: no journal on disk and a large cache; bad settings are refused up front."""
-    async with SQLiteStore(str(tmp_path / "sim.db"), synchronous="OFF", journal_mode="MEMORY", cache_mib=256) as store:
+    async with SQLiteStore(str(tmp_path / "sim.db"), synchronous="OFF", journal_mode="MEMORY", cache_mib=256,
+                           page_size=16384) as store:
         await store.create_tenant(Tenant("t1", "acme", created_at=T0))
         assert (await store.get_tenant("t1")).name == "acme"
         assert store._conn is not None
         assert store._conn.execute("PRAGMA journal_mode").fetchone() == ("memory",)
         assert store._conn.execute("PRAGMA cache_size").fetchone() == (-256 * 1024,)
+        assert store._conn.execute("PRAGMA page_size").fetchone() == (16384,)
+    # An existing file keeps the page size it was made with (SQLite's rule): asking is harmless.
+    async with SQLiteStore(str(tmp_path / "sim.db"), page_size=4096) as store:
+        assert (await store.get_tenant("t1")).name == "acme"
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA page_size").fetchone() == (16384,)
+    for bad in (256, 12288, 131072):
+        with pytest.raises(ValueError, match="page_size"):
+            SQLiteStore(str(tmp_path / "x.db"), page_size=bad)
     with pytest.raises(ValueError, match="journal_mode"):
         SQLiteStore(str(tmp_path / "x.db"), journal_mode="DELETE")
     with pytest.raises(ValueError, match="cache_mib"):

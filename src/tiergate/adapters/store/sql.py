@@ -292,6 +292,7 @@ def _update_groups(
     """
     seen: dict[str, int] = {}
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    encoded: dict[tuple[Any, ...], str] = {}
     for u in updates:
         generation = seen.get(u.id, 0)
         seen[u.id] = generation + 1
@@ -302,9 +303,14 @@ def _update_groups(
         state = str(u.state)
         lines: tuple[str, ...] = ()
         if u.history:
-            line = history_entry(u.at, state, u.reason)
-            if u.earlier:
-                line = "".join(history_entry(u.at, str(passed), why) for passed, why in u.earlier) + line
+            # A batch's updates mostly share their time, state and reason: each line is encoded once.
+            key = (u.at, state, u.reason, u.earlier)
+            line = encoded.get(key)
+            if line is None:
+                line = history_entry(u.at, state, u.reason)
+                if u.earlier:
+                    line = "".join(history_entry(u.at, str(passed), why) for passed, why in u.earlier) + line
+                encoded[key] = line
             lines = (line,)
         row = (state, u.at, *compress(values, given), *lines, u.id)
         guard = None if u.only_from is None else tuple(sorted(str(s) for s in u.only_from))
