@@ -49,6 +49,12 @@ async def test_a_number_its_profile_and_its_templates_through_the_drop_in(harnes
                     params={"fields": "display_phone_number,messaging_limit_tier"})
     assert r.json()["data"] == [{"display_phone_number": "15550783881", "messaging_limit_tier": "TIER_10K",
                                  "id": SENDER}], r.text
+    r = await c.get(f"/graph/v24.0/{WABA}", params={"fields": "name,currency"})
+    assert r.status_code == 200 and r.json() == {"name": "Sandbox Business", "currency": "USD", "id": WABA}, r.text
+    r = await c.post(f"/graph/v24.0/{SENDER}/register", json={"messaging_product": "whatsapp", "pin": "123456"})
+    assert r.status_code == 200 and r.json() == {"success": True}, r.text
+    r = await c.post(f"/graph/v24.0/{SENDER}/register", json={"messaging_product": "whatsapp", "pin": "12"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == 100, r.text
 
 
 async def test_an_account_that_is_not_the_tenants_does_not_exist(harness: Harness) -> None:

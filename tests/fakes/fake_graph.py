@@ -486,6 +486,11 @@ class FakeGraph:
             data, mime = self.media[node]
             return _json(shapes.media_object(node, f"http://{self.host}:{self.port}/_media/{node}", mime, data))
         state = self._number(node, create=False)
+        if state is None and node == self.waba_id:
+            self.relayed.append(("GET", node, request.query_string))
+            waba = self.nodes.handle("GET", node, request.query_string)
+            assert waba is not None  # the WABA's own node
+            return _json(waba[1], waba[0])
         if state is None:
             return self._error(100, f"Unsupported get request. Object with ID '{node}' does not exist, cannot be "
                                     "loaded due to missing permissions, or does not support this operation.")

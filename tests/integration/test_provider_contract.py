@@ -31,6 +31,9 @@ def template(to: str, name: str = "promo") -> dict[str, Any]:
             "template": {"name": name, "language": {"code": "en_US"}}}
 
 
+WABA = "waba-1"
+
+
 class SandboxHarness:
     def __init__(self) -> None:
         self.clock = VirtualClock(1_750_000_000.0)
@@ -38,7 +41,7 @@ class SandboxHarness:
         self.provider: Provider = self.sandbox
 
     async def setup(self) -> None:
-        await self.sandbox.register_sender(SenderInfo(SENDER, "+1 555 000 1001", None, "classic", "TIER_1K", "GREEN"))
+        await self.sandbox.register_sender(SenderInfo(SENDER, "+1 555 000 1001", WABA, "classic", "TIER_1K", "GREEN"))
 
     def received(self) -> list[tuple[str, dict[str, Any]]]:
         return [(m.to, m.body) for m in self.sandbox.received if m.phone_number_id == SENDER]
@@ -52,7 +55,7 @@ class SandboxHarness:
 
 class CloudHarness:
     def __init__(self) -> None:
-        self.fake = FakeGraph(token=TOKEN, seed=3, strict_numbers=True)
+        self.fake = FakeGraph(token=TOKEN, seed=3, strict_numbers=True, waba_id=WABA)
         self.cloud = CloudProvider("http://unused", TOKEN, timeout=0.3)
         self.provider: Provider = self.cloud
 
@@ -385,7 +388,7 @@ async def test_the_account_nodes_answer_as_the_platform_does(harness: Harness) -
     status, answer = await p.relay("POST", profile, orjson.dumps({**new, "about": "x" * 140}), "application/json")
     assert status == 400 and answer["error"]["code"] == 100
 
-    templates = "waba-1/message_templates"
+    templates = f"{WABA}/message_templates"
     for name, category in (("order_update", "UTILITY"), ("spring_sale", "MARKETING"), ("login_code", "AUTHENTICATION")):
         body = {"name": name, "language": "en_US", "category": category,
                 "components": [{"type": "BODY", "text": "Hello {{1}}"}]}
@@ -404,4 +407,24 @@ async def test_the_account_nodes_answer_as_the_platform_does(harness: Harness) -
     assert await p.relay("DELETE", templates, query="name=spring_sale") == (200, {"success": True})
     status, gone = await p.relay("DELETE", templates, query="name=spring_sale")
     assert status == 400 and gone["error"]["error_subcode"] == 2593002
+
+    # The WABA itself, and registering the number (its two-step verification PIN).
+    status, waba = await p.relay("GET", WABA)
+    assert status == 200 and set(waba) == {"id", "name", "timezone_id", "message_template_namespace"}, waba
+    assert waba["id"] == WABA
+    status, waba = await p.relay("GET", WABA, query="fields=currency,account_review_status")
+    assert status == 200 and waba == {"currency": "USD", "account_review_status": "APPROVED", "id": WABA}
+    status, answer = await p.relay("GET", WABA, query="fields=no_such_field")
+    assert status == 400 and "WhatsAppBusinessAccount" in answer["error"]["error_data"]["details"]
+    register = f"{SENDER}/register"
+    for bad in ({"messaging_product": "whatsapp"}, {"messaging_product": "whatsapp", "pin": "12345"},
+                {"messaging_product": "whatsapp", "pin": 123456}, {"pin": "123456"}):
+        status, answer = await p.relay("POST", register, orjson.dumps(bad), "application/json")
+        assert status == 400 and answer["error"]["code"] == 100, bad
+    ok = {"messaging_product": "whatsapp", "pin": "123456"}
+    assert await p.relay("POST", register, orjson.dumps(ok), "application/json") == (200, {"success": True})
+    assert await p.relay("POST", f"{SENDER}/deregister", orjson.dumps({"messaging_product": "whatsapp"}),
+                         "application/json") == (200, {"success": True})
+    status, answer = await p.relay("GET", register)
+    assert status == 400 and answer["error"]["code"] == 100
     assert harness.received() == []  # none of it is a message to anyone

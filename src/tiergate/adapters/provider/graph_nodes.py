@@ -1,7 +1,8 @@
 """The account's Graph nodes as the platform keeps them, for the platform's stand-ins.
 
 An app that moves to tiergate's drop-in (its base URL changed, nothing else) also reads its number
-(``GET /{phone-number-id}``), its business profile (``/{phone-number-id}/whatsapp_business_profile``)
+(``GET /{phone-number-id}``) and its WABA (``GET /{waba-id}``), registers the number
+(``/{phone-number-id}/register``), keeps its business profile (``/{phone-number-id}/whatsapp_business_profile``)
 and its message templates (``/{waba-id}/message_templates``). The real client relays those to the
 platform; the sandbox, and the fake Graph API the tests start, answer them from this one emulation,
 in the platform's shapes and with its checks, so the same contract tests hold for both.
@@ -34,6 +35,12 @@ _PAGE_MOST = 100
 _NUMBER_DEFAULT_FIELDS = "verified_name,code_verification_status,display_phone_number,quality_rating,platform_type," \
                          "throughput"
 
+# A WABA's fields (``GET /{waba-id}``) and what the platform answers without ``?fields=``.
+_WABA_FIELDS = frozenset({"id", "name", "currency", "timezone_id", "message_template_namespace",
+                          "account_review_status", "business_verification_status", "country", "ownership_type",
+                          "status"})
+_WABA_DEFAULT_FIELDS = "id,name,timezone_id,message_template_namespace"
+
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -63,6 +70,7 @@ class GraphNodes:
         self._numbers_of = numbers_of  # WABA id -> its phone number ids
         self.profiles: dict[str, dict[str, Any]] = {}
         self.templates: dict[str, list[dict[str, Any]]] = {}  # WABA id -> templates, oldest first
+        self.registered: set[str] = set()  # numbers registered through ``/{number}/register``
         self._serial = 0
 
     def handle(self, method: str, path: str, query: str = "", payload: bytes = b"") -> Answer | None:
@@ -72,8 +80,10 @@ class GraphNodes:
         node = parts[0]
         number = self._number_state(node)
         if len(parts) == 1:
-            if number is None or method != "GET":
+            if method != "GET":
                 return None
+            if number is None:
+                return self._waba(node, params) if self._numbers_of(node) else None
             answer = shapes.phone_number_payload(number, params.get("fields", _NUMBER_DEFAULT_FIELDS).split(","))
             return (400, shapes.error_payload(answer[0], details=answer[1])) if isinstance(answer, tuple) \
                 else (200, answer)
@@ -86,6 +96,10 @@ class GraphNodes:
             return self._profile(method, node, params, payload)
         if edge == "message_templates":
             return self._templates(method, node, params, payload)
+        if edge in ("register", "deregister"):
+            if number is None:
+                return _unsupported(method, node)
+            return self._registration(method, node, edge, payload)
         if edge == "phone_numbers" and method == "GET":
             states = [state for n in self._numbers_of(node) if (state := self._number_state(n)) is not None]
             fields = params.get("fields", _NUMBER_DEFAULT_FIELDS).split(",")
@@ -95,6 +109,36 @@ class GraphNodes:
                 return 400, shapes.error_payload(refused[0], details=refused[1])
             return 200, {"data": listed, "paging": {"cursors": {}}}
         return None
+
+    # -- the WABA and a number's registration ------------------------------------------------------
+    def _waba(self, waba: str, params: Mapping[str, str]) -> Answer:
+        wanted = [f.strip() for f in params.get("fields", _WABA_DEFAULT_FIELDS).split(",") if f.strip()]
+        unknown = [f for f in wanted if f not in _WABA_FIELDS]
+        if unknown:
+            return _invalid(f"Tried accessing nonexisting field ({unknown[0]}) on node type (WhatsAppBusinessAccount)")
+        state = {"id": waba, "name": "Sandbox Business", "currency": "USD", "timezone_id": "1",
+                 "message_template_namespace": f"sandbox_{waba}", "account_review_status": "APPROVED",
+                 "business_verification_status": "verified", "country": "US", "ownership_type": "SELF",
+                 "status": "ACTIVE"}
+        return 200, {**{f: state[f] for f in wanted}, "id": waba}
+
+    def _registration(self, method: str, node: str, edge: str, payload: bytes) -> Answer:
+        """``register`` (with the two-step verification PIN) and ``deregister`` a number for the Cloud API."""
+        if method != "POST":
+            return _unsupported(method, node, edge)
+        body = shapes.json_object(payload or b"{}")
+        if body is None:
+            return _invalid("The request body must be a JSON object.")
+        if body.get("messaging_product") != "whatsapp":
+            return _invalid("The parameter messaging_product is required and must be 'whatsapp'.")
+        if edge == "register":
+            pin = body.get("pin")
+            if not isinstance(pin, str) or not re.fullmatch(r"[0-9]{6}", pin):
+                return _invalid("Param pin must be a 6-digit string.")
+            self.registered.add(node)
+        else:
+            self.registered.discard(node)
+        return 200, {"success": True}
 
     # -- the business profile ------------------------------------------------------------------
     def _profile(self, method: str, node: str, params: Mapping[str, str], payload: bytes) -> Answer:
