@@ -248,3 +248,18 @@ async def test_the_drop_in_answers_every_refusal_in_metas_shape(harness: Harness
     assert "over 2000000 bytes" in r.json()["error"]["error_data"]["details"]
     r = await c.get("/v1/nope")  # tiergate's own API keeps its own shape
     assert r.status_code == 404 and r.json() == {"error": {"message": "Not Found"}}
+
+
+async def test_a_csv_posted_to_the_campaigns_address_is_taken_as_the_upload(harness: Harness) -> None:
+    """``POST /v1/campaigns`` takes the audience as JSON or as a file; a form there is the CSV upload."""
+    await register(harness)
+    csv = b"to,param1\n+5511911110001,Ana\nbad,Bea\n+5511911110002,Cy\n"
+    for path in ("/v1/campaigns", "/v1/campaigns/"):
+        r = await harness.client.post(path, files={"file": ("r.csv", csv)}, data={"sender": SENDER, "template": "x"})
+        assert r.status_code == 201, r.text
+        assert r.json()["total"] == 2 and [e["row"] for e in r.json()["row_errors"]] == [2], r.text
+    r = await harness.client.post("/v1/campaigns", files={"file": ("r.csv", csv)}, data={"template": "x"})
+    assert r.status_code == 422 and "sender" in r.text, r.text  # the form's own checks
+    r = await harness.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
+                                                         "recipients": ["+5511911113333"]})
+    assert r.status_code == 201, r.text  # JSON as before

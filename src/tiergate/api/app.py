@@ -153,6 +153,22 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class CsvCampaigns:
+    """``POST /v1/campaigns`` with a multipart body is the CSV upload (``/v1/campaigns/csv``): one
+    address for both ways of giving an audience, a JSON list or a file. Without this, a form posted
+    there got pydantic's "Input should be a valid dictionary" about its body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/campaigns"
+                and dict(scope.get("headers") or []).get(b"content-type", b"").lower().startswith(
+                    b"multipart/form-data")):
+            scope = {**scope, "path": "/v1/campaigns/csv", "raw_path": b"/v1/campaigns/csv"}
+        await self.app(scope, receive, send)
+
+
 class RateLimiter:
     """A sliding one-minute window of requests per API key (429 with Retry-After beyond it)."""
 
@@ -209,6 +225,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     )
     app.state.gateway = gateway
     app.router.route_class = _StrictJsonRoute
+    app.add_middleware(CsvCampaigns)
     app.add_middleware(BodyLimit, default=settings.max_body_bytes, webhook=settings.max_webhook_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute)
 
@@ -398,6 +415,8 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
 
     @app.post("/v1/campaigns", status_code=201, response_model=s.CampaignOut, tags=["campaigns"])
     async def post_campaign(body: s.CampaignIn, who: Who) -> Any:
+        """A campaign to a JSON list of recipients. The same address takes a CSV file as
+        ``multipart/form-data`` (the form of ``POST /v1/campaigns/csv``)."""
         recipients = [{"to": r} if isinstance(r, str) else r.model_dump(exclude_none=True)
                       for r in body.recipients]
         return await _create_campaign(who, CampaignRequest(
