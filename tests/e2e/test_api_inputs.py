@@ -263,3 +263,24 @@ async def test_a_csv_posted_to_the_campaigns_address_is_taken_as_the_upload(harn
     r = await harness.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
                                                          "recipients": ["+5511911113333"]})
     assert r.status_code == 201, r.text  # JSON as before
+
+
+async def test_a_body_that_is_not_a_json_object_is_told_what_to_send(harness: Harness) -> None:
+    """A form (``curl -d`` without a Content-Type), text, an array or nothing: the answer says to send
+    a JSON object, not that "Input should be a valid dictionary"."""
+    await register(harness)
+    c = harness.client
+    r = await c.post("/v1/messages", content=b'{"sender": "x"}',
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415, r.text
+    assert "Content-Type: application/json" in r.json()["error"]["message"], r.text
+    assert "application/x-www-form-urlencoded" in r.json()["error"]["message"], r.text
+    r = await c.post("/v1/messages", content=b"hello", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and "text/plain" in r.json()["error"]["message"], r.text
+    for body in (b"[1]", b'"text"', b"3"):
+        r = await c.post("/v1/messages", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["message"] == "the body must be a JSON object", r.text
+    r = await c.post("/v1/senders")
+    assert r.status_code == 422 and "JSON object is required" in r.json()["error"]["message"], r.text
+    r = await c.post("/v1/messages", json={"sender": SENDER, "to": "+5511911110009", "template": {"name": "x"}})
+    assert r.status_code == 202, r.text  # a JSON object as before

@@ -189,6 +189,10 @@ class RateLimiter:
         return None
 
 
+# How pydantic says that a body is not an object at all (an array, a string, a form, nothing).
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "dict_type", "model_type", "missing"})
+
+
 class _StrictJsonRequest(Request):
     """JSON bodies decoded by orjson: lone surrogates and numbers beyond a double are a 422 here,
     instead of a 500 later, when such a value reaches the database or the platform."""
@@ -221,7 +225,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         version="0.1.0",
         description="Governed sending for the WhatsApp Business Platform.",
         lifespan=lifespan,
-        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429)},
+        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)},
     )
     app.state.gateway = gateway
     app.router.route_class = _StrictJsonRoute
@@ -240,10 +244,19 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return _error(exc.status, str(exc), exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "").removeprefix("Value error, "),
                     "type": e.get("type", "")} for e in exc.errors()]
         first = _telling(details) if details else {"loc": [], "msg": "invalid request"}
+        if first["loc"] == ["body"] and first.get("type") in _NOT_AN_OBJECT:
+            # The body as a whole: say what to send, not pydantic's "a valid dictionary".
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media and media != "application/json" and not media.endswith("+json"):
+                return _error(415, f"send the body as JSON (Content-Type: application/json), not {media}",
+                              details=details)
+            return _error(422, "the body must be a JSON object" if first["type"] != "missing"
+                          else "a JSON object is required as the body (Content-Type: application/json)",
+                          details=details)
         if first.get("type") == "json_invalid":  # loc holds a character position, not a field
             why = (exc.errors()[0].get("ctx") or {}).get("error", "")
             return _error(422, f"the body is not valid JSON (character {first['loc'][-1]}): {why}".rstrip(": "),
