@@ -10,7 +10,10 @@ Each batch of messages goes through what the dispatcher does to it in storage:
   one ``apply_updates`` to ``sent`` (with both history lines) and the ledger rows.
 The baseline, measured in the same run on the same engine, is a bare ``executemany`` INSERT of the
 same rows (same columns and JSON bodies, primary key only) in one transaction per batch: the ratio
-says what the full path costs over the cheapest possible write of the messages alone.
+says what the full path costs over the cheapest possible write of the messages alone. The second
+baseline is a bare durable queue in plain SQL (insert with a claim index, claim, one write marking
+each row sent plus its recipient's window row): the least a queue with a row per message does on
+the one-write path, with none of tiergate's bookkeeping.
 
     python bench/bench_store.py                       # SQLite and PostgreSQL, 100k messages
     python bench/bench_store.py --n 20000 --no-postgres --json out.json
@@ -105,6 +108,81 @@ async def postgres_baseline(work: list[list[NewMessage]], url: str, schema: str)
         return time.perf_counter() - started
 
 
+# The second baseline, a bare durable queue: the least any queue with a row per message must do for
+# the one-write path, in plain SQL on the same engine with the same rows. The insert (primary key and
+# a partial claim index), a claim that reads id, recipient and body off that index, and one
+# transaction that marks each row sent with its wamid and upserts its recipient's window row. No
+# history, no idempotency or campaign index, no objects, no JSON decoded.
+_QUEUE_DDL = (
+    "CREATE INDEX bare_claim ON bare_messages (scope_id, priority, next_attempt_at, created_at) "
+    "WHERE state = 'queued'",
+    "ALTER TABLE bare_messages ADD COLUMN wamid TEXT",
+    "CREATE TABLE bare_ledger (scope_id TEXT, recipient TEXT, expiry DOUBLE PRECISION, "
+    "PRIMARY KEY (scope_id, recipient))",
+)
+_QUEUE_CLAIM = ("SELECT id, recipient, body FROM bare_messages{hint} WHERE scope_id = {p} AND state = 'queued' "
+                "AND priority = 2 AND next_attempt_at <= {p} ORDER BY next_attempt_at, created_at LIMIT {p}")
+_QUEUE_SENT = "UPDATE bare_messages SET state = 'sent', updated_at = {p}, wamid = {p} WHERE id = {p}"
+_QUEUE_LEDGER = ("INSERT INTO bare_ledger (scope_id, recipient, expiry) VALUES ({p}, {p}, {p}) "
+                 "ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry")
+
+
+def _queue_writes(claimed: list[tuple[Any, ...]], now: float) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    return ([(now, f"wamid.{mid}", mid) for mid, _to, _body in claimed],
+            [(SCOPE, to, now + DAY) for _mid, to, _body in claimed])
+
+
+def sqlite_bare_queue(work: list[list[NewMessage]], path: str) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(_BASELINE_DDL)
+    for ddl in _QUEUE_DDL:
+        conn.execute(ddl)
+    insert = _BASELINE_INSERT.format(*["?"] * len(BASELINE_COLUMNS))
+    claim = _QUEUE_CLAIM.format(hint=" INDEXED BY bare_claim", p="?")
+    sent, ledger = _QUEUE_SENT.format(p="?"), _QUEUE_LEDGER.format(p="?")
+    started = time.perf_counter()
+    for i, batch in enumerate(work):
+        now = T0 + i
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, baseline_rows(batch, now))
+        conn.execute("COMMIT")
+        claimed = conn.execute(claim, (SCOPE, now, len(batch))).fetchall()
+        updates, slots = _queue_writes(claimed, now)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sent, updates)
+        conn.executemany(ledger, slots)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+async def postgres_bare_queue(work: list[list[NewMessage]], url: str, schema: str) -> float:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True,
+                                                     options=f"-c search_path={schema}") as conn:
+        await conn.execute(_BASELINE_DDL)
+        for ddl in _QUEUE_DDL:
+            await conn.execute(ddl)
+        insert = _BASELINE_INSERT.format(*["%s"] * len(BASELINE_COLUMNS))
+        claim = _QUEUE_CLAIM.format(hint="", p="%s")
+        sent, ledger = _QUEUE_SENT.format(p="%s"), _QUEUE_LEDGER.format(p="%s")
+        started = time.perf_counter()
+        for i, batch in enumerate(work):
+            now = T0 + i
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.executemany(insert, baseline_rows(batch, now))
+            async with conn.cursor() as cursor:
+                await cursor.execute(claim, (SCOPE, now, len(batch)))
+                claimed = await cursor.fetchall()
+            updates, slots = _queue_writes(claimed, now)
+            async with conn.transaction(), conn.cursor() as cursor:
+                await cursor.executemany(sent, updates)
+                await cursor.executemany(ledger, slots)
+        return time.perf_counter() - started
+
+
 async def pipeline(store: SqlStore, work: list[list[NewMessage]], one_write: bool = False) -> dict[str, float]:
     """Seconds spent in each step over the whole run (and in total)."""
     await store.create_tenant(Tenant("t1", "bench", created_at=T0))
@@ -142,14 +220,15 @@ async def pipeline(store: SqlStore, work: list[list[NewMessage]], one_write: boo
     return spent
 
 
-def report(engine: str, n: int, spent: dict[str, float], baseline: float) -> dict[str, Any]:
-    rate = n / spent["total"]
-    base_rate = n / baseline
+def report(engine: str, n: int, spent: dict[str, float], baseline: float, queue: float) -> dict[str, Any]:
+    rate, base_rate, queue_rate = n / spent["total"], n / baseline, n / queue
     row = {"engine": engine, "messages": n, "messages_per_s": round(rate), "baseline_inserts_per_s": round(base_rate),
-           "ratio": round(rate / base_rate, 3),
+           "ratio": round(rate / base_rate, 3), "bare_queue_messages_per_s": round(queue_rate),
+           "ratio_to_bare_queue": round(rate / queue_rate, 3),
            "step_us_per_message": {k: round(v / n * 1e6, 2) for k, v in spent.items()}}
     steps = "  ".join(f"{k} {v:.1f}" for k, v in row["step_us_per_message"].items())
-    print(f"{engine:<20} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f}   {steps}")
+    print(f"{engine:<20} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f} {queue_rate:>16,.0f} "
+          f"{rate / queue_rate:>7.2f}   {steps}")
     return row
 
 
@@ -158,11 +237,12 @@ PATHS = (("2 writes", False), ("1 write", True))
 
 async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> list[dict[str, Any]]:
     baseline = sqlite_baseline(work, os.path.join(folder, "baseline.db"))
+    queue = sqlite_bare_queue(work, os.path.join(folder, "queue.db"))
     rows = []
     for label, one_write in PATHS:
         async with open_store(os.path.join(folder, f"tiergate-{one_write}.db")) as store:
             spent = await pipeline(store, work, one_write)
-        rows.append(report(f"sqlite, {label}", n, spent, baseline))
+        rows.append(report(f"sqlite, {label}", n, spent, baseline, queue))
     return rows
 
 
@@ -170,10 +250,12 @@ async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> list[d
     rows = []
     for label, one_write in PATHS:
         async with temporary_schema(url) as (schema, _):
+            queue = await postgres_bare_queue(work, url, schema)
+        async with temporary_schema(url) as (schema, _):
             baseline = await postgres_baseline(work, url, schema)
             async with open_store(url, schema=schema) as store:
                 spent = await pipeline(store, work, one_write)
-        rows.append(report(f"postgres, {label}", n, spent, baseline))
+        rows.append(report(f"postgres, {label}", n, spent, baseline, queue))
     return rows
 
 
@@ -186,8 +268,8 @@ async def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     work = batches(args.n, args.batch)
-    print(f"{'engine, path':<20} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7}   "
-          "us per message by step")
+    print(f"{'engine, path':<20} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7} "
+          f"{'bare queue msg/s':>16} {'ratio':>7}   us per message by step")
     results = []
     with tempfile.TemporaryDirectory() as folder:
         results += await run_sqlite(work, args.n, folder)
