@@ -28,7 +28,8 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,34 +79,24 @@ _BASELINE_INSERT = (f"INSERT INTO bare_messages ({', '.join(BASELINE_COLUMNS)}) 
                     f"VALUES ({', '.join(['{}'] * len(BASELINE_COLUMNS))})")
 
 
-def sqlite_baseline(work: list[list[NewMessage]], path: str) -> float:
+def _sqlite_db(path: str, *ddl: str) -> sqlite3.Connection:
+    """A baseline's own file, as the adapter opens its own (WAL, synchronous NORMAL), its tables made."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(_BASELINE_DDL)
-    insert = _BASELINE_INSERT.format(*["?"] * len(BASELINE_COLUMNS))
-    started = time.perf_counter()
-    for i, batch in enumerate(work):
-        rows = baseline_rows(batch, T0 + i)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(insert, rows)
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    conn.close()
-    return elapsed
+    for statement in (_BASELINE_DDL, *ddl):
+        conn.execute(statement)
+    return conn
 
 
-async def postgres_baseline(work: list[list[NewMessage]], url: str, schema: str) -> float:
+@asynccontextmanager
+async def _postgres_db(url: str, schema: str, *ddl: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A baseline's connection to its own schema, its tables made."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True,
                                                      options=f"-c search_path={schema}") as conn:
-        await conn.execute(_BASELINE_DDL)
-        insert = _BASELINE_INSERT.format(*["%s"] * len(BASELINE_COLUMNS))
-        started = time.perf_counter()
-        for i, batch in enumerate(work):
-            rows = baseline_rows(batch, T0 + i)
-            async with conn.transaction(), conn.cursor() as cursor:
-                await cursor.executemany(insert, rows)
-        return time.perf_counter() - started
+        for statement in (_BASELINE_DDL, *ddl):
+            await conn.execute(statement)
+        yield conn
 
 
 # The second baseline, a bare durable queue: the least any queue with a row per message must do for
@@ -132,13 +123,9 @@ def _queue_writes(claimed: list[tuple[Any, ...]], now: float) -> tuple[list[tupl
             [(SCOPE, to, now + DAY) for _mid, to, _body in claimed])
 
 
-def sqlite_bare_queue(work: list[list[NewMessage]], path: str) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(_BASELINE_DDL)
-    for ddl in _QUEUE_DDL:
-        conn.execute(ddl)
+def sqlite_baseline(work: list[list[NewMessage]], path: str, queue: bool = False) -> float:
+    """Seconds for the bare insert, or with ``queue`` the bare durable queue, of every batch."""
+    conn = _sqlite_db(path, *(_QUEUE_DDL if queue else ()))
     insert = _BASELINE_INSERT.format(*["?"] * len(BASELINE_COLUMNS))
     claim = _QUEUE_CLAIM.format(hint=" INDEXED BY bare_claim", p="?")
     sent, ledger = _QUEUE_SENT.format(p="?"), _QUEUE_LEDGER.format(p="?")
@@ -148,23 +135,20 @@ def sqlite_bare_queue(work: list[list[NewMessage]], path: str) -> float:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(insert, baseline_rows(batch, now))
         conn.execute("COMMIT")
-        claimed = conn.execute(claim, (SCOPE, now, len(batch))).fetchall()
-        updates, slots = _queue_writes(claimed, now)
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sent, updates)
-        conn.executemany(ledger, slots)
-        conn.execute("COMMIT")
+        if queue:
+            updates, slots = _queue_writes(conn.execute(claim, (SCOPE, now, len(batch))).fetchall(), now)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sent, updates)
+            conn.executemany(ledger, slots)
+            conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
 
 
-async def postgres_bare_queue(work: list[list[NewMessage]], url: str, schema: str) -> float:
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True,
-                                                     options=f"-c search_path={schema}") as conn:
-        await conn.execute(_BASELINE_DDL)
-        for ddl in _QUEUE_DDL:
-            await conn.execute(ddl)
+async def postgres_baseline(work: list[list[NewMessage]], url: str, schema: str, queue: bool = False) -> float:
+    """The same on PostgreSQL, in ``schema``."""
+    async with _postgres_db(url, schema, *(_QUEUE_DDL if queue else ())) as conn:
         insert = _BASELINE_INSERT.format(*["%s"] * len(BASELINE_COLUMNS))
         claim = _QUEUE_CLAIM.format(hint="", p="%s")
         sent, ledger = _QUEUE_SENT.format(p="%s"), _QUEUE_LEDGER.format(p="%s")
@@ -173,10 +157,11 @@ async def postgres_bare_queue(work: list[list[NewMessage]], url: str, schema: st
             now = T0 + i
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(insert, baseline_rows(batch, now))
+            if not queue:
+                continue
             async with conn.cursor() as cursor:
                 await cursor.execute(claim, (SCOPE, now, len(batch)))
-                claimed = await cursor.fetchall()
-            updates, slots = _queue_writes(claimed, now)
+                updates, slots = _queue_writes(await cursor.fetchall(), now)
             async with conn.transaction(), conn.cursor() as cursor:
                 await cursor.executemany(sent, updates)
                 await cursor.executemany(ledger, slots)
@@ -237,7 +222,7 @@ PATHS = (("2 writes", False), ("1 write", True))
 
 async def run_sqlite(work: list[list[NewMessage]], n: int, folder: str) -> list[dict[str, Any]]:
     baseline = sqlite_baseline(work, os.path.join(folder, "baseline.db"))
-    queue = sqlite_bare_queue(work, os.path.join(folder, "queue.db"))
+    queue = sqlite_baseline(work, os.path.join(folder, "queue.db"), queue=True)
     rows = []
     for label, one_write in PATHS:
         async with open_store(os.path.join(folder, f"tiergate-{one_write}.db")) as store:
@@ -250,7 +235,7 @@ async def run_postgres(work: list[list[NewMessage]], n: int, url: str) -> list[d
     rows = []
     for label, one_write in PATHS:
         async with temporary_schema(url) as (schema, _):
-            queue = await postgres_bare_queue(work, url, schema)
+            queue = await postgres_baseline(work, url, schema, queue=True)
         async with temporary_schema(url) as (schema, _):
             baseline = await postgres_baseline(work, url, schema)
             async with open_store(url, schema=schema) as store:
