@@ -355,10 +355,17 @@ class Store(Protocol):
 
     # scope leases for workers (wall-clock times: they are about process liveness)
     async def acquire_scopes(self, worker_id: str, now: float, ttl: float, limit: int) -> list[str]:
-        """Renew this worker's leases and take free or expired ones; returns every scope it holds."""
+        """Renew this worker's heartbeat and leases and take free or expired scopes up to its share
+        (``scope_share``); returns every scope it holds, which may be more than its share."""
         ...
 
-    async def release_scopes(self, worker_id: str) -> None: ...
+    async def scope_share(self, now: float, limit: int) -> int:
+        """Every scope over the live workers, rounded up, at most ``limit``: what one worker holds."""
+        ...
+
+    async def release_scopes(self, worker_id: str, scope_ids: Sequence[str] | None = None) -> None:
+        """Give up these scopes, or every scope and the heartbeat (a worker stopping)."""
+        ...
 
     # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; this process only on SQLite)
     async def notify(self, channel: str) -> None: ...

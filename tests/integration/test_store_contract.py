@@ -607,6 +607,30 @@ async def test_leases_acquire_renew_expire_and_release(store: SqlStore) -> None:
     assert await store.acquire_scopes("w1", T0 + 57, ttl=30, limit=1) == ["sender:100"]
 
 
+async def test_a_worker_takes_up_to_its_share_and_gives_back_what_it_is_asked_to(store: SqlStore) -> None:
+    """The share is every scope over the live workers (heartbeats renewed with the leases), rounded
+    up: a worker that joins finds none free, the others give back their excess, and it takes that."""
+    await seed(store, scopes=("100", "200", "300", "400", "500"))
+    assert await store.acquire_scopes("w1", T0, ttl=30, limit=10) == [f"sender:{i}00" for i in range(1, 6)]
+    assert await store.scope_share(T0, 10) == 5
+    assert await store.acquire_scopes("w2", T0 + 1, ttl=30, limit=10) == []  # none free yet
+    assert await store.scope_share(T0 + 1, 10) == 3 and await store.scope_share(T0 + 1, 2) == 2
+    await store.release_scopes("w1", ["sender:400", "sender:500", "sender:999"])  # one it never held
+    assert await store.acquire_scopes("w2", T0 + 2, ttl=30, limit=10) == ["sender:400", "sender:500"]
+    assert await store.acquire_scopes("w1", T0 + 3, ttl=30, limit=10) == ["sender:100", "sender:200", "sender:300"]
+    await store.release_scopes("w2", ["sender:100"])  # not w2's: nothing changes
+    assert await store.acquire_scopes("w1", T0 + 4, ttl=30, limit=10) == ["sender:100", "sender:200", "sender:300"]
+    # w2 stops: its scopes and its heartbeat go at once, and w1's share is everything again
+    await store.release_scopes("w2")
+    assert await store.scope_share(T0 + 5, 10) == 5
+    assert len(await store.acquire_scopes("w1", T0 + 5, ttl=30, limit=10)) == 5
+    # a worker that stops renewing leaves the count when its heartbeat runs out
+    assert await store.acquire_scopes("w3", T0 + 6, ttl=30, limit=10) == []  # alive until T0 + 36
+    assert await store.scope_share(T0 + 34, 10) == 3
+    assert len(await store.acquire_scopes("w1", T0 + 34, ttl=30, limit=10)) == 5  # renewing takes nothing away
+    assert await store.scope_share(T0 + 36, 10) == 5
+
+
 async def test_a_lost_lease_fences_off_every_write(store: SqlStore) -> None:
     await seed(store)
     m, = await store.insert_messages([new("1")], T0)

@@ -35,7 +35,7 @@ from tiergate.core.window import DAY, RollingWindow, Slot
 from tiergate.ports import LeaseLost, LedgerChange, MessageUpdate, Provider, SendOutcome, Store
 from tiergate.service.localtime import quiet_until
 from tiergate.service.metrics import METRICS
-from tiergate.service.wakeups import CHANGED, DUE
+from tiergate.service.wakeups import CHANGED, DUE, announce
 
 log = logging.getLogger("tiergate.dispatcher")
 
@@ -201,6 +201,9 @@ class Dispatcher:
             self.worker_id, asked_at, self.config.lease_ttl, self.config.max_scopes
         )
         self._leases_until = asked_at + self.config.lease_ttl
+        share = await self.store.scope_share(asked_at, self.config.max_scopes)
+        if len(owned) > share:
+            owned = await self._shed(owned, len(owned) - share)
         now = self.clock.now()
         owned_set = set(owned)
         for gone in [s for s in self._scopes if s not in owned_set]:
@@ -221,6 +224,22 @@ class Dispatcher:
             rt.scope = scope
             rt.senders = {s.id: s for s in await self.store.senders_of_scope(scope_id)}
         return owned
+
+    async def _shed(self, owned: list[str], excess: int) -> list[str]:
+        """Give back up to ``excess`` scopes beyond this worker's share (another worker joined), so
+        it takes them on its next refresh. Only idle ones: none of their sends in flight and the
+        last write in, since the next owner marks whatever it finds ``sending`` as ``unknown``."""
+        await self._flush_write()
+        idle = [s for s in owned if (rt := self._scopes.get(s)) is None
+                or not any(self._inflight[sender_id] for sender_id in rt.senders)]
+        given = idle[-excess:] if excess < len(idle) else idle
+        if not given:
+            return owned
+        await self.store.release_scopes(self.worker_id, given)
+        log.info("gave back %d scope(s) over this worker's share: %s", len(given), ", ".join(given))
+        await announce(self.store, CHANGED)  # the other workers look for free scopes now
+        kept = set(given)
+        return [s for s in owned if s not in kept]
 
     def release_slot(self, scope_id: str, recipient: str, expiry: float, previous: float | None,
                      now: float) -> None:

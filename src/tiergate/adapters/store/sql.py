@@ -1343,16 +1343,19 @@ class SqlStore(ABC):
     # -- scope leases ------------------------------------------------------------------------
     @_retried
     async def acquire_scopes(self, worker_id: str, now: float, ttl: float, limit: int) -> list[str]:
-        """Renew this worker's leases and take free or expired ones (up to ``limit`` held in all).
+        """Renew this worker's heartbeat and leases, and take free or expired scopes up to its share
+        (``scope_share``: never more than ``limit`` held in all).
 
         A lease is only ever taken when free or expired, and ``apply_updates(lease=...)`` fences on
         the owner column under a row lock, so a worker whose lease was taken over can write nothing.
         """
         until = now + ttl
         async with self.transaction() as tx:
+            await tx.execute("INSERT INTO workers (id, seen_until) VALUES (?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET seen_until = excluded.seen_until", (worker_id, until))
             await tx.execute("UPDATE scopes SET lease_until = ? WHERE lease_owner = ?", (until, worker_id))
             held = [row[0] for row in await tx.fetchall("SELECT id FROM scopes WHERE lease_owner = ?", (worker_id,))]
-            room = limit - len(held)
+            room = await self._share(tx, now, limit) - len(held)
             if room > 0:
                 free = [row[0] for row in await tx.fetchall(
                     f"SELECT id FROM scopes WHERE (lease_owner IS NULL OR lease_until <= ?) "
@@ -1367,10 +1370,31 @@ class SqlStore(ABC):
                     held += free
         return sorted(held)
 
-    async def release_scopes(self, worker_id: str) -> None:
+    async def scope_share(self, now: float, limit: int) -> int:
+        """How many scopes a worker should hold: every scope over the live workers, rounded up, at
+        most ``limit``."""
+        async with self.reader() as tx:
+            return await self._share(tx, now, limit)
+
+    @staticmethod
+    async def _share(tx: Tx, now: float, limit: int) -> int:
+        scopes = await tx.fetchone("SELECT COUNT(*) FROM scopes")
+        workers = await tx.fetchone("SELECT COUNT(*) FROM workers WHERE seen_until > ?", (now,))
+        total, live = int(scopes[0]) if scopes else 0, max(int(workers[0]) if workers else 0, 1)
+        return min(limit, -(-total // live))
+
+    async def release_scopes(self, worker_id: str, scope_ids: Sequence[str] | None = None) -> None:
+        """Give up these scopes (for another worker to take), or, without ``scope_ids``, every scope
+        and the heartbeat (the worker is stopping: its share goes to the others at once)."""
         async with self.transaction() as tx:
-            await tx.execute("UPDATE scopes SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-                             (worker_id,))
+            if scope_ids is None:
+                await tx.execute("UPDATE scopes SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                                 (worker_id,))
+                await tx.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+                return
+            for chunk in _chunks(list(scope_ids), self.max_params - 1):
+                await tx.execute(f"UPDATE scopes SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? "
+                                 f"AND id IN ({_marks(len(chunk))})", (worker_id, *chunk))
 
     # -- wake-ups ----------------------------------------------------------------------------
     async def notify(self, channel: str) -> None:

@@ -1,0 +1,81 @@
+"""Scopes spread over the workers as they come and go: a worker that joins gets its share without
+anyone stopping, and nothing is sent twice or left ``unknown`` by the hand-over."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from tests.integration.test_write_behind import Counting
+
+from tiergate.clock import SystemClock
+from tiergate.service.dispatcher import DispatcherConfig
+from tiergate.service.gateway import Gateway
+from tiergate.service.intake import CampaignRequest, SenderRequest
+from tiergate.settings import Settings
+
+SENDERS = ("1001", "1002", "1003", "1004")
+GUARD = 60.0
+
+
+async def open_worker(store_url: str, worker_id: str, provider: Counting) -> Gateway:
+    # Leases of 1.5 s: each worker renews (and rebalances) every 0.5 s.
+    return await Gateway.open(Settings(database_url=store_url, worker_id=worker_id, batch_size=20),
+                              clock=SystemClock(), provider=provider,
+                              dispatcher_config=DispatcherConfig(batch_size=20, idle_wait=0.1, lease_ttl=1.5))
+
+
+async def owners(gateway: Gateway) -> Counter[str]:
+    """Scopes per worker, as the lease rows say (what an operator reads)."""
+    async with gateway.store.reader() as tx:
+        rows = await tx.fetchall("SELECT lease_owner FROM scopes WHERE lease_owner IS NOT NULL")
+    return Counter(str(owner) for owner, in rows)
+
+
+async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_url: str) -> None:
+    provider = Counting(inline=False)
+    first = await open_worker(store_url, "w1", provider)
+    second: Gateway | None = None
+    provider.store = first.store
+    stops = [asyncio.Event(), asyncio.Event()]
+    runners: list[asyncio.Task[None]] = []
+    try:
+        tenant = await first.auth.create_tenant("acme")
+        audience = [f"+4915100{i:06d}" for i in range(800)]
+        for i, pnid in enumerate(SENDERS):
+            await first.intake.register_sender(tenant, SenderRequest(pnid, f"+1555000{pnid}", tier="TIER_10K"))
+            await first.store.update_sender(pnid, {"throughput_mps": 100})  # 2 s of work for each sender
+            await first.intake.create_campaign(tenant, CampaignRequest(
+                pnid, {"name": "hello", "language": "en_US"}, [{"to": r} for r in audience[i::4]],
+                category="UTILITY"))
+        runners.append(asyncio.create_task(first.run(stops[0], dispatch=True, sync=False)))
+        async with asyncio.timeout(GUARD):
+            while (await owners(first))["w1"] < len(SENDERS):
+                await asyncio.sleep(0.05)
+        assert await first.store.count_by_state() != {"sent": len(audience)}  # still sending
+
+        second = await open_worker(store_url, "w2", provider)
+        runners.append(asyncio.create_task(second.run(stops[1], dispatch=True, sync=False)))
+        async with asyncio.timeout(GUARD):  # w1 gives two back at its next renewal, and w2 takes them
+            while await owners(first) != Counter({"w1": 2, "w2": 2}):
+                await asyncio.sleep(0.05)
+            while await first.store.count_by_state() != {"sent": len(audience)}:
+                await asyncio.sleep(0.05)
+        assert sorted(provider.sends) == sorted(r.lstrip("+") for r in audience)
+        assert set(provider.sends.values()) == {1}  # none twice, none left 'unknown' by the hand-over
+        assert provider.unwritten == []
+
+        stops[1].set()  # w2 stops: its scopes go back to w1 at w1's next renewal
+        await runners[1]
+        await second.close()
+        second = None
+        async with asyncio.timeout(GUARD):
+            while await owners(first) != Counter({"w1": 4}):
+                await asyncio.sleep(0.05)
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(*runners, return_exceptions=True)
+        if second is not None:
+            await second.close()
+        await first.close()
