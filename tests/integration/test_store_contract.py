@@ -629,6 +629,9 @@ async def test_a_worker_takes_up_to_its_share_and_gives_back_what_it_is_asked_to
     assert await store.scope_share(T0 + 34, 10) == 3
     assert len(await store.acquire_scopes("w1", T0 + 34, ttl=30, limit=10)) == 5  # renewing takes nothing away
     assert await store.scope_share(T0 + 36, 10) == 5
+    await store.acquire_scopes("w1", T0 + 40, ttl=30, limit=10)
+    async with store.reader() as tx:  # a dead worker's heartbeat is swept by the next renewal
+        assert await tx.fetchall("SELECT id FROM workers") == [("w1",)]
 
 
 async def test_a_lost_lease_fences_off_every_write(store: SqlStore) -> None:

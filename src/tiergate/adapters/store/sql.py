@@ -1353,6 +1353,8 @@ class SqlStore(ABC):
         async with self.transaction() as tx:
             await tx.execute("INSERT INTO workers (id, seen_until) VALUES (?, ?) "
                              "ON CONFLICT (id) DO UPDATE SET seen_until = excluded.seen_until", (worker_id, until))
+            # Workers that died (ids are per process by default): gone from the count, now from the table.
+            await tx.execute("DELETE FROM workers WHERE seen_until <= ?", (now,))
             await tx.execute("UPDATE scopes SET lease_until = ? WHERE lease_owner = ?", (until, worker_id))
             held = [row[0] for row in await tx.fetchall("SELECT id FROM scopes WHERE lease_owner = ?", (worker_id,))]
             room = await self._share(tx, now, limit) - len(held)
