@@ -47,6 +47,16 @@ class ConflictError(ValueError):
     """The write conflicts with an existing record (e.g. a sender id registered by another tenant)."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerLeases:
+    """A dispatcher as the store sees it: alive until when (its heartbeat; None when it holds
+    leases but its heartbeat ran out) and the scopes whose leases it holds now."""
+
+    id: str
+    alive_until: float | None
+    scopes: tuple[str, ...]
+
+
 class LeaseLost(RuntimeError):
     """A worker tried to commit decisions for a scope it no longer holds; nothing was written."""
 
@@ -365,6 +375,10 @@ class Store(Protocol):
 
     async def release_scopes(self, worker_id: str, scope_ids: Sequence[str] | None = None) -> None:
         """Give up these scopes, or every scope and the heartbeat (a worker stopping)."""
+        ...
+
+    async def list_workers(self, now: float) -> list[WorkerLeases]:
+        """Live workers and every holder of an unexpired lease, by id (what an operator looks at)."""
         ...
 
     # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; this process only on SQLite)

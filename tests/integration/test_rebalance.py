@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import httpx
 from tests.integration.test_write_behind import Counting
 
+from tiergate.api.app import create_app
 from tiergate.clock import SystemClock
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
@@ -64,6 +66,19 @@ async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_ur
         assert sorted(provider.sends) == sorted(r.lstrip("+") for r in audience)
         assert set(provider.sends.values()) == {1}  # none twice, none left 'unknown' by the hand-over
         assert provider.unwritten == []
+
+        # What an operator sees: GET /v1/workers (admin), and each process's gauges.
+        _, key = await first.auth.create_key(tenant.id, admin=True)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(first)), base_url="http://t",
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
+            seen = (await client.get("/v1/workers")).json()
+            assert seen["share"] == 2 and seen["free"] == [], seen
+            assert [(w["id"], len(w["scopes"])) for w in seen["workers"]] == [("w1", 2), ("w2", 2)], seen
+            assert all(w["alive_until"] is not None for w in seen["workers"])
+            _, plain = await first.auth.create_key(tenant.id)
+            refused = await client.get("/v1/workers", headers={"Authorization": f"Bearer {plain}"})
+            assert refused.status_code == 403, refused.text
+            assert "tiergate_scopes_held 2.0" in (await client.get("/metrics")).text
 
         stops[1].set()  # w2 stops: its scopes go back to w1 at w1's next renewal
         await runners[1]

@@ -18,7 +18,15 @@ from tiergate.adapters.store.postgres import PostgresStore
 from tiergate.adapters.store.sql import SqlStore, migrations
 from tiergate.adapters.store.sqlite import SQLiteStore
 from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
-from tiergate.ports import ConflictError, LeaseLost, LedgerChange, MessageUpdate, NotFound, RecipientFlags
+from tiergate.ports import (
+    ConflictError,
+    LeaseLost,
+    LedgerChange,
+    MessageUpdate,
+    NotFound,
+    RecipientFlags,
+    WorkerLeases,
+)
 
 Q, SENDING, SENT = MessageState.QUEUED, MessageState.SENDING, MessageState.SENT
 DAY = 86_400.0
@@ -615,6 +623,7 @@ async def test_a_worker_takes_up_to_its_share_and_gives_back_what_it_is_asked_to
     assert await store.scope_share(T0, 10) == 5
     assert await store.acquire_scopes("w2", T0 + 1, ttl=30, limit=10) == []  # none free yet
     assert await store.scope_share(T0 + 1, 10) == 3 and await store.scope_share(T0 + 1, 2) == 2
+    assert [(w.id, len(w.scopes)) for w in await store.list_workers(T0 + 1)] == [("w1", 5), ("w2", 0)]
     await store.release_scopes("w1", ["sender:400", "sender:500", "sender:999"])  # one it never held
     assert await store.acquire_scopes("w2", T0 + 2, ttl=30, limit=10) == ["sender:400", "sender:500"]
     assert await store.acquire_scopes("w1", T0 + 3, ttl=30, limit=10) == ["sender:100", "sender:200", "sender:300"]
@@ -630,6 +639,8 @@ async def test_a_worker_takes_up_to_its_share_and_gives_back_what_it_is_asked_to
     assert len(await store.acquire_scopes("w1", T0 + 34, ttl=30, limit=10)) == 5  # renewing takes nothing away
     assert await store.scope_share(T0 + 36, 10) == 5
     await store.acquire_scopes("w1", T0 + 40, ttl=30, limit=10)
+    everything = tuple(f"sender:{i}00" for i in range(1, 6))
+    assert await store.list_workers(T0 + 40) == [WorkerLeases("w1", T0 + 70, everything)]
     async with store.reader() as tx:  # a dead worker's heartbeat is swept by the next renewal
         assert await tx.fetchall("SELECT id FROM workers") == [("w1",)]
 

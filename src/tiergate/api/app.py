@@ -668,6 +668,16 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     async def list_tenants(_: Admin) -> Any:
         return [tenant_out(t) for t in await gateway.store.list_tenants()]
 
+    @app.get("/v1/workers", response_model=s.WorkersOut, tags=["admin"])
+    async def list_workers(_: Admin) -> Any:
+        """The dispatchers and the scopes each holds (scale-out): who sends for which number."""
+        at = gateway.dispatcher.wall.now()  # leases are in wall-clock time
+        workers = await gateway.store.list_workers(at)
+        held = {scope for w in workers for scope in w.scopes}
+        return {"share": await gateway.store.scope_share(at, gateway.dispatcher.config.max_scopes),
+                "workers": [{"id": w.id, "alive_until": w.alive_until, "scopes": list(w.scopes)} for w in workers],
+                "free": sorted(sc.id for sc in await gateway.store.list_scopes() if sc.id not in held)}
+
     @app.get("/v1/tenant", response_model=s.TenantOut, tags=["tenant"])
     async def my_tenant(who: Who) -> Any:
         return tenant_out(who.tenant)

@@ -306,6 +306,18 @@ class TenantOut(BaseModel):
     stop_keywords: list[str]
 
 
+class WorkerOut(BaseModel):
+    id: str
+    alive_until: float | None = Field(description="its heartbeat; null: it holds leases but stopped renewing")
+    scopes: list[str]
+
+
+class WorkersOut(BaseModel):
+    share: int = Field(description="scopes one worker holds: every scope over the live workers, rounded up")
+    workers: list[WorkerOut]
+    free: list[str] = Field(description="scopes no live lease covers: the next worker to renew takes them")
+
+
 class KeyIn(Strict):
     tenant_id: str
     admin: bool = False

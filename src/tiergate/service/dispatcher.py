@@ -204,6 +204,8 @@ class Dispatcher:
         share = await self.store.scope_share(asked_at, self.config.max_scopes)
         if len(owned) > share:
             owned = await self._shed(owned, len(owned) - share)
+        METRICS.scopes_held.set(len(owned))
+        METRICS.scope_share.set(share)
         now = self.clock.now()
         owned_set = set(owned)
         for gone in [s for s in self._scopes if s not in owned_set]:

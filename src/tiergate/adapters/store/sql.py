@@ -43,6 +43,7 @@ from tiergate.ports import (
     MessageUpdate,
     NotFound,
     RecipientFlags,
+    WorkerLeases,
 )
 
 __all__ = ["SqlStore", "Tx", "migrations"]
@@ -1397,6 +1398,17 @@ class SqlStore(ABC):
             for chunk in _chunks(list(scope_ids), self.max_params - 1):
                 await tx.execute(f"UPDATE scopes SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? "
                                  f"AND id IN ({_marks(len(chunk))})", (worker_id, *chunk))
+
+    async def list_workers(self, now: float) -> list[WorkerLeases]:
+        async with self.reader() as tx:
+            alive: dict[str, float] = {worker: float(until) for worker, until in await tx.fetchall(
+                "SELECT id, seen_until FROM workers WHERE seen_until > ?", (now,))}
+            held = await tx.fetchall("SELECT lease_owner, id FROM scopes WHERE lease_owner IS NOT NULL "
+                                     "AND lease_until > ? ORDER BY lease_owner, id", (now,))
+        scopes: dict[str, list[str]] = {worker: [] for worker in alive}
+        for owner, scope_id in held:
+            scopes.setdefault(owner, []).append(scope_id)
+        return [WorkerLeases(worker, alive.get(worker), tuple(ids)) for worker, ids in sorted(scopes.items())]
 
     # -- wake-ups ----------------------------------------------------------------------------
     async def notify(self, channel: str) -> None:
