@@ -30,6 +30,7 @@ from tiergate.service.dropin import meta_error
 from tiergate.service.gateway import Gateway
 from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest, SenderRequest, normalize_phone
 from tiergate.service.metrics import METRICS
+from tiergate.service.operator_views import workers_view
 from tiergate.service.views import campaign_view, message_view, sender_view
 
 __all__ = ["ApiError", "create_app", "owned"]
@@ -671,12 +672,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     @app.get("/v1/workers", response_model=s.WorkersOut, tags=["admin"])
     async def list_workers(_: Admin) -> Any:
         """The dispatchers and the scopes each holds (scale-out): who sends for which number."""
-        at = gateway.dispatcher.wall.now()  # leases are in wall-clock time
-        workers = await gateway.store.list_workers(at)
-        held = {scope for w in workers for scope in w.scopes}
-        return {"share": await gateway.store.scope_share(at, gateway.dispatcher.config.max_scopes),
-                "workers": [{"id": w.id, "alive_until": w.alive_until, "scopes": list(w.scopes)} for w in workers],
-                "free": sorted(sc.id for sc in await gateway.store.list_scopes() if sc.id not in held)}
+        return await workers_view(gateway.store, gateway.dispatcher.wall.now(), gateway.dispatcher.config.max_scopes)
 
     @app.get("/v1/tenant", response_model=s.TenantOut, tags=["tenant"])
     async def my_tenant(who: Who) -> Any:

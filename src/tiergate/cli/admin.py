@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.remote import Remote
 from tiergate.cli.serve import load_settings, shown_url
 from tiergate.ports import NotFound
 
@@ -37,6 +38,16 @@ def _run(database_url: str | None, body: Callable[[Any], Awaitable[T]]) -> T:
             await gateway.close()
 
     return asyncio.run(main())
+
+
+def read_store_or_server(database_url: str | None, url: str | None, api_key: str | None,
+                         from_store: Callable[[Any], Awaitable[T]],
+                         from_server: Callable[[Remote], Coroutine[Any, Any, T]]) -> T:
+    """What an operator command shows: read from a running server when given its URL or a key,
+    else from the store itself."""
+    if url or api_key:
+        return asyncio.run(from_server(Remote(url, api_key)))
+    return _run(database_url, from_store)
 
 
 def _when(ts: float | None) -> str:

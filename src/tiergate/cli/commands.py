@@ -9,3 +9,4 @@ from tiergate.cli import simulate as simulate
 from tiergate.cli import status as status
 from tiergate.cli import template as template
 from tiergate.cli import webhook as webhook
+from tiergate.cli import workers as workers

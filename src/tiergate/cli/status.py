@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import typer
@@ -10,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from tiergate.cli.admin import DB, _run, _when
+from tiergate.cli.admin import DB, _when, read_store_or_server
 from tiergate.cli.app import app, console, fail, print_json
 from tiergate.cli.campaign import duration
 from tiergate.cli.remote import Remote, RemoteError
@@ -52,10 +51,7 @@ def status(
     api_key: str | None = typer.Option(None, "--api-key", help="With --url: the tenant's key [TIERGATE_API_KEY]"),
 ) -> None:
     """Senders at a glance: tier, used/limit, next release, quality, paused reasons, next tier."""
-    if url or api_key:
-        rows, now = asyncio.run(_from_server(Remote(url, api_key)))
-    else:
-        rows, now = _run(database_url, _from_store)
+    rows, now = read_store_or_server(database_url, url, api_key, _from_store, _from_server)
     if json_out:
         print_json(rows)
         return

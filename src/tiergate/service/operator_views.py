@@ -15,7 +15,7 @@ from tiergate.core.tiers import Tier, parse_tier
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope, utc_offset
 
-__all__ = ["campaign_days", "release_timeline", "tier_at", "tier_ladder"]
+__all__ = ["campaign_days", "release_timeline", "tier_at", "tier_ladder", "workers_view"]
 
 MAX_DAYS = 366  # a chart of more days is unreadable; the plan JSON has them all
 
@@ -138,3 +138,13 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
     return {"campaign_id": campaign.id, "now": now, "timezone": scope.timezone, "today": today,
             "waiting": waiting, "finish_by": finish_by, "finished_day": finished_day,
             "planned_finish": edges[len(plan)] if plan and len(plan) <= n else None, "days": days}
+
+
+async def workers_view(store: Store, now: float, max_scopes: int) -> dict[str, Any]:
+    """The dispatchers (scale-out), the scopes each holds, one worker's share, and the scopes no live
+    lease covers (the next worker to renew takes them). ``now`` is wall-clock time, as leases are."""
+    workers = await store.list_workers(now)
+    held = {scope for w in workers for scope in w.scopes}
+    return {"share": await store.scope_share(now, max_scopes),
+            "workers": [{"id": w.id, "alive_until": w.alive_until, "scopes": list(w.scopes)} for w in workers],
+            "free": sorted(sc.id for sc in await store.list_scopes() if sc.id not in held)}
