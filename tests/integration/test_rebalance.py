@@ -94,3 +94,28 @@ async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_ur
         if second is not None:
             await second.close()
         await first.close()
+
+
+async def test_a_gateway_that_never_dispatched_leaves_the_leases_of_its_worker_id_alone(store_url: str) -> None:
+    """A CLI command run with the same ``TIERGATE_WORKER_ID`` as a running worker (one environment
+    for both) opens and closes a gateway: that must not hand the worker's scopes away."""
+    worker = await open_worker(store_url, "w1", Counting(inline=False))
+    try:
+        tenant = await worker.auth.create_tenant("acme")
+        await worker.intake.register_sender(tenant, SenderRequest("1001", "+15550001001", tier="TIER_1K"))
+        assert await worker.dispatcher.refresh_scopes() == ["sender:1001"]
+        cli = await open_worker(store_url, "w1", Counting(inline=False))
+        await cli.close()
+        assert await owners(worker) == Counter({"w1": 1})
+        assert [w.id for w in await worker.store.list_workers(worker.dispatcher.wall.now())] == ["w1"]
+    finally:
+        await worker.close()
+    assert await owners_after_close(store_url) == Counter()  # the worker itself gives them back
+
+
+async def owners_after_close(store_url: str) -> Counter[str]:
+    gateway = await open_worker(store_url, "observer", Counting(inline=False))
+    try:
+        return await owners(gateway)
+    finally:
+        await gateway.close()

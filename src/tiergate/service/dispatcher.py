@@ -184,6 +184,9 @@ class Dispatcher:
         # whose requests hang holds up its own messages only, never the others' batch.
         self.overlap_sends = False
         self._inflight: Counter[str] = Counter()
+        # Set by the first renewal: only then are there leases (and a heartbeat) of this worker id to
+        # give back on close. A command-line gateway never renews, and may run with the id of a live worker.
+        self.holds_leases = False
         self._turn = 0
         self._refresh_requested = False
         self._pull_pending = False  # the last pull filled its room: more parked messages may fit
@@ -200,6 +203,7 @@ class Dispatcher:
         owned = await self.store.acquire_scopes(
             self.worker_id, asked_at, self.config.lease_ttl, self.config.max_scopes
         )
+        self.holds_leases = True
         self._leases_until = asked_at + self.config.lease_ttl
         share = await self.store.scope_share(asked_at, self.config.max_scopes)
         if len(owned) > share:

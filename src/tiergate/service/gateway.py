@@ -100,8 +100,9 @@ class Gateway:
                 sender.quality))
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.store.release_scopes(self.dispatcher.worker_id)
+        if self.dispatcher.holds_leases:  # not a CLI's gateway: it may share a running worker's id
+            with contextlib.suppress(Exception):
+                await self.store.release_scopes(self.dispatcher.worker_id)
         await self.provider.aclose()
         await self.store.close()
 
