@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import httpx
 from tests.integration.test_write_behind import Counting
 
 from tiergate.api.app import create_app
 from tiergate.clock import SystemClock
+from tiergate.ports import SendOutcome
 from tiergate.service.dispatcher import DispatcherConfig
 from tiergate.service.gateway import Gateway
 from tiergate.service.intake import CampaignRequest, SenderRequest
@@ -34,8 +36,17 @@ async def owners(gateway: Gateway) -> Counter[str]:
     return Counter(str(owner) for owner, in rows)
 
 
+class Slow(Counting):
+    """A remote platform that takes 300 ms to answer, as the real one may: a busy sender always has
+    sends in flight, so a scope it gives back must drain first."""
+
+    async def send(self, phone_number_id: str, body: dict[str, Any]) -> SendOutcome:
+        await asyncio.sleep(0.3)
+        return await super().send(phone_number_id, body)
+
+
 async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_url: str) -> None:
-    provider = Counting(inline=False)
+    provider = Slow(inline=False)
     first = await open_worker(store_url, "w1", provider)
     second: Gateway | None = None
     provider.store = first.store
@@ -43,10 +54,10 @@ async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_ur
     runners: list[asyncio.Task[None]] = []
     try:
         tenant = await first.auth.create_tenant("acme")
-        audience = [f"+4915100{i:06d}" for i in range(800)]
+        audience = [f"+4915100{i:06d}" for i in range(1600)]
         for i, pnid in enumerate(SENDERS):
             await first.intake.register_sender(tenant, SenderRequest(pnid, f"+1555000{pnid}", tier="TIER_10K"))
-            await first.store.update_sender(pnid, {"throughput_mps": 100})  # 2 s of work for each sender
+            await first.store.update_sender(pnid, {"throughput_mps": 100})  # 4 s of work for each sender
             await first.intake.create_campaign(tenant, CampaignRequest(
                 pnid, {"name": "hello", "language": "en_US"}, [{"to": r} for r in audience[i::4]],
                 category="UTILITY"))
@@ -61,6 +72,9 @@ async def test_a_worker_that_joins_takes_its_share_from_the_one_running(store_ur
         async with asyncio.timeout(GUARD):  # w1 gives two back at its next renewal, and w2 takes them
             while await owners(first) != Counter({"w1": 2, "w2": 2}):
                 await asyncio.sleep(0.05)
+            # Handed over mid-send: w1 stopped claiming from them and gave them back once their
+            # sends in flight were answered, not when their work was done.
+            assert (await first.store.count_by_state()).get("queued", 0) > 0
             while await first.store.count_by_state() != {"sent": len(audience)}:
                 await asyncio.sleep(0.05)
         assert sorted(provider.sends) == sorted(r.lstrip("+") for r in audience)

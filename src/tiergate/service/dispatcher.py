@@ -187,6 +187,7 @@ class Dispatcher:
         # Set by the first renewal: only then are there leases (and a heartbeat) of this worker id to
         # give back on close. A command-line gateway never renews, and may run with the id of a live worker.
         self.holds_leases = False
+        self._draining: set[str] = set()  # scopes over this worker's share: claimed from no more, then given back
         self._turn = 0
         self._refresh_requested = False
         self._pull_pending = False  # the last pull filled its room: more parked messages may fit
@@ -208,6 +209,8 @@ class Dispatcher:
         share = await self.store.scope_share(asked_at, self.config.max_scopes)
         if len(owned) > share:
             owned = await self._shed(owned, len(owned) - share)
+        else:
+            self._draining.clear()  # a worker left (or never came): keep everything
         METRICS.scopes_held.set(len(owned))
         METRICS.scope_share.set(share)
         now = self.clock.now()
@@ -232,20 +235,34 @@ class Dispatcher:
         return owned
 
     async def _shed(self, owned: list[str], excess: int) -> list[str]:
-        """Give back up to ``excess`` scopes beyond this worker's share (another worker joined), so
-        it takes them on its next refresh. Only idle ones: none of their sends in flight and the
-        last write in, since the next owner marks whatever it finds ``sending`` as ``unknown``."""
-        await self._flush_write()
-        idle = [s for s in owned if (rt := self._scopes.get(s)) is None
+        """Give back ``excess`` scopes beyond this worker's share (another worker joined) for the
+        others to take. They drain first: no new claims from them, and each is given back once none
+        of its sends is in flight and the last write is in, since the next owner marks whatever it
+        finds ``sending`` as ``unknown``. Returns the scopes still held."""
+        chosen = [s for s in owned if s in self._draining][:excess]
+        for scope_id in reversed(owned):  # the ones draining already, then the last in id order
+            if len(chosen) >= excess:
+                break
+            if scope_id not in chosen:
+                chosen.append(scope_id)
+        self._draining = set(chosen)
+        given = await self._release_drained()
+        return [s for s in owned if s not in given]
+
+    async def _release_drained(self) -> set[str]:
+        """Give back the draining scopes that have nothing in flight; returns them."""
+        idle = [s for s in sorted(self._draining) if (rt := self._scopes.get(s)) is None
                 or not any(self._inflight[sender_id] for sender_id in rt.senders)]
-        given = idle[-excess:] if excess < len(idle) else idle
-        if not given:
-            return owned
-        await self.store.release_scopes(self.worker_id, given)
-        log.info("gave back %d scope(s) over this worker's share: %s", len(given), ", ".join(given))
+        if not idle:
+            return set()
+        await self._flush_write()  # the last batch's write holds their lease: in before they go
+        await self.store.release_scopes(self.worker_id, idle)
+        for scope_id in idle:
+            self._scopes.pop(scope_id, None)  # no write of this worker may name them any more
+        self._draining.difference_update(idle)
+        log.info("gave back %d scope(s) over this worker's share: %s", len(idle), ", ".join(idle))
         await announce(self.store, CHANGED)  # the other workers look for free scopes now
-        kept = set(given)
-        return [s for s in owned if s not in kept]
+        return set(idle)
 
     def release_slot(self, scope_id: str, recipient: str, expiry: float, previous: float | None,
                      now: float) -> None:
@@ -320,7 +337,9 @@ class Dispatcher:
         if refresh or not self._scopes:
             await self._flush_write()
             await self.refresh_scopes()
-        scope_ids = list(self._scopes)
+        elif self._draining:
+            await self._release_drained()  # each answer of a draining scope's last sends wakes us
+        scope_ids = [s for s in self._scopes if s not in self._draining]
         if not scope_ids:
             return None
         now = self.clock.now()
@@ -426,6 +445,8 @@ class Dispatcher:
             self._turn = (self._turn + 1) % len(scopes)
             scopes = scopes[self._turn:] + scopes[:self._turn]
         for scope_id, rt in scopes:
+            if scope_id in self._draining:
+                continue  # being given back: nothing new from it
             usable = not rt.senders
             tokens = 0
             for sender in rt.senders.values():
