@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.e2e.cli_server import Served, running_serve
 
 from tiergate.api.app import create_app
 from tiergate.clock import VirtualClock
@@ -71,6 +72,13 @@ async def make_harness(tmp_path: Path, provider: Any = None, **settings: Any) ->
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tiergate.test",
                                headers={"Authorization": f"Bearer {key}"})
     return Harness(gateway, clock, client, key)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A real ``tiergate serve`` (``tests.e2e.cli_server``) shared by one module's CLI tests."""
+    with running_serve(tmp_path_factory.mktemp("serve")) as s:
+        yield s
 
 
 @pytest.fixture

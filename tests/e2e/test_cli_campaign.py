@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.cli_server import Served, clean, register, running_serve, tiergate
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with running_serve(tmp_path_factory.mktemp("serve")) as s:
-        yield s
+from tests.e2e.cli_server import Served, clean, register, tiergate
 
 
 def csv_file(tmp_path: Path, n: int, base: int = 0, extra: str = "") -> Path:

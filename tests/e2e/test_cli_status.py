@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from tests.e2e.cli_server import Served, clean, register, running_serve, tiergate
+from tests.e2e.cli_server import Served, clean, register, tiergate
 
 from tiergate.adapters.provider.sandbox import SandboxProvider
 from tiergate.clock import VirtualClock
@@ -55,12 +53,6 @@ async def test_status_from_the_store(tmp_path: Path) -> None:
     rows = json.loads(tiergate("status", "--database-url", db, "--json").stdout)
     assert [(r["id"], r["used_24h"], r["limit"], r["quality"]) for r in rows] == [(SENDER, 250, 250, "RED")]
     assert rows[0]["forecast"]["next_tier"] == "TIER_1K"
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with running_serve(tmp_path_factory.mktemp("serve")) as s:
-        yield s
 
 
 def test_status_from_a_running_server_shows_only_the_tenant(served: Served) -> None:

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.cli_server import Served, against, running_serve
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with running_serve(tmp_path_factory.mktemp("serve")) as s:
-        yield s
+from tests.e2e.cli_server import Served, against
 
 
 def webhook(served: Served, *args: str) -> tuple[int, str, str]:

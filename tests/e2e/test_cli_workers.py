@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
-import pytest
-from tests.e2e.cli_server import Served, against, clean, register, running_serve, tiergate
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with running_serve(tmp_path_factory.mktemp("serve")) as s:
-        yield s
+from tests.e2e.cli_server import Served, against, clean, register, tiergate
 
 
 def test_the_running_server_holds_the_scope_of_a_new_sender(served: Served) -> None:
