@@ -60,14 +60,18 @@ def render(view: dict[str, Any], now: float) -> Table:
         alive = (Text(f"for {duration(w['alive_until'] - now)} more", style="green") if w["alive_until"] is not None
                  else Text("stopped renewing", style="bold red"))
         held = w["scopes"]
-        listed = ", ".join(held[:SHOWN]) + (f" (+{len(held) - SHOWN:,} more)" if len(held) > SHOWN else "")
-        table.add_row(escape(w["id"]), alive, f"{len(held):,}", escape(listed) or Text("-", style="dim"))
+        table.add_row(escape(w["id"]), alive, f"{len(held):,}", _listed(held) or Text("-", style="dim"))
     free = view["free"]
     if free:
-        listed = ", ".join(free[:SHOWN]) + (f" (+{len(free) - SHOWN:,} more)" if len(free) > SHOWN else "")
-        table.add_row(Text("(nobody)", style="yellow"), Text("-", style="dim"), f"{len(free):,}", escape(listed))
+        table.add_row(Text("(nobody)", style="yellow"), Text("-", style="dim"), f"{len(free):,}", _listed(free))
     if not view["workers"] and not free:
         table.caption = "no scopes yet: register a sender"
     elif not view["workers"]:
         table.caption = "no worker is running: start `tiergate serve` or `tiergate worker`"
     return table
+
+
+def _listed(scope_ids: list[str]) -> str:
+    """The first ``SHOWN`` ids, and how many more."""
+    more = f" (+{len(scope_ids) - SHOWN:,} more)" if len(scope_ids) > SHOWN else ""
+    return escape(", ".join(scope_ids[:SHOWN]) + more)
