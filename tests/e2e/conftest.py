@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import httpx
 import pytest
 from tests.e2e.cli_server import Served, running_serve
+from tests.fakes.fake_graph import FakeGraph
 
+from tiergate.adapters.provider.cloud import CloudProvider
 from tiergate.api.app import create_app
 from tiergate.clock import VirtualClock
 from tiergate.core.signature import sign
@@ -72,6 +75,21 @@ async def make_harness(tmp_path: Path, provider: Any = None, **settings: Any) ->
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://tiergate.test",
                                headers={"Authorization": f"Bearer {key}"})
     return Harness(gateway, clock, client, key)
+
+
+@asynccontextmanager
+async def cloud_harness(tmp_path: Path, token: str, **graph_options: Any) -> AsyncIterator[tuple[Harness, FakeGraph]]:
+    """The gateway with the real Cloud API client, against a fake Graph API on 127.0.0.1 (real
+    HTTP) that keeps the harness's virtual time."""
+    holder: list[Harness] = []
+    async with FakeGraph(token=token, clock=lambda: holder[0].clock.now(), **graph_options) as graph:
+        h = await make_harness(tmp_path, provider=CloudProvider(graph.base_url, token))
+        holder.append(h)
+        try:
+            yield h, graph
+        finally:
+            await h.client.aclose()
+            await h.gateway.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.e2e.conftest import Harness, make_harness
+from tests.e2e.conftest import Harness, cloud_harness
 from tests.fakes.fake_graph import FakeGraph
-
-from tiergate.adapters.provider.cloud import CloudProvider
 
 SENDER = "106540352242922"
 WABA = "102290129340398"
@@ -80,14 +78,9 @@ async def test_an_account_that_is_not_the_tenants_does_not_exist(harness: Harnes
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeGraph]]:
-    async with FakeGraph(token=TOKEN) as graph:
+    async with cloud_harness(tmp_path, TOKEN) as (h, graph):
         graph.set_phone_number(SENDER, messaging_limit_tier="TIER_10K")
-        h = await make_harness(tmp_path, provider=CloudProvider(graph.base_url, TOKEN))
-        try:
-            yield h, graph
-        finally:
-            await h.client.aclose()
-            await h.gateway.close()
+        yield h, graph
 
 
 async def test_the_cloud_client_relays_the_query_without_the_apps_token(cloud: tuple[Harness, FakeGraph]) -> None:

@@ -8,12 +8,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import Harness, make_harness
+from tests.e2e.conftest import Harness, cloud_harness
 from tests.fakes import webhook_bodies as wb
 from tests.fakes.fake_graph import FakeGraph
 from tests.fakes.platform_limits import PlatformLimits
-
-from tiergate.adapters.provider.cloud import CloudProvider
 
 SENDER = "106540352242922"
 TOKEN = "e2e-cloud-token"
@@ -21,16 +19,8 @@ TOKEN = "e2e-cloud-token"
 
 @pytest.fixture
 async def cloud(tmp_path: Path) -> AsyncIterator[tuple[Harness, FakeGraph]]:
-    limits = PlatformLimits()
-    holder: list[Harness] = []
-    async with FakeGraph(token=TOKEN, limits=limits, clock=lambda: holder[0].clock.now()) as graph:
-        h = await make_harness(tmp_path, provider=CloudProvider(graph.base_url, TOKEN))
-        holder.append(h)
-        try:
-            yield h, graph
-        finally:
-            await h.client.aclose()
-            await h.gateway.close()
+    async with cloud_harness(tmp_path, TOKEN, limits=PlatformLimits()) as (h, graph):
+        yield h, graph
 
 
 async def test_tier_250_campaign_of_300_over_real_http(cloud: tuple[Harness, FakeGraph]) -> None:
