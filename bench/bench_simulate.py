@@ -17,10 +17,11 @@ import argparse
 import asyncio
 import collections
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+import apsw
 
 from tiergate.core.policy import get_policy
 from tiergate.core.simulation import run_simulation
@@ -29,12 +30,12 @@ from tiergate.service.simulate import simulate_real_path
 
 
 class _TimedConnection:
-    """An sqlite3 connection that adds up the time of each statement (by its first 90 characters)."""
+    """An apsw connection that adds up the time of each statement (by its first 90 characters)."""
 
     spent: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: apsw.Connection) -> None:
         self._conn = conn
 
     def __getattr__(self, name: str) -> Any:
@@ -60,17 +61,17 @@ def time_sql() -> None:
     """Route the SQLite adapter's connections through ``_TimedConnection`` (this process only)."""
     from tiergate.adapters.store import sqlite as adapter
 
-    connect = sqlite3.connect
+    connect = apsw.Connection
 
     class _Module:
         def __getattr__(self, name: str) -> Any:
-            return getattr(sqlite3, name)
+            return getattr(apsw, name)
 
         @staticmethod
-        def connect(*args: Any, **kwargs: Any) -> Any:
+        def Connection(*args: Any, **kwargs: Any) -> Any:  # apsw's name
             return _TimedConnection(connect(*args, **kwargs))
 
-    adapter.sqlite3 = _Module()  # type: ignore[assignment]
+    adapter.apsw = _Module()  # type: ignore[assignment]
 
 
 def main() -> None:
