@@ -1091,6 +1091,42 @@ async def test_sqlite_creates_the_folder_of_its_file(tmp_path: Any) -> None:
     assert (tmp_path / "new" / "folder" / "tiergate.db").exists()
 
 
+async def test_sqlite_checkpoints_the_wal_from_its_own_thread(tmp_path: Any) -> None:
+    """Commits only note the WAL's size; past the threshold the checkpoint thread copies it back."""
+    async with SQLiteStore(str(tmp_path / "t.db")) as store:
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        checkpointer.pages = 5
+        await seed(store)
+        for batch in range(5):
+            await store.insert_messages([new(f"+5730000{batch}{i:03d}") for i in range(100)], T0)
+        assert await asyncio.to_thread(checkpointer.ran.wait, 10)
+        assert checkpointer.last is not None
+        frames, copied = checkpointer.last
+        assert frames > 0 and copied > 0
+        assert await store.count_by_state() == {"queued": 500}
+    assert store._checkpointer is None
+    async with SQLiteStore(str(tmp_path / "t.db")) as store:  # the data made it to the file
+        assert await store.count_by_state() == {"queued": 500}
+
+
+async def test_sqlite_writer_checkpoints_itself_when_the_thread_falls_behind(tmp_path: Any) -> None:
+    """With the thread stopped, the WAL still stops growing: the writer checkpoints past OVERDUE."""
+    async with SQLiteStore(str(tmp_path / "t.db")) as store:
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        checkpointer.pages = 2  # overdue past 32 pages (128 KiB)
+        checkpointer._stopping = True
+        checkpointer._wake.set()
+        checkpointer._thread.join()
+        await seed(store)
+        for batch in range(20):  # ~2.5 MiB of WAL without a checkpoint
+            await store.insert_messages([new(f"+573000{batch:02d}{i:03d}") for i in range(100)], T0)
+        assert checkpointer.runs == 0
+        assert (tmp_path / "t.db-wal").stat().st_size < 1024 * 1024
+        assert await store.count_by_state() == {"queued": 2000}
+
+
 async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:
     """The simulator's file: no journal on disk and a large cache; bad settings are refused up front."""
     async with SQLiteStore(str(tmp_path / "sim.db"), synchronous="OFF", journal_mode="MEMORY", cache_mib=256,
@@ -1101,6 +1137,7 @@ async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:
         assert store._conn.execute("PRAGMA journal_mode").fetchone() == ("memory",)
         assert store._conn.execute("PRAGMA cache_size").fetchone() == (-256 * 1024,)
         assert store._conn.execute("PRAGMA page_size").fetchone() == (16384,)
+        assert store._checkpointer is None  # no WAL, nothing to checkpoint
     # An existing file keeps the page size it was made with (SQLite's rule): asking is harmless.
     async with SQLiteStore(str(tmp_path / "sim.db"), page_size=4096) as store:
         assert (await store.get_tenant("t1")).name == "acme"
