@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from tiergate.core.model import (
     ApiKey,
     Campaign,
+    CampaignArchive,
     Message,
     MessageState,
     NewMessage,
@@ -281,6 +282,25 @@ class Store(Protocol):
     async def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign: ...
     async def campaign_sends_between(self, campaign_id: str, edges: Sequence[float]) -> list[int]:
         """Messages of the campaign the platform accepted (``sent_at`` set) in each [edges[i], edges[i+1])."""
+        ...
+
+    # message retention
+    async def finished_campaigns(self, before: float, limit: int = 100) -> list[Campaign]:
+        """Campaigns made before ``before``, not archived yet, whose every message has ended (none
+        queued, held, in flight, or failed by tiergate and not yet told to the app) and none of
+        them changed since ``before``: what message retention may archive, oldest first."""
+        ...
+
+    async def archive_campaign(self, archive: CampaignArchive) -> bool:
+        """Keep a campaign's figures (the first archive of a campaign wins); True if this one did."""
+        ...
+
+    async def campaign_archive(self, campaign_id: str) -> CampaignArchive | None: ...
+
+    async def prune_messages(self, before: float, chunk: int = 5_000) -> int:
+        """Delete the messages retention lets go: each ended message of an archived campaign, and each
+        message of no campaign that ended before ``before`` (not queued, held or in flight; told
+        to the app if tiergate failed it). In transactions of ``chunk`` rows; returns how many went."""
         ...
 
     # raw webhook events: stored first, applied after, each change applied once

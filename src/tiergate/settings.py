@@ -42,6 +42,9 @@ class Settings:
     sandbox_seed: int = 0
     sandbox_reply_share: float = 0.0
     sandbox_undeliverable_share: float = 0.0
+    # Days an ended message is kept (then deleted; a finished campaign's figures are archived first).
+    # 0 keeps every message. At least MIN_MESSAGE_RETENTION_DAYS: forecasts read 30 days of sends.
+    message_retention_days: float = 0.0
     log_level: str = "INFO"
 
     @classmethod
@@ -68,6 +71,9 @@ class Settings:
             value = getattr(settings, name)
             if not low <= value <= high:
                 raise ValueError(f"{name} (TIERGATE_{name.upper()}) must be {low:g} to {high:g}, not {value!r}")
+        if 0 < settings.message_retention_days < MIN_MESSAGE_RETENTION_DAYS:
+            raise ValueError(f"message_retention_days (TIERGATE_MESSAGE_RETENTION_DAYS) must be 0 (keep every message) "
+                             f"or at least {MIN_MESSAGE_RETENTION_DAYS}, not {settings.message_retention_days!r}")
         if settings.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level {settings.log_level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return replace(settings, log_level=settings.log_level.upper())
@@ -75,6 +81,9 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+
+# The 30 days of counted sends tier forecasts read off the messages (service.forecast.HISTORY_DAYS), and a day.
+MIN_MESSAGE_RETENTION_DAYS = 31
 
 # What a number among the settings may be: a value outside fails at start, with its name, instead
 # of a traceback (a port) or a worker that never claims anything (a batch of 0).
@@ -91,4 +100,5 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "rate_limit_per_minute": (0, 1e15),  # 0: no limit
     "sandbox_reply_share": (0.0, 1.0),
     "sandbox_undeliverable_share": (0.0, 1.0),
+    "message_retention_days": (0.0, 36_500.0),
 }

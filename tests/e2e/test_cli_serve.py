@@ -30,3 +30,6 @@ def test_a_bad_host_or_port_is_one_error(tmp_path: Path) -> None:
         assert "Traceback" not in done.stdout + done.stderr
     done = tiergate("serve", "--database-url", db, timeout=60, TIERGATE_BATCH_SIZE="0")
     assert done.returncode == 2 and "batch_size (TIERGATE_BATCH_SIZE) must be 1" in clean(done.stderr)
+    done = tiergate("serve", "--database-url", db, "--message-retention-days", "10", timeout=60)
+    assert done.returncode == 2 and "must be 0 (keep every message) or at least 31" in clean(done.stderr)
+    assert not Path(db).exists()

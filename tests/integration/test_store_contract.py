@@ -17,7 +17,17 @@ from tiergate.adapters.store import open_store
 from tiergate.adapters.store.postgres import PostgresStore
 from tiergate.adapters.store.sql import SqlStore, migrations
 from tiergate.adapters.store.sqlite import SQLiteStore
-from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.core.model import (
+    ApiKey,
+    Campaign,
+    CampaignArchive,
+    Message,
+    MessageState,
+    NewMessage,
+    Scope,
+    Sender,
+    Tenant,
+)
 from tiergate.ports import (
     ConflictError,
     LeaseLost,
@@ -873,6 +883,61 @@ async def test_campaigns(store: SqlStore) -> None:
     assert (updated.state, updated.quiet_hours, updated.plan, updated.total) == ("paused", None, [], 300)
     with pytest.raises(NotFound):
         await store.get_campaign("c9")
+
+
+async def test_retention_deletes_ended_single_messages_and_keeps_what_is_live_or_untold(store: SqlStore) -> None:
+    await seed(store)
+    old = await store.insert_messages([new(f"+5730000000{i}") for i in range(6)], T0)
+    young = await store.insert_messages([new("+57300000010")], T0 + 40 * DAY)
+    done = MessageState.DELIVERED
+    await store.apply_updates([
+        MessageUpdate(old[0].id, done, T0 + 1),  # ended long ago: goes
+        MessageUpdate(old[1].id, MessageState.CANCELED, T0 + 1),  # goes
+        MessageUpdate(old[2].id, MessageState.FAILED, T0 + 1, reason="expired by tiergate"),  # untold: stays
+        MessageUpdate(old[3].id, SENDING, T0 + 1),  # in flight: stays
+        # old[4] stays queued
+        MessageUpdate(old[5].id, done, T0 + 39 * DAY),  # ended after the cutoff: stays
+        MessageUpdate(young[0].id, done, T0 + 40 * DAY),
+    ])
+    before = T0 + 31 * DAY
+    assert await store.prune_messages(before, chunk=1) == 2  # chunks of one row: the loop goes on
+    with pytest.raises(NotFound):
+        await store.get_message(old[0].id)
+    assert await store.count_by_state() == {"failed": 1, "sending": 1, "queued": 1, "delivered": 2}
+    await store.mark_told([old[2].id], [], T0 + 2)  # the app was told: now it may go
+    assert await store.prune_messages(before) == 1
+    assert await store.prune_messages(before) == 0
+    assert await store.count_by_state() == {"sending": 1, "queued": 1, "delivered": 2}
+
+
+async def test_retention_archives_a_finished_campaign_then_deletes_its_messages(store: SqlStore) -> None:
+    await seed(store)
+    for cid in ("c1", "c2", "c3"):
+        await store.create_campaign(Campaign(cid, "t1", "100", cid, {}, "MARKETING", total=2, created_at=T0))
+    await store.create_campaign(Campaign("c4", "t1", "100", "c4", {}, "MARKETING", created_at=T0 + 35 * DAY))
+    by = {cid: await store.insert_messages([new(f"+57300{cid[1]}0000{i}", campaign_id=cid) for i in range(2)], T0)
+          for cid in ("c1", "c2", "c3")}
+    await store.apply_updates([MessageUpdate(m.id, MessageState.READ, T0 + DAY, sent_at=T0 + DAY)
+                               for cid in ("c1", "c2") for m in by[cid]]
+                              + [MessageUpdate(by["c3"][0].id, MessageState.READ, T0 + DAY)])  # c3: one waits
+    await store.apply_updates([MessageUpdate(by["c2"][1].id, MessageState.READ, T0 + 32 * DAY)])  # c2: too recent
+    single = await store.insert_messages([new("+57300999999")], T0)
+    before = T0 + 31 * DAY
+    assert [c.id for c in await store.finished_campaigns(before)] == ["c1"]
+    # A campaign's messages stay until it is archived, however old.
+    assert await store.prune_messages(before) == 0
+    archive = CampaignArchive("c1", T0 + 40 * DAY, {"read": 2}, [0, 2])
+    assert await store.archive_campaign(archive) is True
+    assert await store.archive_campaign(replace(archive, counts={"read": 9})) is False  # the first one stays
+    assert await store.campaign_archive("c1") == archive
+    assert await store.campaign_archive("c2") is None
+    assert await store.finished_campaigns(before) == []
+    assert await store.prune_messages(before, chunk=1) == 2
+    assert await store.count_by_state(campaign_id="c1") == {}
+    assert await store.count_by_state(campaign_id="c2") == {"read": 2}
+    assert await store.count_by_state(campaign_id="c3") == {"read": 1, "queued": 1}
+    assert (await store.get_message(single[0].id)).state is Q  # queued: never pruned
+    assert await store.prune_messages(before) == 0
 
 
 async def test_webhook_events_and_changes(store: SqlStore) -> None:

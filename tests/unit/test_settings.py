@@ -23,6 +23,8 @@ def test_the_defaults_are_within_their_bounds() -> None:
     ("TIERGATE_SANDBOX_REPLY_SHARE", "1.5", "sandbox_reply_share"),
     ("TIERGATE_PORT", "http", "TIERGATE_PORT='http': expected int"),
     ("TIERGATE_LOG_LEVEL", "loud", "log_level 'loud'"),
+    ("TIERGATE_MESSAGE_RETENTION_DAYS", "7", "message_retention_days (TIERGATE_MESSAGE_RETENTION_DAYS) must be 0"),
+    ("TIERGATE_MESSAGE_RETENTION_DAYS", "-1", "message_retention_days"),
 ])
 def test_a_value_out_of_bounds_is_refused_with_its_variable(variable: str, value: str, named: str) -> None:
     with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(")", r"\)")):
@@ -45,3 +47,12 @@ def test_no_rate_limit_when_it_is_zero() -> None:
     unlimited, one = RateLimiter(0), RateLimiter(1)
     assert all(unlimited.check("k") is None for _ in range(1000))
     assert one.check("k") is None and one.check("k") is not None
+
+
+def test_message_retention_keeps_what_forecasts_read() -> None:
+    from tiergate.service.forecast import HISTORY_DAYS
+    from tiergate.settings import MIN_MESSAGE_RETENTION_DAYS
+
+    assert MIN_MESSAGE_RETENTION_DAYS > HISTORY_DAYS
+    assert Settings.from_env({"TIERGATE_MESSAGE_RETENTION_DAYS": "90"}).message_retention_days == 90
+    assert Settings.from_env({}).message_retention_days == 0  # keeps every message unless asked

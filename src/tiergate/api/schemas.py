@@ -224,6 +224,8 @@ class CampaignOut(BaseModel):
     deadline: float | None
     plan: list[dict[str, Any]]
     created_at: float
+    # Set once message retention deleted its messages: counts are as they were then.
+    archived_at: float | None = None
     row_errors: list[RowErrorOut] = Field(default_factory=list)
 
 

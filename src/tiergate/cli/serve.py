@@ -120,9 +120,13 @@ def serve(
     database_url: str = typer.Option(None, help="SQLite path or postgresql:// URL [TIERGATE_DATABASE_URL]"),
     provider: str = typer.Option(None, help="sandbox or cloud [TIERGATE_PROVIDER]"),
     no_dispatch: bool = typer.Option(False, "--no-dispatch", help="API only: leave sending to workers"),
+    message_retention_days: float = typer.Option(
+        None, help="Delete ended messages older than this; a finished campaign's figures are kept "
+                   "[TIERGATE_MESSAGE_RETENTION_DAYS, 0: keep every message; at least 31]"),
 ) -> None:
     """Run the HTTP API and the dispatcher (embedded default: ./tiergate.db + the sandbox)."""
-    settings = load_settings(host=host, port=port, database_url=database_url, provider=provider)
+    settings = load_settings(host=host, port=port, database_url=database_url, provider=provider,
+                             message_retention_days=message_retention_days)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_gc()
     asyncio.run(_serve(settings, dispatch=not no_dispatch))

@@ -189,3 +189,14 @@ class Campaign:
     total: int = 0
     plan: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class CampaignArchive:
+    """A finished campaign's figures, kept when message retention deletes its messages: the campaign
+    then reads the same as before (totals by state, sends day by day) with no message left."""
+
+    campaign_id: str
+    archived_at: float
+    counts: dict[str, int]
+    sent_by_day: list[int]  # day 1 first, in the campaign's days as its day-by-day view counts them

@@ -26,6 +26,7 @@ from tiergate.service.forwarding import Forwarder
 from tiergate.service.intake import Intake
 from tiergate.service.metrics import METRICS
 from tiergate.service.periodic import run_every
+from tiergate.service.retention import Retention
 from tiergate.service.state import SenderState
 from tiergate.service.sync import GraphSync
 from tiergate.service.wakeups import CHANGED, announce
@@ -71,6 +72,7 @@ class Gateway:
         self.campaigns = Campaigns(store, clock, self.intake)
         self.forwarder = Forwarder(store, clock, AiohttpSink(allow_private=settings.forward_private_urls))
         self.webhooks = WebhookService(settings, store, clock, self.state, self.dispatcher, self.forwarder)
+        self.retention = Retention(store, clock, settings.message_retention_days)
         self.sync = GraphSync(store, provider, clock, self.state)
         self.dropin = DropIn(self.intake, self.provider)
         self._extras: list[Any] = []
@@ -156,6 +158,8 @@ class Gateway:
         tasks.append(asyncio.create_task(self._pump_loop(stop), name="provider-events"))
         tasks.append(asyncio.create_task(self.webhooks.replay_unapplied_loop(stop), name="webhook-replay"))
         tasks.append(asyncio.create_task(self.webhooks.prune_loop(stop), name="webhook-prune"))
+        if self.settings.message_retention_days:
+            tasks.append(asyncio.create_task(self.retention.loop(stop), name="message-retention"))
         tasks.append(asyncio.create_task(self._predict_loop(stop), name="predictions"))
         tasks.append(asyncio.create_task(self.forwarder.run(stop), name="forwarding"))
         if sync and self.settings.sync_interval > 0 and self.provider.name == "cloud":

@@ -15,7 +15,7 @@ from tiergate.core.tiers import Tier, parse_tier
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope, utc_offset
 
-__all__ = ["campaign_days", "release_timeline", "tier_at", "tier_ladder", "workers_view"]
+__all__ = ["campaign_day_edges", "campaign_days", "release_timeline", "tier_at", "tier_ladder", "workers_view"]
 
 MAX_DAYS = 366  # a chart of more days is unreadable; the plan JSON has them all
 
@@ -93,6 +93,16 @@ def _highest_during(changes: list[tuple[float, str, str]], current: str, start: 
     return max(tiers, key=lambda t: parse_tier(t).capacity())
 
 
+def campaign_day_edges(campaign: Campaign, scope: Scope, now: float) -> tuple[list[float], int]:
+    """The starts of the campaign's days in the scope's local time (day 1: the one it was made in),
+    one more for the end of the last, as many as its plan or up to today; and today's number."""
+    offset = utc_offset(scope.timezone, campaign.created_at)
+    first = day_index(campaign.created_at, offset)
+    today = day_index(now, offset) - first + 1
+    n = min(MAX_DAYS, max(len(campaign.plan), today, 1))
+    return [day_start(first + k, offset) for k in range(n + 1)], today
+
+
 async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: float) -> dict[str, Any]:
     """The campaign day by day: planned sends and tier (its plan) against what was sent and the tier then.
 
@@ -100,13 +110,14 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
     ``finish_by``: the end of the last day of a fresh plan for what is still waiting; ``planned_finish``:
     the end of the plan's last day; ``finished_day``: the last day anything was sent, once nothing waits.
     """
-    offset = utc_offset(scope.timezone, campaign.created_at)
-    first = day_index(campaign.created_at, offset)
-    today = day_index(now, offset) - first + 1
+    edges, today = campaign_day_edges(campaign, scope, now)
+    n = len(edges) - 1
     plan = campaign.plan
-    n = min(MAX_DAYS, max(len(plan), today, 1))
-    edges = [day_start(first + k, offset) for k in range(n + 1)]
-    sent = await store.campaign_sends_between(campaign.id, edges)
+    archive = await store.campaign_archive(campaign.id)
+    if archive is None:
+        sent = await store.campaign_sends_between(campaign.id, edges)
+    else:  # its messages are gone (message retention): the days as they were counted then
+        sent = (archive.sent_by_day + [0] * n)[:n]
     changes = _tier_changes(await store.sender_events(campaign.sender_id, 1000))
     days = []
     sent_cumulative = 0
@@ -124,13 +135,14 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
             "tier": _highest_during(changes, scope.tier, max(edges[k], campaign.created_at),
                                     min(edges[k + 1], now)) if past else None,
         })
-    counts = await store.count_by_state(campaign_id=campaign.id)
+    counts = archive.counts if archive is not None else await store.count_by_state(campaign_id=campaign.id)
     done = sum(v for s, v in counts.items() if MessageState(s) in TERMINAL_STATES)
     waiting = campaign.total - done
     finish_by: float | None = None
     if waiting > 0 and campaign.state == "running":
         ahead = await plan_for_scope(store, scope, waiting, now)
         if ahead:
+            offset = utc_offset(scope.timezone, campaign.created_at)
             finish_by = day_start(day_index(now, offset) + len(ahead), offset)
     finished_day: int | None = None
     if waiting <= 0:

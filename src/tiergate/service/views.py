@@ -83,7 +83,8 @@ def message_view(m: Message, history: list[dict[str, Any]] | None = None) -> dic
 
 
 async def campaign_view(store: Store, c: Campaign, now: float) -> dict[str, Any]:
-    counts = await store.count_by_state(campaign_id=c.id)
+    archive = await store.campaign_archive(c.id)
+    counts = archive.counts if archive is not None else await store.count_by_state(campaign_id=c.id)
     done = sum(n for state, n in counts.items() if MessageState(state) in TERMINAL_STATES)
     eta: float | None = None
     if done >= c.total:
@@ -91,6 +92,7 @@ async def campaign_view(store: Store, c: Campaign, now: float) -> dict[str, Any]
     elif c.plan:
         eta = c.start_at + len(c.plan) * DAY
     data = asdict(c)
-    data.update({"sender": c.sender_id, "counts": counts, "done": done, "eta": eta})
+    data.update({"sender": c.sender_id, "counts": counts, "done": done, "eta": eta,
+                 "archived_at": None if archive is None else archive.archived_at})
     data["quiet_hours"] = list(c.quiet_hours) if c.quiet_hours else None
     return data

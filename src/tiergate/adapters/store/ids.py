@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["new_ids"]
+__all__ = ["id_floor", "new_ids"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case, as tiergate.ids
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # every 10-bit value as two digits
@@ -23,6 +23,17 @@ def _digits40(value: int) -> str:
     return p[value >> 30] + p[(value >> 20) & 1023] + p[(value >> 10) & 1023] + p[value & 1023]
 
 
+def _lead(prefix: str, at: float) -> str:
+    ms = int(at * 1000) & _MS_MASK
+    return f"{prefix}_{_PAIRS[ms >> 40]}{_digits40(ms & _LOW40)}"
+
+
+def id_floor(prefix: str, at: float) -> str:
+    """The lowest id made at ``at``'s millisecond: every id made earlier sorts below it, so
+    ``id < id_floor(...)`` is an index range over the rows created before ``at``."""
+    return _lead(prefix, at) + "0" * 16
+
+
 def new_ids(prefix: str, count: int, at: float | None = None) -> list[str]:
     """``count`` ids ``prefix_`` + 26 characters: 48 bits of milliseconds (10 digits), 80 bits that
     start at a random point and count up through the batch (ULID's monotonic mode).
@@ -32,8 +43,7 @@ def new_ids(prefix: str, count: int, at: float | None = None) -> list[str]:
     miss and a half-empty page. Two batches of the same millisecond (other processes) overlap only
     if their random starts fall within a batch of each other: about ``count / 2**79``.
     """
-    ms = int((time.time() if at is None else at) * 1000) & _MS_MASK
-    lead = f"{prefix}_{_PAIRS[ms >> 40]}{_digits40(ms & _LOW40)}"
+    lead = _lead(prefix, time.time() if at is None else at)
     start = int.from_bytes(os.urandom(10), "big") >> 1  # 79 bits: a batch never wraps past 2**80
     p = _PAIRS
     out = []

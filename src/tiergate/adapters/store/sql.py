@@ -33,8 +33,18 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 import orjson
 
-from tiergate.adapters.store.ids import new_ids
-from tiergate.core.model import ApiKey, Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.adapters.store.ids import id_floor, new_ids
+from tiergate.core.model import (
+    ApiKey,
+    Campaign,
+    CampaignArchive,
+    Message,
+    MessageState,
+    NewMessage,
+    Scope,
+    Sender,
+    Tenant,
+)
 from tiergate.ports import (
     ConflictError,
     Forward,
@@ -259,7 +269,17 @@ _MARKETING_STATES = ("sent", "delivered", "read", "unknown", "sending")
 # Spelled with OR, not IN (...): SQLite evaluates an index's condition on every state change, and
 # an IN list of constants costs it an ephemeral table each time (migration 0011).
 _TOLD_STATES = ("failed", "expired", "rejected")
-_UNTOLD = f"({' OR '.join(f'state = {literals([s])}' for s in _TOLD_STATES)}) AND wamid IS NULL AND told = FALSE"
+
+
+def _untold(of: str = "") -> str:
+    """The condition, on the columns of table alias ``of`` (e.g. ``"m."``) if given."""
+    states = " OR ".join(f"{of}state = {literals([s])}" for s in _TOLD_STATES)
+    return f"({states}) AND {of}wamid IS NULL AND {of}told = FALSE"
+
+
+_UNTOLD = _untold()
+# Not ended: waiting (queued, or held by a paused campaign) or in flight. Retention never deletes these.
+_LIVE_STATES = ("queued", "held", "sending")
 _FORWARD_COLUMNS = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
 
 
@@ -1148,6 +1168,53 @@ class SqlStore(ABC):
             )
         return [int(n or 0) for n in (row or ())] or [0] * len(periods)
 
+    # -- message retention -------------------------------------------------------------------
+    async def finished_campaigns(self, before: float, limit: int = 100) -> list[Campaign]:
+        """Each candidate's messages are read off ``messages_campaign``; only campaigns made before
+        ``before`` are candidates (a younger one has messages changed since), so a pass reads little."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                f"{CAMPAIGNS.select} WHERE created_at < ? "
+                "AND NOT EXISTS (SELECT 1 FROM campaign_archives AS a WHERE a.campaign_id = campaigns.id) "
+                "AND NOT EXISTS (SELECT 1 FROM messages AS m WHERE m.campaign_id = campaigns.id "
+                f"AND (m.updated_at >= ? OR m.state IN ({literals(_LIVE_STATES)}) OR ({_untold('m.')}))) "
+                "ORDER BY created_at, id LIMIT ?", (before, before, limit))
+        return [CAMPAIGNS.from_row(row) for row in rows]
+
+    async def archive_campaign(self, archive: CampaignArchive) -> bool:
+        async with self.transaction() as tx:
+            return await tx.execute(
+                "INSERT INTO campaign_archives (campaign_id, archived_at, counts, sent_by_day) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (campaign_id) DO NOTHING",
+                (archive.campaign_id, archive.archived_at, _dumps(archive.counts), _dumps(archive.sent_by_day)),
+            ) == 1
+
+    async def campaign_archive(self, campaign_id: str) -> CampaignArchive | None:
+        async with self.reader() as tx:
+            row = await tx.fetchone("SELECT campaign_id, archived_at, counts, sent_by_day FROM campaign_archives "
+                                    "WHERE campaign_id = ?", (campaign_id,))
+        if row is None:
+            return None
+        return CampaignArchive(row[0], row[1], {str(k): int(v) for k, v in _loads(row[2]).items()},
+                               [int(n) for n in _loads(row[3])])
+
+    async def prune_messages(self, before: float, chunk: int = 5_000) -> int:
+        """A message of no campaign goes once it ended before ``before``: the scan is an id range
+        (ids begin with their creation time, and a row changed before ``before`` was made before
+        it). A campaign's messages go all together, once the campaign is archived."""
+        ended = f"state NOT IN ({literals(_LIVE_STATES)}) AND NOT ({_UNTOLD})"
+        gone = await self._delete_where("messages", f"id < ? AND campaign_id IS NULL AND updated_at < ? AND {ended}",
+                                        (id_floor("msg", before), before), chunk)
+        async with self.reader() as tx:
+            archived = [row[0] for row in await tx.fetchall(
+                "SELECT campaign_id FROM campaign_archives WHERE pruned = FALSE ORDER BY archived_at")]
+        for campaign_id in archived:
+            gone += await self._delete_where("messages", f"campaign_id = ? AND {ended}", (campaign_id,), chunk)
+            async with self.transaction() as tx:  # done, unless something came alive since (then next time)
+                await tx.execute("UPDATE campaign_archives SET pruned = TRUE WHERE campaign_id = ? AND NOT EXISTS "
+                                 "(SELECT 1 FROM messages WHERE campaign_id = ?)", (campaign_id, campaign_id))
+        return gone
+
     # -- raw webhook events ------------------------------------------------------------------
     async def add_webhook_event(self, event_id: str, body: bytes, received_at: float,
                                 forwards: Sequence[tuple[str, bytes]] = (),
@@ -1330,16 +1397,21 @@ class SqlStore(ABC):
                 + await self._delete_older("webhook_changes", "at < ?", before, chunk))
 
     async def _delete_older(self, table: str, older: str, before: float, chunk: int) -> int:
-        """Delete the rows of ``table`` matching ``older`` (one ``?``: ``before``), ``chunk`` rows a
-        transaction, so a writer never waits long behind a clean-up; returns how many went."""
+        """Delete the rows of ``table`` matching ``older`` (one ``?``: ``before``)."""
+        return await self._delete_where(table, older, (before,), chunk)
+
+    async def _delete_where(self, table: str, where: str, params: Sequence[Any], chunk: int) -> int:
+        """Delete the rows of ``table`` matching ``where``, ``chunk`` rows a transaction, so a writer
+        never waits long behind a clean-up; returns how many went."""
         gone = 0
         while True:
             async with self.transaction() as tx:
                 done = await tx.execute(
-                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {older} LIMIT ?)", (before, chunk))
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT ?)", (*params, chunk))
             gone += done
             if done < chunk:
                 return gone
+            await asyncio.sleep(0)  # between chunks, the API and the dispatcher get their turn
 
     # -- scope leases ------------------------------------------------------------------------
     @_retried
