@@ -81,7 +81,7 @@ class _Checkpointer:
 
     OVERDUE = 16
 
-    def __init__(self, path: str, flags: int, pages: int = 1000) -> None:
+    def __init__(self, path: str, flags: int, busy_ms: int, pages: int = 1000) -> None:
         self.pages = pages
         self.wal_pages = 0
         self.last: tuple[int, int] | None = None  # (WAL frames, frames checkpointed) of the last run
@@ -90,6 +90,7 @@ class _Checkpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._conn = apsw.Connection(path, flags=flags)
+        self._conn.set_busy_timeout(busy_ms)
         # A connection learns the file is in WAL mode from its first read; until then it cannot checkpoint.
         if self._conn.execute("PRAGMA journal_mode").fetchone() != ("wal",):
             self._conn.close()
@@ -190,7 +191,7 @@ class SQLiteStore(SqlStore):
             async with self.transaction() as tx:
                 await self._migrate(tx)
             if conn.execute("PRAGMA journal_mode").fetchone() == ("wal",):
-                self._checkpointer = _Checkpointer(self.path, flags)
+                self._checkpointer = _Checkpointer(self.path, flags, int(self.busy_timeout * 1000))
                 conn.set_wal_hook(self._checkpointer.hook)
         except BaseException:
             await self.close()
