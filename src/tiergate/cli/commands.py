@@ -1,6 +1,7 @@
 """Imports every command module so each registers itself on the app."""
 
 from tiergate.cli import admin as admin
+from tiergate.cli import backup as backup
 from tiergate.cli import campaign as campaign
 from tiergate.cli import message as message
 from tiergate.cli import plan as plan

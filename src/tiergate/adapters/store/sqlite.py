@@ -28,7 +28,7 @@ import apsw
 
 from tiergate.adapters.store.sql import Row, RowsByExecutemany, SqlStore, Tx
 
-__all__ = ["SQLiteStore"]
+__all__ = ["BackupFailed", "SQLiteStore", "backup_file"]
 
 log = logging.getLogger(__name__)
 
@@ -255,3 +255,41 @@ class SQLiteStore(SqlStore):
     async def reader(self) -> AsyncIterator[Tx]:
         with self._lock:
             yield self._open_tx()[1]
+
+
+class BackupFailed(Exception):
+    """The copy could not be made or did not check out (nothing is left at the destination)."""
+
+
+def backup_file(source: str, destination: str, busy_timeout: float = 30.0) -> tuple[int, int]:
+    """Copy the database file ``source`` into the new file ``destination``, consistently and while
+    other processes use it, and check the copy: (messages in it, its schema version).
+
+    ``VACUUM INTO`` from a read-only connection: one read snapshot (in WAL mode writers carry on
+    meanwhile), compacted, and the source is never written to. The copy must then open, pass
+    SQLite's quick check and hold tiergate's tables; if not, it is removed.
+    """
+    try:
+        conn = apsw.Connection(source, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            conn.set_busy_timeout(int(busy_timeout * 1000))
+            conn.execute("VACUUM INTO ?", (destination,))
+        finally:
+            conn.close()
+        copy = apsw.Connection(destination, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            verdict = copy.execute("PRAGMA quick_check").fetchall()
+            if verdict != [("ok",)]:
+                raise BackupFailed(f"the copy fails SQLite's check: {verdict[:3]}")
+            if not copy.table_exists(None, "messages") or not copy.table_exists(None, "schema_migrations"):
+                raise BackupFailed(f"{source} is not a tiergate database (no messages or schema_migrations table)")
+            messages = copy.execute("SELECT COUNT(*) FROM messages").fetchone()
+            version = copy.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+            return (messages[0] if messages else 0), (version[0] if version and version[0] else 0)
+        finally:
+            copy.close()
+    except BaseException as exc:
+        Path(destination).unlink(missing_ok=True)
+        if isinstance(exc, apsw.Error):
+            raise BackupFailed(str(exc)) from exc
+        raise
