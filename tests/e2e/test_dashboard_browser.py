@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 from tests.e2e.conftest import make_harness
-from tests.e2e.dashboard_world import CHROMIUM, CHROMIUM_ARGS, DAY, SENDER, served, small_world
+from tests.e2e.dashboard_world import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DAY,
+    SENDER,
+    campaign,
+    numbers,
+    register,
+    served,
+    small_world,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -164,3 +174,37 @@ async def check_in_browser(h: Any, world: Any, tmp_path: Path) -> None:
             await expect(page.get_by_text("not found").first).to_be_visible()
         finally:
             await browser.close()
+
+
+async def test_an_archived_campaign_says_so_and_shows_its_kept_figures(tmp_path: Path) -> None:
+    """Message retention deleted the campaign's messages: the page shows the archived figures and says so."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/services (it installs Debian's chromium)", pytrace=False)
+    h = await make_harness(tmp_path, message_retention_days=31)
+    try:
+        await register(h, SENDER, "+15550783881", tier="TIER_250", quality="GREEN")
+        c = await campaign(h, SENDER, "launch", numbers(300, 0))
+        await h.advance(42 * DAY)
+        assert await h.gateway.retention.prune() == (1, 300)
+        kept = await api(h, f"/v1/campaigns/{c['id']}")
+        assert kept["archived_at"] is not None and kept["done"] == 300
+        async with served(h) as url, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await (await browser.new_context(timezone_id="UTC")).new_page()
+                problems: list[str] = []
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                await page.goto(f"{url}/?poll=1")
+                await page.fill("#key", h.key)
+                await page.click("#login-button")
+                await page.goto(f"{url}/?poll=1#/campaign/{c['id']}")
+                await expect(page.get_by_test_id("campaign-archived")).to_contain_text("archived")
+                await expect(page.get_by_test_id("done")).to_have_text("300")
+                for state, n in kept["counts"].items():
+                    await expect(page.get_by_test_id(f"count-{state}")).to_have_text(f"{n:,}")
+                assert not problems, problems
+            finally:
+                await browser.close()
+    finally:
+        await h.client.aclose()
+        await h.gateway.close()

@@ -459,6 +459,9 @@
       h("h1", { "data-testid": "campaign-title", text: c.name || c.id }),
       chip(finished ? "done" : c.state, finished ? "done" : c.state, "campaign-state"),
       chip(c.category), chip(`${c.pacing} pacing`),
+      c.archived_at ? h("span", { class: "chip", "data-testid": "campaign-archived",
+        title: "message retention deleted its messages; its figures were kept",
+        text: `archived ${day(c.archived_at)}` }) : null,
       h("span", { class: "sub" }, "from ", sender ? h("a", { href: `#/sender/${enc(sender.id)}`, text: phone(sender) })
         : c.sender, ` · created ${when(c.created_at)} · ${c.id}`));
 
