@@ -401,6 +401,12 @@ class Store(Protocol):
         """Live workers and every holder of an unexpired lease, by id (what an operator looks at)."""
         ...
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database could not be used just now (disk full, locked past the
+        wait, connection lost): nothing of the call was written, and the same call later may work.
+        The API answers such a failure 503 with Retry-After, not 500."""
+        ...
+
     # wake-ups between processes (LISTEN/NOTIFY on PostgreSQL; this process only on SQLite)
     async def notify(self, channel: str) -> None: ...
 

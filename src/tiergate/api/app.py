@@ -3,6 +3,7 @@
 
 import csv
 import io
+import logging
 import secrets
 import time
 from collections import defaultdict, deque
@@ -33,6 +34,8 @@ from tiergate.service.metrics import METRICS
 from tiergate.service.operator_views import workers_view
 from tiergate.service.views import campaign_view, message_view, sender_view
 
+log = logging.getLogger(__name__)
+
 __all__ = ["ApiError", "create_app", "owned"]
 
 
@@ -61,7 +64,9 @@ async def owned(fetch: Callable[[str], Awaitable[Any]], what: str, object_id: st
 # The drop-in's refusals before its own handler runs (the key, the rate limit), as the Graph API words them.
 _GRAPH_ERRORS = {401: (190, "Invalid OAuth access token - Cannot parse access token"),
                  403: (10, "Application does not have permission for this action"),
-                 429: (80007, "Rate limit issues")}
+                 429: (80007, "Rate limit issues"),
+                 500: (1, "An unknown error occurred"),
+                 503: (2, "Service temporarily unavailable")}
 
 MEDIA_MAX_BYTES = 100 * 1024 * 1024 + 64 * 1024  # the platform's largest (a document) and the form around it
 _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
@@ -170,6 +175,50 @@ class CsvCampaigns:
         await self.app(scope, receive, send)
 
 
+class StoreFailures:
+    """A request the database could not serve just now (``Store.is_unavailable``: disk full, locked,
+    connection lost) is answered 503 with Retry-After: the caller retries, and nothing is half-written
+    (each call is one transaction). Anything else is a bug: a JSON 500, then the error goes on to be
+    logged with its traceback."""
+
+    def __init__(self, app: ASGIApp, is_unavailable: Callable[[BaseException], bool]) -> None:
+        self.app, self.is_unavailable = app, is_unavailable
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            graph = scope["path"].startswith("/graph/")
+            if self.is_unavailable(exc):
+                log.warning("%s %s: the database is unavailable (%s: %s); answered 503", scope["method"],
+                            scope["path"], type(exc).__name__, exc)
+                said = f"the database is unavailable just now ({_first_line(exc)}); the request did not go in: retry"
+                headers = {"Retry-After": "2"}
+                response = _graph_error(503, said, headers) if graph else _error(503, said, headers=headers)
+                await response(scope, receive, send)
+                return
+            said = "internal error: the server logged it"
+            response = _graph_error(500, said) if graph else _error(500, said)
+            await response(scope, receive, send)
+            raise
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class RateLimiter:
     """A sliding one-minute window of requests per API key (429 with Retry-After beyond it)."""
 
@@ -226,10 +275,11 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         version="0.1.0",
         description="Governed sending for the WhatsApp Business Platform.",
         lifespan=lifespan,
-        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)},
+        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
     )
     app.state.gateway = gateway
     app.router.route_class = _StrictJsonRoute
+    app.add_middleware(StoreFailures, is_unavailable=gateway.store.is_unavailable)
     app.add_middleware(CsvCampaigns)
     app.add_middleware(BodyLimit, default=settings.max_body_bytes, webhook=settings.max_webhook_bytes)
     limiter = RateLimiter(settings.rate_limit_per_minute)

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import psycopg
 from psycopg import errors, sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from tiergate.adapters.store.sql import Row, SqlStore, Tx, literals
 
@@ -309,6 +309,11 @@ class PostgresStore(SqlStore):
 
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        # the server unreachable or going away, out of disk or connections (psycopg's OperationalError
+        # covers SQLSTATE classes 08, 53, 57), no pooled connection within its timeout
+        return isinstance(exc, psycopg.OperationalError | PoolTimeout)
 
     def _open_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
         if self._pool is None:

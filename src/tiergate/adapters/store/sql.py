@@ -464,6 +464,10 @@ class SqlStore(ABC):
         """Whether a failed transaction may simply be run again (deadlock, lock wait)."""
         return False
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """See the port: the engine could not be used just now (each adapter says which errors)."""
+        return False
+
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column IN (?, ...)`` and its parameters (PostgreSQL binds one array instead)."""
         return f"{column} IN ({_marks(len(values))})", list(values)

@@ -226,6 +226,12 @@ class SQLiteStore(SqlStore):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (apsw.BusyError, apsw.LockedError))
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        # locked past busy_timeout (and the retries), disk or max_page_count full, an I/O error, a file
+        # that cannot be opened or written (permissions, a read-only mount)
+        return isinstance(exc, (apsw.BusyError, apsw.LockedError, apsw.FullError, apsw.IOError, apsw.CantOpenError,
+                                apsw.ReadOnlyError))
+
     def _open_tx(self) -> tuple[apsw.Connection, _SQLiteTx]:
         if self._conn is None or self._tx is None:
             raise RuntimeError("the store is not open: call open() first")
