@@ -401,6 +401,11 @@ class Store(Protocol):
         """Live workers and every holder of an unexpired lease, by id (what an operator looks at)."""
         ...
 
+    def wrote_nothing(self, exc: BaseException) -> bool:
+        """Whether a call that raised ``exc`` certainly left nothing written (its transaction rolled
+        back); False when it may have committed all the same (a connection lost at the commit)."""
+        ...
+
     def is_unavailable(self, exc: BaseException) -> bool:
         """Whether ``exc`` says the database could not be used just now (disk full, locked past the
         wait, connection lost): nothing of the call was written, and the same call later may work.

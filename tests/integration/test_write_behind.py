@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import apsw
 import pytest
 from tests.fakes.providers import SendOnlyProvider
 
@@ -98,10 +99,10 @@ async def test_a_running_worker_sends_each_message_once(store_url: str, inline: 
 
 
 @contextlib.asynccontextmanager
-async def lease_lost_once(tmp_path: Any, provider: Counting,
-                          recipients: int) -> AsyncIterator[tuple[Gateway, VirtualClock, list[str], list[int]]]:
+async def first_write_fails(tmp_path: Any, provider: Counting, recipients: int, error: Exception,
+                            tier: str = "TIER_1K") -> AsyncIterator[tuple[Gateway, VirtualClock, list[str], list[int]]]:
     """A gateway on SQLite, told it may overlap calls, stepped by hand (so the order is exact), with
-    a campaign of ``recipients`` queued and a store whose first fenced write loses its lease.
+    a campaign of ``recipients`` queued and a store whose first fenced write raises ``error``.
     Yields the gateway, its clock, the audience, and the sizes of the writes that failed."""
     clock = VirtualClock(1_767_571_200.0)
     gateway = await Gateway.open(Settings(database_url=str(tmp_path / "wb.db"), worker_id="w1", batch_size=20),
@@ -112,7 +113,7 @@ async def lease_lost_once(tmp_path: Any, provider: Counting,
         provider.store = store
         store.concurrent_calls = True  # type: ignore[misc]
         tenant = await gateway.auth.create_tenant("acme")
-        await gateway.intake.register_sender(tenant, SenderRequest("1001", "+15550001001", tier="TIER_1K"))
+        await gateway.intake.register_sender(tenant, SenderRequest("1001", "+15550001001", tier=tier))
         await store.update_sender("1001", {"throughput_mps": 1_000_000})
         audience = [f"+4915100{i:06d}" for i in range(recipients)]
         await gateway.intake.create_campaign(tenant, CampaignRequest(
@@ -123,7 +124,7 @@ async def lease_lost_once(tmp_path: Any, provider: Counting,
         async def flaky_apply(updates: Any, ledger: Any = (), lease: Any = None) -> int:
             if lease is not None and not failed:
                 failed.append(len(updates))
-                raise LeaseLost("taken over (test)")
+                raise error
             return await real_apply(updates, ledger, lease)
 
         store.apply_updates = flaky_apply  # type: ignore[method-assign]
@@ -131,6 +132,12 @@ async def lease_lost_once(tmp_path: Any, provider: Counting,
         yield gateway, clock, audience, failed
     finally:
         await gateway.close()
+
+
+def lease_lost_once(tmp_path: Any, provider: Counting,
+                    recipients: int) -> contextlib.AbstractAsyncContextManager[tuple[Gateway, VirtualClock, list[str],
+                                                                                        list[int]]]:
+    return first_write_fails(tmp_path, provider, recipients, LeaseLost("taken over (test)"))
 
 
 async def test_a_write_behind_that_loses_its_lease_is_redone_by_the_next_steps(tmp_path: Any) -> None:
@@ -168,6 +175,27 @@ async def test_a_remote_platform_gets_nothing_whose_admission_write_failed(tmp_p
         await d._flush_write()
         assert await gateway.store.count_by_state() == {"sent": 30}
         assert sorted(provider.sends.values()) == [1] * 30 and provider.unwritten == []
+
+
+async def test_an_admission_write_that_failed_on_a_full_disk_holds_no_slots(tmp_path: Any) -> None:
+    """The batch's admission write fails (the disk is full): nothing was written and nothing left
+    for the platform, so its admissions are undone. A TIER_250 number with 250 queued still sends
+    all 250 in the next minute; with the 20 slots kept, 20 would wait a day for capacity no one used."""
+    provider = Counting(inline=False)
+    full = apsw.FullError("database or disk is full")
+    async with first_write_fails(tmp_path, provider, 250, full, tier="TIER_250") as (gateway, clock, _, failed):
+        d = gateway.dispatcher
+        await d.step()  # batch 1 admitted, its write left running, its sends waiting on it
+        await asyncio.gather(*list(d._sending))
+        assert failed == [20] and provider.sends == Counter()
+        with pytest.raises(apsw.FullError):
+            await d.step(refresh=False)  # the write's failure surfaces at the next step
+        assert d._scopes["sender:1001"].window.usage(clock.now()) == 0  # the 20 admissions undone
+        await advance_to(gateway, clock, clock.now() + 60)
+        await asyncio.gather(*list(d._sending))
+        await d._flush_write()
+        assert await gateway.store.count_by_state() == {"sent": 250}
+        assert sorted(provider.sends.values()) == [1] * 250 and provider.unwritten == []
 
 
 async def test_write_behind_is_a_setting(tmp_path: Any) -> None:

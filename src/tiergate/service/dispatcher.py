@@ -611,7 +611,12 @@ class Dispatcher:
         pauses: dict[str, tuple[str, float]] = {}
         if to_send and self._answers_inline:
             to_send, pauses = await self._send_inline(to_send, updates, ledger, now)
-        await self._flush_write()  # one write in flight, and writes land in order
+        try:
+            await self._flush_write()  # one write in flight, and writes land in order
+        except Exception:  # the earlier batch's write failed: this batch is neither written nor sent
+            if to_send and not self._answers_inline:
+                self._release_slots(to_send, now)
+            raise
         if updates:
             if (write_behind and not full and self.overlap_sends and self.config.write_behind
                     and self.store.concurrent_calls):
@@ -638,11 +643,20 @@ class Dispatcher:
     async def _commit(self, updates: list[MessageUpdate], ledger: list[LedgerChange],
                       batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
         """Write a batch's decisions under the lease fence; if a lease was lost, nothing was
-        written: undo the batch's in-memory admissions before giving the scopes up."""
+        written: undo the batch's in-memory admissions before giving the scopes up.
+
+        Another failure (a full disk, say) undoes them too when the store is sure nothing was
+        written and nothing was sent (a remote platform's sends wait for this write): the messages
+        stay queued and are admitted again, instead of holding phantom slots for 24 h. An inline
+        provider has had the sends already, so their slots stay taken."""
         try:
             await self.store.apply_updates(updates, ledger, lease=(self.worker_id, list(self._scopes)))
         except LeaseLost:
             self._release_slots(batch, now)
+            raise
+        except Exception as exc:
+            if not self._answers_inline and self.store.wrote_nothing(exc):
+                self._release_slots(batch, now)
             raise
 
     def _release_slots(self, batch: Sequence[tuple[Message, Sender, Slot | None]], now: float) -> None:
@@ -929,8 +943,12 @@ class Dispatcher:
                 if refresh:
                     last_refresh = self.wall.now()
                 nxt = await self.step(refresh=refresh)
-            except Exception:
-                log.exception("dispatcher step failed; retrying shortly")
+            except Exception as exc:
+                if self.store.is_unavailable(exc):  # a full disk, a lost connection: one line, not a traceback
+                    log.warning("dispatcher: the database is unavailable (%s: %s); retrying in 1 s",
+                                type(exc).__name__, exc)
+                else:
+                    log.exception("dispatcher step failed; retrying shortly")
                 nxt = self.clock.now() + 1.0
             now = self.clock.now()
             wait = self.config.idle_wait if nxt is None else min(max(nxt - now, 0.0), self.config.idle_wait)

@@ -310,6 +310,11 @@ class PostgresStore(SqlStore):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)
 
+    def wrote_nothing(self, exc: BaseException) -> bool:
+        # A lost connection (OperationalError) may have been lost at the COMMIT, after the server
+        # committed; anything else failed in a transaction the server rolled back.
+        return isinstance(exc, Exception) and not isinstance(exc, psycopg.OperationalError)
+
     def is_unavailable(self, exc: BaseException) -> bool:
         # the server unreachable or going away, out of disk or connections (psycopg's OperationalError
         # covers SQLSTATE classes 08, 53, 57), no pooled connection within its timeout

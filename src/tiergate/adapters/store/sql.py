@@ -468,6 +468,10 @@ class SqlStore(ABC):
         """See the port: the engine could not be used just now (each adapter says which errors)."""
         return False
 
+    def wrote_nothing(self, exc: BaseException) -> bool:
+        """See the port; unknown, so no by default (an adapter that can tell says yes)."""
+        return False
+
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """``column IN (?, ...)`` and its parameters (PostgreSQL binds one array instead)."""
         return f"{column} IN ({_marks(len(values))})", list(values)

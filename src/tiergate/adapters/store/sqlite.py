@@ -226,6 +226,11 @@ class SQLiteStore(SqlStore):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (apsw.BusyError, apsw.LockedError))
 
+    def wrote_nothing(self, exc: BaseException) -> bool:
+        # The database is in this process: a transaction that raised, COMMIT included, was rolled
+        # back (a COMMIT that succeeded raises nothing after it).
+        return isinstance(exc, Exception)
+
     def is_unavailable(self, exc: BaseException) -> bool:
         # locked past busy_timeout (and the retries), disk or max_page_count full, an I/O error, a file
         # that cannot be opened or written (permissions, a read-only mount)
