@@ -284,3 +284,30 @@ async def test_a_body_that_is_not_a_json_object_is_told_what_to_send(harness: Ha
     assert r.status_code == 422 and "JSON object is required" in r.json()["error"]["message"], r.text
     r = await c.post("/v1/messages", json={"sender": SENDER, "to": "+5511911110009", "template": {"name": "x"}})
     assert r.status_code == 202, r.text  # a JSON object as before
+
+
+async def test_a_template_name_or_language_the_platform_would_not_know_is_a_422_everywhere(harness: Harness) -> None:
+    """The platform's template names are lowercase letters, digits and underscores: 'Launch-Promo' or
+    a JSON object typed into the CSV form's name would only fail at the platform, one message at a time."""
+    h = harness
+    await register(h)
+    one = {"sender": SENDER, "to": "+5511911110001"}
+    cases = [
+        ("/v1/messages", {**one, "template": {"name": "Launch-Promo"}}, "template.name"),
+        ("/v1/messages", {**one, "template": {"name": "launch_promo", "language": "english"}}, "template.language"),
+        ("/v1/campaigns", {"sender": SENDER, "template": {"name": "launch promo"}, "recipients": ["+5511911110001"]},
+         "template.name"),
+    ]
+    for path, body, field in cases:
+        r = await h.client.post(path, json=body)
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["field"] == field and "e.g." in error["message"], error
+    for form, field in (({"template": '{"name":"launch_promo"}'}, "template"),
+                        ({"template": "launch_promo", "language": "en-US"}, "language")):
+        r = await h.client.post("/v1/campaigns", files={"file": ("r.csv", b"to\n+5511911114444\n")},
+                                data={"sender": SENDER, **form})
+        assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert await h.gateway.store.count_by_state() == {}
+    ok = await h.client.post("/v1/messages", json={**one, "template": {"name": "launch_promo_2", "language": "pt_BR"}})
+    assert ok.status_code == 202, ok.text

@@ -71,12 +71,12 @@ async def two_tenants(tmp_path: Path) -> Any:
 async def test_a_foreign_id_is_indistinguishable_from_a_missing_one(two_tenants: Any) -> None:
     h, a, b = two_tenants
     c = h.client
-    r = await c.post("/v1/campaigns", headers=b, json={"sender": B_SENDER, "template": {"name": "b-secret-promo"},
+    r = await c.post("/v1/campaigns", headers=b, json={"sender": B_SENDER, "template": {"name": "b_secret_promo"},
                                                        "recipients": ["+5511911110001", "+5511911110002"]})
     assert r.status_code == 201, r.text
     b_campaign = r.json()["id"]
     r = await c.post("/v1/messages", headers=b, json={"sender": B_SENDER, "to": "+5511911110003",
-                                                      "template": {"name": "b-secret"}})
+                                                      "template": {"name": "b_secret"}})
     b_message = r.json()["id"]
     await h.run()
 
@@ -130,7 +130,7 @@ async def test_a_foreign_id_is_indistinguishable_from_a_missing_one(two_tenants:
     assert (await c.get(f"/v1/campaigns/{b_campaign}", headers=b)).json()["state"] == "running"
     assert (await c.get(f"/v1/senders/{B_SENDER}", headers=b)).json()["tier"] == "TIER_1K"
     assert len((await c.get("/v1/messages", headers=b)).json()) == 3
-    assert "b-secret" not in json.dumps([(await c.get(u, headers=a)).json()
+    assert "b_secret" not in json.dumps([(await c.get(u, headers=a)).json()
                                          for u in ("/v1/senders", "/v1/messages", "/v1/campaigns")])
 
 

@@ -503,6 +503,12 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         spread_days: Annotated[int | None, Form()] = None,
         quiet_hours: Annotated[str | None, Form(description="'21-8': none 21:00-08:00, recipient's time")] = None,
     ) -> Any:
+        for field, value, check in (("template", template, s.template_name),
+                                    ("language", language, s.template_language)):
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ApiError(422, f"{field}: {exc}", field) from None
         raw = await file.read()
         start, end = form_time(start_at, "start_at"), form_time(deadline, "deadline")
         quiet = form_hours(quiet_hours)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -129,9 +130,29 @@ class SenderOut(BaseModel):
     forecast: Forecast | None = None
 
 
+def template_name(value: str) -> str:
+    """A template's name as the platform spells them; anything else would only fail at the platform."""
+    if not re.fullmatch(TEMPLATE_NAME, value):
+        raise ValueError(f"{value[:80]!r} is not a template name: the platform's are lowercase letters, digits "
+                         "and underscores, e.g. launch_promo")
+    return value
+
+
+def template_language(value: str) -> str:
+    if not re.fullmatch(TEMPLATE_LANGUAGE, value):
+        raise ValueError(f"{value[:80]!r} is not a language code: e.g. en_US, pt_BR, es")
+    return value
+
+
+TemplateName = Annotated[str, AfterValidator(template_name),
+                         WithJsonSchema({"type": "string", "pattern": TEMPLATE_NAME, "maxLength": 512})]
+TemplateLanguage = Annotated[str, AfterValidator(template_language),
+                             WithJsonSchema({"type": "string", "pattern": TEMPLATE_LANGUAGE})]
+
+
 class TemplateIn(Strict):
-    name: str = Field(min_length=1, max_length=512)
-    language: str | dict[str, Any] = "en_US"
+    name: TemplateName
+    language: TemplateLanguage | dict[str, Any] = "en_US"
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
 
 
