@@ -7,6 +7,8 @@ from pathlib import Path
 from tests.e2e.conftest import make_harness
 from tests.e2e.dashboard_world import DAY, HOUR, SENDER, campaign, numbers, register
 
+from tiergate.service.metrics import METRICS
+
 
 async def test_a_finished_campaign_reads_the_same_after_its_messages_are_deleted(tmp_path: Path) -> None:
     h = await make_harness(tmp_path, message_retention_days=31)
@@ -27,7 +29,13 @@ async def test_a_finished_campaign_reads_the_same_after_its_messages_are_deleted
         assert before["done"] == 300 and before["archived_at"] is None
         assert [d["sent"] for d in days_before["days"][:3]] == [249, 51, 0]
 
+        sample = METRICS.registry.get_sample_value
+        pruned, archived = sample("tiergate_messages_pruned_total"), sample("tiergate_campaigns_archived_total")
         assert await h.gateway.retention.prune() == (1, 301)  # the campaign's 300 and the single message
+        metrics = (await h.client.get("/metrics")).text
+        assert sample("tiergate_messages_pruned_total") == (pruned or 0) + 301
+        assert sample("tiergate_campaigns_archived_total") == (archived or 0) + 1
+        assert "tiergate_messages_pruned_total" in metrics
         after = (await h.client.get(f"/v1/campaigns/{c['id']}")).json()
         assert after["archived_at"] == h.clock.now()
         assert {k: v for k, v in after.items() if k != "archived_at"} == \

@@ -26,6 +26,11 @@ class Metrics:
         self.forwards = Counter("tiergate_forwards", "Webhooks forwarded to tenants' apps, by outcome",
                                 ["outcome"], registry=r)
         self.queue_depth = Gauge("tiergate_queue_depth", "Messages by state", ["state"], registry=r)
+        self.pruned = Counter("tiergate_messages_pruned", "Ended messages deleted by message retention",
+                              registry=r)
+        self.archived = Counter("tiergate_campaigns_archived",
+                                "Finished campaigns archived by message retention (their messages then deleted)",
+                                registry=r)
         self.scopes_held = Gauge("tiergate_scopes_held", "Scopes this process's dispatcher holds the lease of",
                                  registry=r)
         self.scope_share = Gauge("tiergate_scope_share", "Scopes one worker should hold: all over the live workers",

@@ -16,6 +16,7 @@ import logging
 from tiergate.clock import Clock
 from tiergate.core.model import CampaignArchive
 from tiergate.ports import Store
+from tiergate.service.metrics import METRICS
 from tiergate.service.operator_views import campaign_day_edges
 from tiergate.service.periodic import run_every
 from tiergate.settings import MIN_MESSAGE_RETENTION_DAYS
@@ -51,8 +52,11 @@ class Retention:
                 while sent and not sent[-1]:
                     sent.pop()
                 counts = await self.store.count_by_state(campaign_id=campaign.id)
-                archived += await self.store.archive_campaign(CampaignArchive(campaign.id, now, counts, sent))
+                if await self.store.archive_campaign(CampaignArchive(campaign.id, now, counts, sent)):
+                    archived += 1
+                    METRICS.archived.inc()
         deleted = await self.store.prune_messages(before)
+        METRICS.pruned.inc(deleted)
         if archived or deleted:
             log.info("message retention (%g days): %d campaign(s) archived, %d message(s) deleted",
                      self.days, archived, deleted)
