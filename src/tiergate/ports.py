@@ -401,6 +401,11 @@ class Store(Protocol):
         """Live workers and every holder of an unexpired lease, by id (what an operator looks at)."""
         ...
 
+    async def size_bytes(self) -> int:
+        """How much room the database takes: SQLite, its file and WAL; PostgreSQL, the tables and
+        indexes of tiergate's schema (what message retention keeps in check)."""
+        ...
+
     def wrote_nothing(self, exc: BaseException) -> bool:
         """Whether a call that raised ``exc`` certainly left nothing written (its transaction rolled
         back); False when it may have committed all the same (a connection lost at the commit)."""

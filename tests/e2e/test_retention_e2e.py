@@ -36,6 +36,7 @@ async def test_a_finished_campaign_reads_the_same_after_its_messages_are_deleted
         assert sample("tiergate_messages_pruned_total") == (pruned or 0) + 301
         assert sample("tiergate_campaigns_archived_total") == (archived or 0) + 1
         assert "tiergate_messages_pruned_total" in metrics
+        assert sample("tiergate_database_bytes") > 0  # set by the same /metrics read
         after = (await h.client.get(f"/v1/campaigns/{c['id']}")).json()
         assert after["archived_at"] == h.clock.now()
         assert {k: v for k, v in after.items() if k != "archived_at"} == \

@@ -885,6 +885,15 @@ async def test_campaigns(store: SqlStore) -> None:
         await store.get_campaign("c9")
 
 
+async def test_the_database_size_grows_with_the_messages(store: SqlStore) -> None:
+    await seed(store)
+    empty = await store.size_bytes()
+    assert empty > 0
+    for batch in range(4):
+        await store.insert_messages([new(f"+5730010{batch}{i:04d}") for i in range(1_000)], T0)
+    assert await store.size_bytes() > empty + 4_000 * 100  # each message over 100 bytes, with its indexes
+
+
 async def test_retention_deletes_ended_single_messages_and_keeps_what_is_live_or_untold(store: SqlStore) -> None:
     await seed(store)
     old = await store.insert_messages([new(f"+5730000000{i}") for i in range(6)], T0)

@@ -132,6 +132,7 @@ class Gateway:
         counts = await self.store.count_by_state()
         for state in MessageState:
             METRICS.queue_depth.labels(state=state.value).set(counts.get(state.value, 0))
+        METRICS.database_bytes.set(await self.store.size_bytes())
         now = self.clock.now()
         from tiergate.core.tiers import parse_tier
 

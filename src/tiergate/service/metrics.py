@@ -26,6 +26,9 @@ class Metrics:
         self.forwards = Counter("tiergate_forwards", "Webhooks forwarded to tenants' apps, by outcome",
                                 ["outcome"], registry=r)
         self.queue_depth = Gauge("tiergate_queue_depth", "Messages by state", ["state"], registry=r)
+        self.database_bytes = Gauge("tiergate_database_bytes",
+                                    "Room the database takes (SQLite: file and WAL; PostgreSQL: tiergate's tables)",
+                                    registry=r)
         self.pruned = Counter("tiergate_messages_pruned", "Ended messages deleted by message retention",
                               registry=r)
         self.archived = Counter("tiergate_campaigns_archived",

@@ -310,6 +310,14 @@ class PostgresStore(SqlStore):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure | errors.LockNotAvailable)
 
+    async def size_bytes(self) -> int:
+        async with self.reader() as tx:
+            row = await tx.fetchone(
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+                "AND c.relkind = 'r'")
+        return int(row[0]) if row else 0
+
     def wrote_nothing(self, exc: BaseException) -> bool:
         # A lost connection (OperationalError) may have been lost at the COMMIT, after the server
         # committed; anything else failed in a transaction the server rolled back.

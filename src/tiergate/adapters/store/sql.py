@@ -464,6 +464,9 @@ class SqlStore(ABC):
         """Whether a failed transaction may simply be run again (deadlock, lock wait)."""
         return False
 
+    @abstractmethod
+    async def size_bytes(self) -> int: ...
+
     def is_unavailable(self, exc: BaseException) -> bool:
         """See the port: the engine could not be used just now (each adapter says which errors)."""
         return False

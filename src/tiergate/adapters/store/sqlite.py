@@ -226,6 +226,14 @@ class SQLiteStore(SqlStore):
     def is_transient(self, exc: BaseException) -> bool:
         return isinstance(exc, (apsw.BusyError, apsw.LockedError))
 
+    async def size_bytes(self) -> int:
+        async with self.reader() as tx:
+            pages = await tx.fetchone("PRAGMA page_count")
+            page = await tx.fetchone("PRAGMA page_size")
+        size = (pages[0] if pages else 0) * (page[0] if page else 0)
+        wal = Path(f"{self.path}-wal")
+        return size + (wal.stat().st_size if self.path != ":memory:" and wal.exists() else 0)
+
     def wrote_nothing(self, exc: BaseException) -> bool:
         # The database is in this process: a transaction that raised, COMMIT included, was rolled
         # back (a COMMIT that succeeded raises nothing after it).
