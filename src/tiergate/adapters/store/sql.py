@@ -1209,10 +1209,12 @@ class SqlStore(ABC):
         return CampaignArchive(row[0], row[1], {str(k): int(v) for k, v in _loads(row[2]).items()},
                                [int(n) for n in _loads(row[3])])
 
+    @_retried
     async def prune_messages(self, before: float, chunk: int = 5_000) -> int:
         """A message of no campaign goes once it ended before ``before``: the scan is an id range
         (ids begin with their creation time, and a row changed before ``before`` was made before
-        it). A campaign's messages go all together, once the campaign is archived."""
+        it). A campaign's messages go all together, once the campaign is archived. Every process
+        runs it: two deleting the same rows may deadlock on PostgreSQL, and the loser runs again."""
         ended = f"state NOT IN ({literals(_LIVE_STATES)}) AND NOT ({_UNTOLD})"
         gone = await self._delete_where("messages", f"id < ? AND campaign_id IS NULL AND updated_at < ? AND {ended}",
                                         (id_floor("msg", before), before), chunk)
@@ -1413,14 +1415,15 @@ class SqlStore(ABC):
 
     async def _delete_where(self, table: str, where: str, params: Sequence[Any], chunk: int) -> int:
         """Delete the rows of ``table`` matching ``where``, ``chunk`` rows a transaction, so a writer
-        never waits long behind a clean-up; returns how many went."""
+        never waits long behind a clean-up; returns how many went. Until a chunk finds nothing: a
+        short chunk may only mean another process deleted some of its rows first."""
         gone = 0
         while True:
             async with self.transaction() as tx:
                 done = await tx.execute(
                     f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} LIMIT ?)", (*params, chunk))
             gone += done
-            if done < chunk:
+            if done == 0:
                 return gone
             await asyncio.sleep(0)  # between chunks, the API and the dispatcher get their turn
 
