@@ -1184,6 +1184,7 @@ async def test_sqlite_checkpoints_the_wal_from_its_own_thread(tmp_path: Any) -> 
         checkpointer = store._checkpointer
         assert checkpointer is not None
         checkpointer.pages = 5
+        checkpointer.OVERDUE = 1_000_000  # the writer never checkpoints itself here: the thread is alone
         await seed(store)
         for batch in range(5):
             await store.insert_messages([new(f"+5730000{batch}{i:03d}") for i in range(100)], T0)
