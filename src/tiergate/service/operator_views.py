@@ -9,11 +9,12 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Any
 
-from tiergate.core.model import TERMINAL_STATES, Campaign, MessageState, Scope
+from tiergate.core.model import Campaign, Scope
 from tiergate.core.policy import day_index, day_start, get_policy
 from tiergate.core.tiers import Tier, parse_tier
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope, utc_offset
+from tiergate.service.views import campaign_counts
 
 __all__ = ["campaign_day_edges", "campaign_days", "release_timeline", "tier_at", "tier_ladder", "workers_view"]
 
@@ -113,7 +114,7 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
     edges, today = campaign_day_edges(campaign, scope, now)
     n = len(edges) - 1
     plan = campaign.plan
-    archive = await store.campaign_archive(campaign.id)
+    _counts, done, archive = await campaign_counts(store, campaign.id)
     if archive is None:
         sent = await store.campaign_sends_between(campaign.id, edges)
     else:  # its messages are gone (message retention): the days as they were counted then
@@ -135,8 +136,6 @@ async def campaign_days(store: Store, campaign: Campaign, scope: Scope, now: flo
             "tier": _highest_during(changes, scope.tier, max(edges[k], campaign.created_at),
                                     min(edges[k + 1], now)) if past else None,
         })
-    counts = archive.counts if archive is not None else await store.count_by_state(campaign_id=campaign.id)
-    done = sum(v for s, v in counts.items() if MessageState(s) in TERMINAL_STATES)
     waiting = campaign.total - done
     finish_by: float | None = None
     if waiting > 0 and campaign.state == "running":

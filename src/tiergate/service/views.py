@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from tiergate.core.model import TERMINAL_STATES, Campaign, Message, MessageState, Scope, Sender
+from tiergate.core.model import TERMINAL_STATES, Campaign, CampaignArchive, Message, MessageState, Scope, Sender
 from tiergate.core.tiers import admission_tier
 from tiergate.core.window import DAY
 from tiergate.ports import Store
 from tiergate.service.forecast import forecast_scope
 
-__all__ = ["campaign_view", "message_view", "sender_view", "window_view"]
+__all__ = ["campaign_counts", "campaign_view", "message_view", "sender_view", "window_view"]
 
 
 async def window_view(store: Store, scope: Scope, now: float) -> dict[str, Any]:
@@ -82,10 +82,17 @@ def message_view(m: Message, history: list[dict[str, Any]] | None = None) -> dic
     }
 
 
-async def campaign_view(store: Store, c: Campaign, now: float) -> dict[str, Any]:
-    archive = await store.campaign_archive(c.id)
-    counts = archive.counts if archive is not None else await store.count_by_state(campaign_id=c.id)
+async def campaign_counts(store: Store, campaign_id: str) -> tuple[dict[str, int], int, CampaignArchive | None]:
+    """The campaign's messages by state, how many of them are done, and its archive: once message
+    retention has deleted the messages, the counts are the archive's."""
+    archive = await store.campaign_archive(campaign_id)
+    counts = archive.counts if archive is not None else await store.count_by_state(campaign_id=campaign_id)
     done = sum(n for state, n in counts.items() if MessageState(state) in TERMINAL_STATES)
+    return counts, done, archive
+
+
+async def campaign_view(store: Store, c: Campaign, now: float) -> dict[str, Any]:
+    counts, done, archive = await campaign_counts(store, c.id)
     eta: float | None = None
     if done >= c.total:
         eta = now if c.state != "canceled" else None

@@ -35,6 +35,7 @@ import orjson
 
 from tiergate.adapters.store.ids import id_floor, new_ids
 from tiergate.core.model import (
+    TERMINAL_STATES,
     ApiKey,
     Campaign,
     CampaignArchive,
@@ -278,8 +279,9 @@ def _untold(of: str = "") -> str:
 
 
 _UNTOLD = _untold()
-# Not ended: waiting (queued, or held by a paused campaign) or in flight. Retention never deletes these.
-_LIVE_STATES = ("queued", "held", "sending")
+# Not ended (not in TERMINAL_STATES, where the views count a message done): waiting (queued, or held
+# by a paused campaign) or in flight. Retention never deletes these.
+_LIVE_STATES = tuple(sorted(state.value for state in MessageState if state not in TERMINAL_STATES))
 _FORWARD_COLUMNS = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
 
 

@@ -228,9 +228,8 @@ class SQLiteStore(SqlStore):
 
     async def size_bytes(self) -> int:
         async with self.reader() as tx:
-            pages = await tx.fetchone("PRAGMA page_count")
-            page = await tx.fetchone("PRAGMA page_size")
-        size = (pages[0] if pages else 0) * (page[0] if page else 0)
+            row = await tx.fetchone("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+        size = row[0] if row else 0
         wal = Path(f"{self.path}-wal")
         return size + (wal.stat().st_size if self.path != ":memory:" and wal.exists() else 0)
 
