@@ -15,63 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import json
 import time
 from pathlib import Path
-from typing import Any
 
-import apsw
-
+from sql_trace import time_sql
 from tiergate.core.policy import get_policy
 from tiergate.core.simulation import run_simulation
 from tiergate.core.tiers import parse_tier
 from tiergate.service.simulate import simulate_real_path
-
-
-class _TimedConnection:
-    """An apsw connection that adds up the time of each statement (by its first 90 characters)."""
-
-    spent: collections.Counter[str] = collections.Counter()
-    calls: collections.Counter[str] = collections.Counter()
-
-    def __init__(self, conn: apsw.Connection) -> None:
-        self._conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    def _timed(self, how: str, sql: str, *args: Any) -> Any:
-        key = ("many " if how == "executemany" else "") + " ".join(sql.split())[:90]
-        started = time.perf_counter()
-        try:
-            return getattr(self._conn, how)(sql, *args)
-        finally:
-            self.spent[key] += time.perf_counter() - started
-            self.calls[key] += 1
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        return self._timed("execute", sql, *args)
-
-    def executemany(self, sql: str, *args: Any) -> Any:
-        return self._timed("executemany", sql, *args)
-
-
-def time_sql() -> None:
-    """Route the SQLite adapter's connections through ``_TimedConnection`` (this process only)."""
-    from tiergate.adapters.store import sqlite as adapter
-
-    connect = apsw.Connection
-
-    class _Module:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(apsw, name)
-
-        @staticmethod
-        def Connection(*args: Any, **kwargs: Any) -> Any:  # apsw's name
-            return _TimedConnection(connect(*args, **kwargs))
-
-    adapter.apsw = _Module()  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -83,8 +35,7 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="time every SQL statement of the real path")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
-    if args.sql:
-        time_sql()
+    traced = time_sql() if args.sql else None
     daily = [args.audience]
 
     started = time.perf_counter()
@@ -107,13 +58,13 @@ def main() -> None:
     print(f"| {args.audience:,} | {args.days} | {real_s:.1f} s | {row['real_msgs_per_s']:,.0f} "
           f"| {model_s * 1000:.1f} ms | {done_day} | {real['final_tier']} | {real['violations']} "
           f"| {row['agrees_with_model']} |")
-    if args.sql:
-        spent = _TimedConnection.spent
+    if traced is not None:
+        spent = traced.spent
         print(f"\nSQL: {sum(spent.values()):.1f} s of {real_s:.1f} s; the statements that took the most:")
         print("| seconds | share of the run | calls | statement |")
         print("|---:|---:|---:|---|")
         for sql, seconds in spent.most_common(10):
-            print(f"| {seconds:.2f} | {seconds / real_s:.0%} | {_TimedConnection.calls[sql]:,} | `{sql}` |")
+            print(f"| {seconds:.2f} | {seconds / real_s:.0%} | {traced.calls[sql]:,} | `{sql}` |")
         row["sql_seconds"] = round(sum(spent.values()), 2)
     if args.json:
         Path(args.json).write_text(json.dumps(row, indent=2))

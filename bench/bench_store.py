@@ -13,7 +13,9 @@ same rows (same columns and JSON bodies, primary key only) in one transaction pe
 says what the full path costs over the cheapest possible write of the messages alone. The second
 baseline is a bare durable queue in plain SQL (insert with a claim index, claim, one write marking
 each row sent plus its recipient's window row): the least a queue with a row per message does on
-the one-write path, with none of tiergate's bookkeeping.
+the one-write path, with none of tiergate's bookkeeping. On SQLite the bench also records the
+adapter's statements during the measured steps and replays them alone on a fresh file ("SQL alone"):
+the path's rate if tiergate's Python cost nothing.
 
     python bench/bench_store.py                       # SQLite and PostgreSQL, 100k messages
     python bench/bench_store.py --n 20000 --no-postgres --json out.json
@@ -28,7 +30,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,11 @@ import orjson
 import psycopg
 
 from pg_schema import add_postgres_url, temporary_schema
+from sql_trace import Recorded, record_sql, replay, time_sql
 from tiergate.adapters.store import open_store
 from tiergate.adapters.store.ids import new_ids
 from tiergate.adapters.store.sql import SqlStore
+from tiergate.adapters.store.sqlite import SQLiteStore
 from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
 from tiergate.ports import LedgerChange, MessageUpdate
 
@@ -178,11 +182,17 @@ async def postgres_baseline(work: Work, url: str, schema: str, queue: bool = Fal
         return elapsed
 
 
-async def pipeline(store: SqlStore, work: Work, one_write: bool = False) -> dict[str, float]:
-    """Seconds spent in each step over the whole run (and in total)."""
+async def seed(store: SqlStore) -> None:
+    """The tenant, scope and sender every message of the run goes through."""
     await store.create_tenant(Tenant("t1", "bench", created_at=T0))
     await store.upsert_scope(Scope(SCOPE, "t1", tier="TIER_UNLIMITED"))
     await store.create_sender(Sender("100", "t1", "+57 300", SCOPE, created_at=T0))
+
+
+async def pipeline(store: SqlStore, work: Work, one_write: bool = False,
+                   recording: Callable[[], AbstractContextManager[Any]] = nullcontext) -> dict[str, float]:
+    """Seconds spent in each step over the whole run (and in total); ``recording`` wraps the steps."""
+    await seed(store)
     spent = {"insert": 0.0, "claim": 0.0, "admit": 0.0, "outcome": 0.0}
 
     async def timed(step: str, call: Callable[[], Awaitable[Any]]) -> Any:
@@ -191,39 +201,55 @@ async def pipeline(store: SqlStore, work: Work, one_write: bool = False) -> dict
         spent[step] += time.perf_counter() - started
         return result
 
-    for i, batch in enumerate(work):
-        now = T0 + i
-        await timed("insert", lambda b=batch, t=now: store.insert_messages(b, t))
-        claimed = await timed("claim", lambda t=now, k=len(batch): store.claim_due([SCOPE], t, k))
-        assert len(claimed) == len(batch), "claimed fewer than inserted"
-        slots = [LedgerChange(SCOPE, m.to, now + DAY) for m in claimed]
-        if one_write:
-            done = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", add_attempt=True, counted=True,
-                                  slot_expiry=now + DAY, wamid=f"wamid.{m.id}", sent_at=now,
-                                  earlier=((MessageState.SENDING, "admitted"),)) for m in claimed]
-            await timed("admit", lambda u=done, s=slots: store.apply_updates(u, s, lease=None))
-            continue
-        admit = [MessageUpdate(m.id, MessageState.SENDING, now, reason="admitted", add_attempt=True, counted=True,
-                               slot_expiry=now + DAY) for m in claimed]
-        await timed("admit", lambda u=admit, s=slots: store.apply_updates(u, s, lease=None))
-        sent = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", wamid=f"wamid.{m.id}", sent_at=now)
-                for m in claimed]
-        await timed("outcome", lambda u=sent: store.apply_updates(u))
+    with recording():
+        for i, batch in enumerate(work):
+            now = T0 + i
+            await timed("insert", lambda b=batch, t=now: store.insert_messages(b, t))
+            claimed = await timed("claim", lambda t=now, k=len(batch): store.claim_due([SCOPE], t, k))
+            assert len(claimed) == len(batch), "claimed fewer than inserted"
+            slots = [LedgerChange(SCOPE, m.to, now + DAY) for m in claimed]
+            if one_write:
+                done = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", add_attempt=True,
+                                      counted=True, slot_expiry=now + DAY, wamid=f"wamid.{m.id}", sent_at=now,
+                                      earlier=((MessageState.SENDING, "admitted"),)) for m in claimed]
+                await timed("admit", lambda u=done, s=slots: store.apply_updates(u, s, lease=None))
+                continue
+            admit = [MessageUpdate(m.id, MessageState.SENDING, now, reason="admitted", add_attempt=True,
+                                   counted=True, slot_expiry=now + DAY) for m in claimed]
+            await timed("admit", lambda u=admit, s=slots: store.apply_updates(u, s, lease=None))
+            sent = [MessageUpdate(m.id, MessageState.SENT, now, reason="accepted", wamid=f"wamid.{m.id}",
+                                  sent_at=now) for m in claimed]
+            await timed("outcome", lambda u=sent: store.apply_updates(u))
     spent["total"] = sum(spent.values())
     counts = await store.count_by_state()
     assert counts == {"sent": work.n}, counts
     return spent
 
 
-def report(engine: str, n: int, spent: dict[str, float], baseline: float, queue: float) -> dict[str, Any]:
+async def sql_alone(calls: Recorded, path: str, n: int) -> float:
+    """Seconds for a run's recorded statements replayed on a fresh seeded store: the path's time if
+    Python cost nothing."""
+    async with open_store(path) as store:
+        assert isinstance(store, SQLiteStore)
+        await seed(store)
+        seconds = replay(store._conn, calls)
+        counts = await store.count_by_state()
+    assert counts == {"sent": n}, counts
+    return seconds
+
+
+def report(engine: str, n: int, spent: dict[str, float], baseline: float, queue: float,
+           sql: float | None = None) -> dict[str, Any]:
     rate, base_rate, queue_rate = n / spent["total"], n / baseline, n / queue
     row = {"engine": engine, "messages": n, "messages_per_s": round(rate), "baseline_inserts_per_s": round(base_rate),
            "ratio": round(rate / base_rate, 3), "bare_queue_messages_per_s": round(queue_rate),
            "ratio_to_bare_queue": round(rate / queue_rate, 3),
+           "sql_alone_messages_per_s": None if sql is None else round(n / sql),
            "step_us_per_message": {k: round(v / n * 1e6, 2) for k, v in spent.items()}}
     steps = "  ".join(f"{k} {v:.1f}" for k, v in row["step_us_per_message"].items())
+    alone = "-" if sql is None else f"{n / sql:,.0f}"
     print(f"{engine:<20} {n:>9,} {rate:>14,.0f} {base_rate:>18,.0f} {rate / base_rate:>7.2f} {queue_rate:>16,.0f} "
-          f"{rate / queue_rate:>7.2f}   {steps}")
+          f"{rate / queue_rate:>7.2f} {alone:>15}   {steps}")
     return row
 
 
@@ -235,9 +261,11 @@ async def run_sqlite(work: Work, n: int, folder: str) -> list[dict[str, Any]]:
     queue = sqlite_baseline(work, os.path.join(folder, "queue.db"), queue=True)
     rows = []
     for label, one_write in PATHS:
+        calls: Recorded = []
         async with open_store(os.path.join(folder, f"tiergate-{one_write}.db")) as store:
-            spent = await pipeline(store, work, one_write)
-        rows.append(report(f"sqlite, {label}", n, spent, baseline, queue))
+            spent = await pipeline(store, work, one_write, recording=lambda c=calls: record_sql(c))
+        sql = await sql_alone(calls, os.path.join(folder, f"replay-{one_write}.db"), n)
+        rows.append(report(f"sqlite, {label}", n, spent, baseline, queue, sql))
     return rows
 
 
@@ -264,7 +292,8 @@ async def main() -> None:
     args = parser.parse_args()
     work = Work(args.n, args.batch)
     print(f"{'engine, path':<20} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7} "
-          f"{'bare queue msg/s':>16} {'ratio':>7}   us per message by step")
+          f"{'bare queue msg/s':>16} {'ratio':>7} {'SQL alone msg/s':>15}   us per message by step")
+    time_sql()  # the SQLite adapter's connections record what they run (for the SQL-alone replay)
     results = []
     with tempfile.TemporaryDirectory() as folder:
         results += await run_sqlite(work, args.n, folder)
