@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import tempfile
@@ -263,7 +264,7 @@ async def run_sqlite(work: Work, n: int, folder: str) -> list[dict[str, Any]]:
     for label, one_write in PATHS:
         calls: Recorded = []
         async with open_store(os.path.join(folder, f"tiergate-{one_write}.db")) as store:
-            spent = await pipeline(store, work, one_write, recording=lambda c=calls: record_sql(c))
+            spent = await pipeline(store, work, one_write, recording=functools.partial(record_sql, calls))
         sql = await sql_alone(calls, os.path.join(folder, f"replay-{one_write}.db"), n)
         rows.append(report(f"sqlite, {label}", n, spent, baseline, queue, sql))
     return rows
