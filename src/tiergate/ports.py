@@ -132,6 +132,10 @@ class Store(Protocol):
     # lifecycle
     async def open(self) -> None: ...  # connect and apply migrations (safe when run concurrently)
     async def close(self) -> None: ...
+    async def schema_versions(self) -> list[int]:
+        """The migrations applied, oldest first: a small read that proves the database answers
+        (the health check), whatever the number of messages."""
+        ...
 
     # tenants and API keys
     async def create_tenant(self, tenant: Tenant) -> Tenant: ...
@@ -241,6 +245,10 @@ class Store(Protocol):
     async def count_queued(self, scope_id: str) -> int:
         """Queued messages of the scope, due or not (a backlog's size, without a table scan)."""
         ...
+    async def count_live(self) -> dict[str, int]:
+        """Messages not ended yet (queued, held, sending), by state, across every tenant: cheap
+        whatever the number of ended messages (the queue-depth gauge)."""
+        ...
     async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None, state: str | None = None,
                             recipient: str | None = None, limit: int = 100,
                             before: str | None = None) -> list[Message]:
@@ -261,6 +269,9 @@ class Store(Protocol):
     # the window ledger (one row per counted recipient of a scope)
     async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]: ...
     async def prune_ledger(self, now: float) -> int: ...
+    async def window_counts(self, now: float) -> dict[str, int]:
+        """Recipients each scope's window counts at ``now``, by scope (scopes with none are left out)."""
+        ...
 
     # recipients: opt-in/out and customer service windows
     async def set_opt_in(self, tenant_id: str, recipient: str, at: float, source: str) -> None: ...

@@ -761,6 +761,39 @@ async def test_campaign_hold_resume_and_cancel(store: SqlStore) -> None:
                                                         "reason": "campaign canceled"}
 
 
+_LIVE = ("queued", "held", "sending")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["queued", "sending", "sent", "failed", "delivered", "unknown"]),
+                          st.booleans()), max_size=12),
+       st.booleans())
+async def test_live_counts_are_the_live_states_of_count_by_state(store: SqlStore, fates: list[tuple[str, bool]],
+                                                                hold: bool) -> None:
+    """``count_live`` (read off the partial indexes) agrees with a full count, whatever the mix."""
+    if not await store.list_tenants():
+        await seed(store)
+    campaign = f"c{len(await store.list_campaigns('t1'))}-{id(fates)}"
+    made = await store.insert_messages([new(str(i), campaign_id=campaign if in_campaign else None)
+                                        for i, (_, in_campaign) in enumerate(fates)], T0)
+    await store.apply_updates([MessageUpdate(m.id, MessageState(state), T0 + 1)
+                               for m, (state, _) in zip(made, fates, strict=True) if state != "queued"])
+    if hold:
+        await store.set_campaign_hold(campaign, True, T0 + 2)
+    every = await store.count_by_state()
+    assert await store.count_live() == {state: every.get(state, 0) for state in _LIVE}
+
+
+async def test_window_counts_are_the_ledgers_live_rows_by_scope(store: SqlStore) -> None:
+    await store.apply_updates([], [LedgerChange("sender:100", r, T0 + e) for r, e in (("a", 10), ("b", 20), ("c", 5))]
+                              + [LedgerChange("sender:200", "a", T0 + 30)])
+    assert await store.window_counts(T0) == {"sender:100": 3, "sender:200": 1}
+    assert await store.window_counts(T0 + 10) == {"sender:100": 1, "sender:200": 1}  # a expired at T0 + 10
+    for scope in ("sender:100", "sender:200"):
+        assert (await store.window_counts(T0 + 5)).get(scope, 0) == len(await store.load_ledger(scope, T0 + 5))
+    assert await store.window_counts(T0 + 30) == {}
+
+
 async def test_recover_inflight_turns_sending_into_unknown(store: SqlStore) -> None:
     await seed(store)
     a, b, c = await store.insert_messages([new("1"), new("2"), new("3", sender="200")], T0)

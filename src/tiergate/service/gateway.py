@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tiergate.adapters.outbound import AiohttpSink
 from tiergate.clock import Clock, SystemClock
-from tiergate.core.model import MessageState
+from tiergate.core.tiers import parse_tier
 from tiergate.ports import Provider, Store
 from tiergate.service.auth import Auth
 from tiergate.service.campaigns import Campaigns
@@ -129,15 +129,15 @@ class Gateway:
         return len(bodies)
 
     async def refresh_gauges(self) -> None:
-        counts = await self.store.count_by_state()
-        for state in MessageState:
-            METRICS.queue_depth.labels(state=state.value).set(counts.get(state.value, 0))
+        """The gauges /metrics reads: each from a query whose cost follows what is live (the backlog,
+        the windows' recipients), never the number of messages ever sent."""
+        counts = await self.store.count_live()
+        for state, count in counts.items():
+            METRICS.queue_depth.labels(state=state).set(count)
         METRICS.database_bytes.set(await self.store.size_bytes())
-        now = self.clock.now()
-        from tiergate.core.tiers import parse_tier
-
+        used_by_scope = await self.store.window_counts(self.clock.now())
         for scope in await self.store.list_scopes():
-            used = len(await self.store.load_ledger(scope.id, now))
+            used = used_by_scope.get(scope.id, 0)
             limit = parse_tier(scope.tier).limit
             METRICS.window_used.labels(scope=scope.id).set(used)
             METRICS.window_usage.labels(scope=scope.id).set(used / limit if limit else 0.0)

@@ -25,7 +25,8 @@ class Metrics:
                                  ["scope"], registry=r)
         self.forwards = Counter("tiergate_forwards", "Webhooks forwarded to tenants' apps, by outcome",
                                 ["outcome"], registry=r)
-        self.queue_depth = Gauge("tiergate_queue_depth", "Messages by state", ["state"], registry=r)
+        self.queue_depth = Gauge("tiergate_queue_depth", "Messages not ended yet, by state (queued, held, sending)",
+                                 ["state"], registry=r)
         self.database_bytes = Gauge("tiergate_database_bytes",
                                     "Room the database takes (SQLite: file and WAL; PostgreSQL: tiergate's tables)",
                                     registry=r)

@@ -282,6 +282,9 @@ _UNTOLD = _untold()
 # Not ended (not in TERMINAL_STATES, where the views count a message done): waiting (queued, or held
 # by a paused campaign) or in flight. Retention never deletes these.
 _LIVE_STATES = tuple(sorted(state.value for state in MessageState if state not in TERMINAL_STATES))
+# Each not-ended state and the partial index that holds exactly its rows (Store.count_live).
+_LIVE_INDEXES = (("queued", "messages_claim"), ("held", "messages_held"), ("sending", "messages_sending"))
+assert tuple(sorted(state for state, _ in _LIVE_INDEXES)) == _LIVE_STATES, "a live state without its index"
 _FORWARD_COLUMNS = ("id", "tenant_id", "event_id", "body", "next_attempt_at", "created_at")
 
 
@@ -441,11 +444,16 @@ class SqlStore(ABC):
     row_key: str = "id"  # the cheapest key to find a messages row by in a subquery (SQLite: its rowid)
     lock_rows: str = ""  # appended to SELECTs of rows the transaction then changes (" FOR UPDATE")
     skip_locked: str = ""  # appended to the lease-taking SELECT so workers never take the same scope
-    claim_hint: str = ""  # after "FROM messages" in claim_due, where the planner needs telling
+    pins_indexes = False  # the planner needs telling which index some reads must use (see ``_using``)
     max_params: int = 500  # ids per IN (...) list
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._claim_index = self._using("messages_claim")  # the claims' index, named where it must be
+
+    def _using(self, index: str) -> str:
+        """`` INDEXED BY index`` after a table name, on an engine whose planner must be told."""
+        return f" INDEXED BY {index}" if self.pins_indexes else ""
 
     # -- what a dialect provides -------------------------------------------------------------
     @abstractmethod
@@ -773,7 +781,7 @@ class SqlStore(ABC):
         if not scope_ids or limit <= 0:
             return []
         skip, skip_params = ("", []) if not exclude else self._not_in("id", exclude)
-        per_level = (f"SELECT * FROM ({MESSAGES.select}{self.claim_hint} WHERE scope_id = ? AND state = 'queued' "
+        per_level = (f"SELECT * FROM ({MESSAGES.select}{self._claim_index} WHERE scope_id = ? AND state = 'queued' "
                      f"AND priority = ? AND next_attempt_at <= ?{f' AND {skip}' if skip else ''} "
                      f"ORDER BY next_attempt_at, created_at LIMIT ?) AS s{{}}")
         claimed: list[Message] = []
@@ -811,7 +819,7 @@ class SqlStore(ABC):
             return []
         async with self.reader() as tx:
             rows = await tx.fetchall(
-                f"{MESSAGES.select}{self.claim_hint} WHERE scope_id = ? AND state = 'queued' "
+                f"{MESSAGES.select}{self._claim_index} WHERE scope_id = ? AND state = 'queued' "
                 f"AND next_attempt_at > ? AND reason LIKE '{CAPACITY_REASON}%' ORDER BY {_CLAIM_ORDER} LIMIT ?",
                 (scope_id, now, limit))
         return [MESSAGES.from_row(row) for row in rows]
@@ -908,7 +916,7 @@ class SqlStore(ABC):
         entry = history_entry(now, "queued", reason)
         query = (
             "UPDATE messages SET next_attempt_at = ?, reason = ?, updated_at = ?, history = history || ? "
-            f"WHERE {self.row_key} IN (SELECT {self.row_key} FROM messages{self.claim_hint} WHERE scope_id = ? "
+            f"WHERE {self.row_key} IN (SELECT {self.row_key} FROM messages{self._claim_index} WHERE scope_id = ? "
             "AND state = 'queued' AND priority = ? AND next_attempt_at <= ? "
             f"AND kind = 'template' AND category IN ({_marks(len(categories))}) "
             "AND (expires_at IS NULL OR expires_at > ?) "
@@ -1005,8 +1013,19 @@ class SqlStore(ABC):
         """Queued messages of the scope, due or not, counted off the claim index (no table scan)."""
         async with self.reader() as tx:
             row = await tx.fetchone(
-                f"SELECT COUNT(*) FROM messages{self.claim_hint} WHERE scope_id = ? AND state = 'queued'", (scope_id,))
+                f"SELECT COUNT(*) FROM messages{self._claim_index} WHERE scope_id = ? AND state = 'queued'",
+                (scope_id,))
         return int(row[0]) if row else 0
+
+    async def count_live(self) -> dict[str, int]:
+        """Messages not ended yet, by state: each state is counted off its partial index (queued
+        off ``messages_claim``, held off ``messages_held``, sending off ``messages_sending``), so the
+        cost follows the backlog, not every message ever sent."""
+        parts = [f"SELECT '{state}', COUNT(*) FROM messages{self._using(index)} WHERE state = '{state}'"
+                 for state, index in _LIVE_INDEXES]
+        async with self.reader() as tx:
+            rows = await tx.fetchall(" UNION ALL ".join(parts))
+        return {state: int(count) for state, count in rows}
 
     async def list_messages(self, tenant_id: str, *, campaign_id: str | None = None, state: str | None = None,
                             recipient: str | None = None, limit: int = 100,
@@ -1084,6 +1103,15 @@ class SqlStore(ABC):
                 (scope_id, now),
             )
         return [(recipient, expiry) for recipient, expiry in rows]
+
+    async def window_counts(self, now: float) -> dict[str, int]:
+        """Recipients each scope's window counts at ``now`` (its ledger rows not yet expired), counted
+        in SQL off the expiry index: no row is loaded."""
+        async with self.reader() as tx:
+            rows = await tx.fetchall(
+                f"SELECT scope_id, COUNT(*) FROM window_ledger{self._using('window_ledger_expiry')} "
+                "WHERE expiry > ? GROUP BY scope_id", (now,))
+        return {scope_id: int(count) for scope_id, count in rows}
 
     @_retried
     async def prune_ledger(self, now: float) -> int:

@@ -135,7 +135,7 @@ class SQLiteStore(SqlStore):
     dialect = "sqlite"
     # Pinned: without statistics the planner may pick a plan that sorts every due row; this index
     # yields them already in claim order, so a 1,000-row claim stops after 1,000 index entries.
-    claim_hint = " INDEXED BY messages_claim"
+    pins_indexes = True
     row_key = "rowid"  # the id is a second B-tree away (the table is keyed by rowid)
 
     def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0, synchronous: str = "NORMAL",

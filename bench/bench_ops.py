@@ -1,0 +1,107 @@
+"""What `/metrics` and `/healthz` read, on a store holding many ended messages, next to what they read before.
+
+The store holds ``--n`` messages, all but ``--queued`` of them ended (sent), and a window ledger of
+``--window`` live recipients in one scope. Each row times one read, the mean of ``--repeat`` runs:
+
+- queue depth: ``count_live`` (the not-ended states, each off its partial index) against the
+  baseline ``count_by_state`` over every message (what /metrics ran before);
+- window use: ``window_counts`` (one COUNT per scope in SQL) against ``load_ledger`` per scope
+  (every live row loaded into Python, what /metrics ran before);
+- health: ``schema_versions`` against ``count_by_state(tenant_id=...)``, which scanned the table.
+
+    python bench/bench_ops.py                        # SQLite and PostgreSQL, 1,000,000 messages
+    python bench/bench_ops.py --n 200000 --no-postgres --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pg_schema import add_postgres_url, temporary_schema
+from tiergate.adapters.store import open_store
+from tiergate.adapters.store.sql import SqlStore
+from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
+from tiergate.ports import LedgerChange
+
+T0 = 1_700_000_000.0
+DAY = 86_400.0
+SCOPE = "sender:100"
+BODY = {"messaging_product": "whatsapp", "type": "template", "template": {"name": "x", "language": {"code": "en"}}}
+
+
+async def fill(store: SqlStore, n: int, queued: int, window: int) -> None:
+    await store.create_tenant(Tenant("t1", "bench", created_at=T0))
+    await store.upsert_scope(Scope(SCOPE, "t1", tier="TIER_UNLIMITED"))
+    await store.create_sender(Sender("100", "t1", "+1", SCOPE, created_at=T0))
+    for start in range(0, n, 10_000):
+        await store.insert_messages([
+            NewMessage(tenant_id="t1", sender_id="100", to=f"5511{i:09d}", kind="template", category="MARKETING",
+                       body=BODY, campaign_id="c1",
+                       state=MessageState.QUEUED if i >= n - queued else MessageState.SENT)
+            for i in range(start, min(n, start + 10_000))], T0)
+    for start in range(0, window, 10_000):
+        await store.apply_updates([], [LedgerChange(SCOPE, f"5511{i:09d}", T0 + DAY)
+                                       for i in range(start, min(window, start + 10_000))])
+
+
+async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    await call()  # warm the cache: both sides then read from memory
+    started = time.perf_counter()
+    for _ in range(repeat):
+        await call()
+    return (time.perf_counter() - started) / repeat
+
+
+async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> list[dict[str, Any]]:
+    await fill(store, args.n, args.queued, args.window)
+    now = T0 + 1
+    pairs = [
+        ("queue depth", lambda: store.count_live(), lambda: store.count_by_state()),
+        ("window use", lambda: store.window_counts(now),
+         lambda: asyncio.gather(*[store.load_ledger(s.id, now) for s in [Scope(SCOPE, "t1")]])),
+        ("health", lambda: store.schema_versions(), lambda: store.count_by_state(tenant_id="-")),
+    ]
+    rows = []
+    for what, new, old in pairs:
+        new_s, old_s = await timed(new, args.repeat), await timed(old, args.repeat)
+        rows.append({"engine": engine, "read": what, "messages": args.n, "now_ms": round(new_s * 1000, 3),
+                     "before_ms": round(old_s * 1000, 3), "speedup": round(old_s / new_s, 1)})
+        print(f"| {engine} | {what} | {args.n:,} | {new_s * 1000:.2f} ms | {old_s * 1000:.2f} ms | "
+              f"{old_s / new_s:,.0f}x |")
+    return rows
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1_000_000, help="messages (default 1,000,000)")
+    parser.add_argument("--queued", type=int, default=10_000, help="of which still queued (default 10,000)")
+    parser.add_argument("--window", type=int, default=100_000, help="live window recipients (default 100,000)")
+    parser.add_argument("--repeat", type=int, default=5)
+    add_postgres_url(parser)
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    print("| engine | read | messages | now | before (baseline) | faster |")
+    print("|---|---|---:|---:|---:|---:|")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with open_store(os.path.join(folder, "ops.db")) as store:
+            rows += await measure("SQLite", store, args)
+    if not args.no_postgres:
+        async with temporary_schema(args.postgres_url) as (schema, _), \
+                open_store(args.postgres_url, schema=schema) as store:
+            rows += await measure("PostgreSQL", store, args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
