@@ -9,6 +9,11 @@ The store holds ``--n`` messages, all but ``--queued`` of them ended (sent), and
   (every live row loaded into Python, what /metrics ran before);
 - health: ``schema_versions`` against ``count_by_state(tenant_id=...)``, which scanned the table.
 
+Then the read behind a campaign's view, ``count_by_state(campaign_id=...)`` over the campaign's
+``--n`` messages, with a task ticking every millisecond beside it: the longest the event loop went
+without a tick, with the read on ``Store.scanner`` (SQLite: a second connection in a worker thread)
+against the same statement on ``Store.reader`` (the loop's own connection, as before).
+
     python bench/bench_ops.py                        # SQLite and PostgreSQL, 1,000,000 messages
     python bench/bench_ops.py --n 200000 --no-postgres --json out.json
 """
@@ -60,6 +65,50 @@ async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
     return (time.perf_counter() - started) / repeat
 
 
+async def longest_stall(read: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+    """(seconds the read took, longest gap between the ticks of a 1 ms ticker meanwhile)."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    await read()
+    took = time.perf_counter() - started
+    done.set()
+    await ticker
+    return took, max(gaps)
+
+
+async def stalls(engine: str, store: SqlStore, repeat: int) -> dict[str, Any]:
+    sql = "SELECT state, COUNT(*) FROM messages WHERE campaign_id = ? GROUP BY state"
+
+    async def on_reader() -> None:
+        async with store.reader() as tx:
+            await tx.fetchall(sql, ("c1",))
+
+    await store.count_by_state(campaign_id="c1")  # warm
+    now = [await longest_stall(lambda: store.count_by_state(campaign_id="c1")) for _ in range(repeat)]
+    before = [await longest_stall(on_reader) for _ in range(repeat)]
+    took, stall = min(t for t, _ in now), max(g for _, g in now)
+    took_b, stall_b = min(t for t, _ in before), max(g for _, g in before)
+    print(f"| {engine} | a campaign's counts: the read | | {took * 1000:.1f} ms | {took_b * 1000:.1f} ms | "
+          f"{took_b / took:.2f}x |")
+    print(f"| {engine} | a campaign's counts: longest loop stall | | {stall * 1000:.1f} ms | {stall_b * 1000:.1f} ms | "
+          f"{stall_b / stall:,.0f}x |")
+    return {"engine": engine, "read": "campaign counts", "now_ms": round(took * 1000, 2),
+            "before_ms": round(took_b * 1000, 2), "stall_now_ms": round(stall * 1000, 2),
+            "stall_before_ms": round(stall_b * 1000, 2)}
+
+
 async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> list[dict[str, Any]]:
     await fill(store, args.n, args.queued, args.window)
     now = T0 + 1
@@ -76,6 +125,7 @@ async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> lis
                      "before_ms": round(old_s * 1000, 3), "speedup": round(old_s / new_s, 1)})
         print(f"| {engine} | {what} | {args.n:,} | {new_s * 1000:.2f} ms | {old_s * 1000:.2f} ms | "
               f"{old_s / new_s:,.0f}x |")
+    rows.append(await stalls(engine, store, args.repeat))
     return rows
 
 

@@ -8,6 +8,7 @@ import multiprocessing
 from dataclasses import replace
 from typing import Any
 
+import apsw
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1246,6 +1247,47 @@ async def test_sqlite_writer_checkpoints_itself_when_the_thread_falls_behind(tmp
         assert checkpointer.runs == 0
         assert (tmp_path / "t.db-wal").stat().st_size < 1024 * 1024
         assert await store.count_by_state() == {"queued": 2000}
+
+
+async def test_sqlite_scans_run_in_a_worker_thread_on_a_second_connection(tmp_path: Any) -> None:
+    """Reads that grow with the data (a campaign's counts) leave the event loop's thread, see every
+    commit made before them, and cannot write."""
+    import threading
+
+    async with SQLiteStore(str(tmp_path / "t.db")) as store:
+        await seed(store)
+        threads: list[int] = []
+        scan = store._scan
+
+        def spy(*args: Any) -> Any:
+            threads.append(threading.get_ident())
+            return scan(*args)
+
+        store._scan = spy  # type: ignore[method-assign]
+        for i in range(3):  # each read right after a commit sees it
+            await store.insert_messages([new(f"+5730000{i}", campaign_id="c1")], T0)
+            assert await store.count_by_state(campaign_id="c1") == {"queued": i + 1}
+        assert threads and threading.get_ident() not in threads
+        assert store._scan_conn is not None and store._scan_conn is not store._conn
+        async with store.scanner() as tx:
+            with pytest.raises(RuntimeError, match="only reads"):
+                await tx.execute("DELETE FROM messages")
+            assert await tx.fetchone("SELECT COUNT(*) FROM messages") == (3,)
+        with pytest.raises(apsw.ReadOnlyError):  # the connection itself is read-only too
+            await asyncio.to_thread(scan, "DELETE FROM messages", (), None)
+    assert store._scan_conn is None  # closed with the store
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.count_by_state()
+
+
+async def test_sqlite_scans_run_inline_without_wal(tmp_path: Any) -> None:
+    """The simulator's file (no WAL) and a private :memory: database have no second connection."""
+    for store in (SQLiteStore(str(tmp_path / "sim.db"), journal_mode="MEMORY"), SQLiteStore(":memory:")):
+        async with store:
+            await seed(store)
+            await store.insert_messages([new("+573000001", campaign_id="c1")], T0)
+            assert await store.count_by_state(campaign_id="c1") == {"queued": 1}
+            assert store._scan_conn is None
 
 
 async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:

@@ -464,6 +464,12 @@ class SqlStore(ABC):
     def reader(self) -> AbstractAsyncContextManager[Tx]:
         """A connection for reads that need no transaction (each statement sees committed data)."""
 
+    def scanner(self) -> AbstractAsyncContextManager[Tx]:
+        """Like ``reader``, for reads whose cost grows with the data (a campaign's counts, a scope's
+        30 days of sends): an engine whose calls block the event loop runs these elsewhere, so a
+        dashboard's poll of a million-message campaign never stalls the dispatcher."""
+        return self.reader()
+
     @abstractmethod
     async def open(self) -> None: ...
 
@@ -1005,7 +1011,7 @@ class SqlStore(ABC):
     async def count_by_state(self, tenant_id: str | None = None, campaign_id: str | None = None,
                              sender_id: str | None = None) -> dict[str, int]:
         where, params = self._filters(tenant_id=tenant_id, campaign_id=campaign_id, sender_id=sender_id)
-        async with self.reader() as tx:
+        async with self.scanner() as tx:
             rows = await tx.fetchall(f"SELECT state, COUNT(*) FROM messages {where} GROUP BY state", params)
         return {state: int(count) for state, count in rows}
 
@@ -1075,7 +1081,7 @@ class SqlStore(ABC):
 
     async def distinct_counted(self, scope_id: str, since: float, until: float) -> int:
         """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
-        async with self.reader() as tx:
+        async with self.scanner() as tx:
             row = await tx.fetchone(
                 "SELECT COUNT(DISTINCT recipient) FROM messages WHERE scope_id = ? AND counted = TRUE "
                 "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ?",
@@ -1085,7 +1091,7 @@ class SqlStore(ABC):
 
     async def counted_sends(self, scope_id: str, since: float, until: float) -> list[tuple[float, str]]:
         """(sent_at, recipient) of every counted send in (since, until], in send order."""
-        async with self.reader() as tx:
+        async with self.scanner() as tx:
             rows = await tx.fetchall(
                 "SELECT sent_at, recipient FROM messages WHERE scope_id = ? AND counted = TRUE "
                 "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ? ORDER BY sent_at, id",
@@ -1202,7 +1208,7 @@ class SqlStore(ABC):
         if not periods:
             return []
         sums = ", ".join("SUM(CASE WHEN sent_at >= ? AND sent_at < ? THEN 1 ELSE 0 END)" for _ in periods)
-        async with self.reader() as tx:
+        async with self.scanner() as tx:
             row = await tx.fetchone(
                 f"SELECT {sums} FROM messages WHERE campaign_id = ? AND sent_at IS NOT NULL",
                 [*(t for period in periods for t in period), campaign_id],
@@ -1213,7 +1219,7 @@ class SqlStore(ABC):
     async def finished_campaigns(self, before: float, limit: int = 100) -> list[Campaign]:
         """Each candidate's messages are read off ``messages_campaign``; only campaigns made before
         ``before`` are candidates (a younger one has messages changed since), so a pass reads little."""
-        async with self.reader() as tx:
+        async with self.scanner() as tx:
             rows = await tx.fetchall(
                 f"{CAMPAIGNS.select} WHERE created_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM campaign_archives AS a WHERE a.campaign_id = campaigns.id) "

@@ -67,6 +67,31 @@ class _SQLiteTx(RowsByExecutemany):
         return self._conn.execute(sql, params).fetchall()
 
 
+class _ScanTx(RowsByExecutemany):
+    """Reads on the store's second connection, each in a worker thread (``SQLiteStore.scanner``).
+
+    SQLite releases the GIL while it works, so the event loop runs on meanwhile; one lock keeps the
+    connection to one thread at a time. Only reads: the writes stay on the main connection.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        raise RuntimeError("a scanner only reads")
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        raise RuntimeError("a scanner only reads")
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return await asyncio.to_thread(self._store._scan, sql, params, 1)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await asyncio.to_thread(self._store._scan, sql, params, None)
+
+
 class _Checkpointer:
     """Copies the WAL back into the database file from its own thread, so that commits do not.
 
@@ -165,6 +190,8 @@ class SQLiteStore(SqlStore):
         self._tx: _SQLiteTx | None = None
         self._lock = threading.RLock()  # re-entrant: a nested transaction fails loudly, not a deadlock
         self._checkpointer: _Checkpointer | None = None
+        self._scan_conn: apsw.Connection | None = None  # the scanner's, opened on first use
+        self._scan_lock = threading.Lock()
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -215,6 +242,10 @@ class SQLiteStore(SqlStore):
                 await asyncio.sleep(random.uniform(0.005, 0.03))
 
     async def close(self) -> None:
+        with self._scan_lock:  # after a scan in flight, if any
+            if self._scan_conn is not None:
+                self._scan_conn.close()
+                self._scan_conn = None
         with self._lock:
             if self._checkpointer is not None:  # first: the last connection closed checkpoints the rest
                 self._checkpointer.close()
@@ -273,6 +304,36 @@ class SQLiteStore(SqlStore):
     async def reader(self) -> AsyncIterator[Tx]:
         with self._lock:
             yield self._open_tx()[1]
+
+    @asynccontextmanager
+    async def scanner(self) -> AsyncIterator[Tx]:
+        """Reads whose cost grows with the data run on a second connection in a worker thread (WAL
+        lets it read committed data while the main connection writes). A file not in WAL mode, or
+        a private ``:memory:`` database, has no second connection to give: its scans run inline."""
+        if self._checkpointer is None:  # not WAL (the checkpointer runs exactly for WAL files)
+            async with self.reader() as tx:
+                yield tx
+        else:
+            yield _ScanTx(self)
+
+    def _scan(self, sql: str, params: Sequence[Any], limit: int | None) -> Any:
+        """In a worker thread: the rows of one read on the scanner's connection (``limit`` 1: the
+        first row or None)."""
+        with self._scan_lock:
+            self._open_tx()  # raises once the store is closed
+            if self._scan_conn is None:
+                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE | (
+                    apsw.SQLITE_OPEN_URI if self.path.startswith("file:") else 0))
+                conn.set_busy_timeout(int(self.busy_timeout * 1000))
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute(f"PRAGMA cache_size = -{self.cache_mib * 1024}")
+                self._scan_conn = conn
+            cursor = self._scan_conn.execute(sql, params)
+            if limit == 1:
+                row = next(cursor, None)
+                cursor.close()
+                return row
+            return cursor.fetchall()
 
 
 class BackupFailed(Exception):
