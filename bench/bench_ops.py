@@ -12,7 +12,10 @@ The store holds ``--n`` messages, all but ``--queued`` of them ended (sent), and
 Then the read behind a campaign's view, ``count_by_state(campaign_id=...)`` over the campaign's
 ``--n`` messages, with a task ticking every millisecond beside it: the longest the event loop went
 without a tick, with the read on ``Store.scanner`` (SQLite: a second connection in a worker thread)
-against the same statement on ``Store.reader`` (the loop's own connection, as before).
+against the same statement on ``Store.reader`` (the loop's own connection, as before). Last, a big
+sender's 30-day history behind its forecast (every message was a counted send, over 10 days):
+``history_batches`` (aggregated in SQL by ``Store.counted_history``) against the way it was built
+before (every counted send of the 30 days read on the loop's connection, placed in Python).
 
     python bench/bench_ops.py                        # SQLite and PostgreSQL, 1,000,000 messages
     python bench/bench_ops.py --n 200000 --no-postgres --json out.json
@@ -26,6 +29,7 @@ import json
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,9 @@ from pg_schema import add_postgres_url, temporary_schema
 from tiergate.adapters.store import open_store
 from tiergate.adapters.store.sql import SqlStore
 from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
-from tiergate.ports import LedgerChange
+from tiergate.core.policy import day_start
+from tiergate.ports import LedgerChange, MessageUpdate
+from tiergate.service.forecast import HISTORY_DAYS, history_batches
 
 T0 = 1_700_000_000.0
 DAY = 86_400.0
@@ -47,11 +53,14 @@ async def fill(store: SqlStore, n: int, queued: int, window: int) -> None:
     await store.upsert_scope(Scope(SCOPE, "t1", tier="TIER_UNLIMITED"))
     await store.create_sender(Sender("100", "t1", "+1", SCOPE, created_at=T0))
     for start in range(0, n, 10_000):
-        await store.insert_messages([
-            NewMessage(tenant_id="t1", sender_id="100", to=f"5511{i:09d}", kind="template", category="MARKETING",
-                       body=BODY, campaign_id="c1",
+        made = await store.insert_messages([
+            NewMessage(tenant_id="t1", sender_id="100", to=f"5511{i % (n // 2):09d}", kind="template",
+                       category="MARKETING", body=BODY, campaign_id="c1",
                        state=MessageState.QUEUED if i >= n - queued else MessageState.SENT)
             for i in range(start, min(n, start + 10_000))], T0)
+        sent_at = [T0 - 10 * DAY + 10 * DAY * (start + k) / n for k in range(len(made))]  # over the last 10 days
+        await store.apply_updates([MessageUpdate(m.id, m.state, at, counted=True, sent_at=at)
+                                   for m, at in zip(made, sent_at, strict=True) if m.state is MessageState.SENT])
     for start in range(0, window, 10_000):
         await store.apply_updates([], [LedgerChange(SCOPE, f"5511{i:09d}", T0 + DAY)
                                        for i in range(start, min(window, start + 10_000))])
@@ -109,6 +118,38 @@ async def stalls(engine: str, store: SqlStore, repeat: int) -> dict[str, Any]:
             "stall_before_ms": round(stall_b * 1000, 2)}
 
 
+async def history_before(store: SqlStore, scope: Scope, now: float, offset: float) -> list[tuple[float, int]]:
+    """The baseline: the forecast's history as it was built before, from every counted send."""
+    async with store.reader() as tx:
+        sends = await tx.fetchall(
+            "SELECT sent_at, recipient FROM messages WHERE scope_id = ? AND counted = TRUE AND sent_at IS NOT NULL "
+            "AND sent_at > ? AND sent_at <= ? ORDER BY sent_at, id", (scope.id, now - HISTORY_DAYS * DAY, now))
+    in_window = {r: exp - DAY for r, exp in await store.load_ledger(scope.id, now)}
+    latest_day: dict[str, int] = {}
+    for sent_at, recipient in sends:
+        if recipient in in_window:
+            in_window[recipient] = sent_at
+        else:
+            latest_day[recipient] = int((sent_at + offset) // DAY)
+    batches = Counter(day_start(d, offset) for d in latest_day.values())
+    batches.update(in_window.values())
+    return sorted(batches.items())
+
+
+async def history(engine: str, store: SqlStore) -> dict[str, Any]:
+    scope, now = await store.get_scope(SCOPE), T0 + 1
+    assert await history_batches(store, scope, now, 0.0) == await history_before(store, scope, now, 0.0)
+    took, stall = await longest_stall(lambda: history_batches(store, scope, now, 0.0))
+    took_b, stall_b = await longest_stall(lambda: history_before(store, scope, now, 0.0))
+    print(f"| {engine} | a sender's 30-day history: the read | | {took * 1000:.1f} ms | {took_b * 1000:.1f} ms | "
+          f"{took_b / took:.2f}x |")
+    print(f"| {engine} | a sender's 30-day history: longest loop stall | | {stall * 1000:.1f} ms | "
+          f"{stall_b * 1000:.1f} ms | {stall_b / stall:,.0f}x |")
+    return {"engine": engine, "read": "sender history", "now_ms": round(took * 1000, 2),
+            "before_ms": round(took_b * 1000, 2), "stall_now_ms": round(stall * 1000, 2),
+            "stall_before_ms": round(stall_b * 1000, 2)}
+
+
 async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> list[dict[str, Any]]:
     await fill(store, args.n, args.queued, args.window)
     now = T0 + 1
@@ -126,6 +167,7 @@ async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> lis
         print(f"| {engine} | {what} | {args.n:,} | {new_s * 1000:.2f} ms | {old_s * 1000:.2f} ms | "
               f"{old_s / new_s:,.0f}x |")
     rows.append(await stalls(engine, store, args.repeat))
+    rows.append(await history(engine, store))
     return rows
 
 

@@ -261,9 +261,13 @@ class Store(Protocol):
         """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
         ...
 
-    async def counted_sends(self, scope_id: str, since: float, until: float) -> list[tuple[float, str]]:
-        """(sent_at, recipient) of every counted send with sent_at in (since, until], in send order:
-        the scope's history for the policy and its forecasts."""
+    async def counted_history(self, scope_id: str, since: float, now: float,
+                              utc_offset: float) -> tuple[list[tuple[float, int]], list[tuple[int, int]]]:
+        """The scope's history for the policy and its forecasts: each distinct counted recipient of
+        (since, now] once, at its latest counted send. Returns ``(in_window, by_day)``: (time,
+        recipients) for those still in the rolling window (a live ledger row; at its expiry less a
+        day if no send is in range), and (local day number, recipients) for the others, the day of
+        ``floor((sent_at + utc_offset) / 86400)``."""
         ...
 
     # the window ledger (one row per counted recipient of a scope)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -861,10 +862,54 @@ async def test_counted_history(store: SqlStore) -> None:
     assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY) == 3  # (since, until]
     assert await store.distinct_counted("sender:100", T0 + 100, T0 + 2 * DAY - 1) == 2
     assert await store.distinct_counted("sender:200", T0, T0 + 3 * DAY) == 0
-    assert await store.counted_sends("sender:100", T0, T0 + 3 * DAY) == [
-        (T0 + 100, "a"), (T0 + DAY + 5, "b"), (T0 + DAY + 7, "a"), (T0 + 2 * DAY, "d")]
-    assert await store.counted_sends("sender:100", T0 + 100, T0 + 2 * DAY - 1) == [
-        (T0 + DAY + 5, "b"), (T0 + DAY + 7, "a")]
+    # no live window: each recipient at the local day of its latest send (a and b one day, d the next)
+    day1 = int((T0 + DAY + 7) // DAY)
+    assert await store.counted_history("sender:100", T0, T0 + 3 * DAY, 0.0) == ([], [(day1, 2), (day1 + 1, 1)])
+    await store.apply_updates([], [LedgerChange("sender:100", "d", T0 + 3 * DAY), LedgerChange("sender:100", "e",
+                                                                                              T0 + 3 * DAY + 9)])
+    in_window, by_day = await store.counted_history("sender:100", T0 + 100, T0 + 2 * DAY, 3600.0)
+    assert sorted(in_window) == [(T0 + 2 * DAY, 1), (T0 + 2 * DAY + 9, 1)]  # d at its send, e a day before it frees
+    assert sorted(by_day) == [(int((T0 + DAY + 3600) // DAY), 2)]  # a and b; a's send at T0 + 100 is out of range
+
+
+def _history_model(sends: list[tuple[float, str]], ledger: dict[str, float],
+                   offset: float) -> tuple[list[tuple[float, int]], list[tuple[int, int]]]:
+    """The forecast's history as it was computed in Python from every counted send (send order)."""
+    in_window = {r: expiry - DAY for r, expiry in ledger.items()}
+    latest_day: dict[str, int] = {}
+    for sent_at, recipient in sorted(sends):
+        if recipient in in_window:
+            in_window[recipient] = sent_at
+        else:
+            latest_day[recipient] = int((sent_at + offset) // DAY)
+    return (sorted(Counter(in_window.values()).items()), sorted(Counter(latest_day.values()).items()))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(0, 40 * 24), st.booleans()), max_size=25),
+       st.dictionaries(st.sampled_from("abcdefg"), st.integers(-24, 48), max_size=5),
+       st.sampled_from([0.0, 3600.0, -5 * 3600.0, 19800.0]))
+async def test_counted_history_matches_the_python_model(store: SqlStore, sends: list[tuple[str, int, bool]],
+                                                        ledger: dict[str, int], offset: float) -> None:
+    """Hours on a grid, so no send sits within float rounding of a midnight."""
+    scope = f"sender:h{len(await store.list_scopes())}"
+    if not await store.list_tenants():
+        await store.create_tenant(Tenant("t1", "t1-name", created_at=T0))
+    await store.upsert_scope(Scope(scope, "t1"))
+    sender = scope.split(":")[1]
+    await store.create_sender(Sender(sender, "t1", "+1", scope, created_at=T0))
+    made = await store.insert_messages([new(r, sender=sender) for r, _, _ in sends], T0)
+    await store.apply_updates([MessageUpdate(m.id, SENT, T0 + h * 3600.0, counted=counted, sent_at=T0 + h * 3600.0)
+                               for m, (_, h, counted) in zip(made, sends, strict=True)])
+    now = T0 + 35 * DAY
+    live = {r: now + h * 3600.0 for r, h in ledger.items()}
+    await store.apply_updates([], [LedgerChange(scope, r, e) for r, e in live.items()])
+    since = now - 30 * DAY
+    expected = _history_model([(T0 + h * 3600.0, r) for r, h, counted in sends
+                               if counted and since < T0 + h * 3600.0 <= now],
+                              {r: e for r, e in live.items() if e > now}, offset)
+    in_window, by_day = await store.counted_history(scope, since, now, offset)
+    assert (sorted(in_window), sorted(by_day)) == expected
 
 
 # --------------------------------------------------------------------------------------------

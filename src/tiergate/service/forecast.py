@@ -45,17 +45,13 @@ async def history_batches(store: Store, scope: Any, now: float, offset: float) -
     Recipients still in the 24 h window keep their exact send time; older ones are placed at the
     start of the local day of their latest send, which is all day-based rules need. (A recipient
     whose send is still unanswered has no send time yet: it is placed 24 h before its slot frees,
-    which errs late, never early.)
+    which errs late, never early.) The store aggregates: a big sender's million sends of the month
+    come back as a few thousand rows.
     """
-    in_window = {r: exp - DAY for r, exp in await store.load_ledger(scope.id, now)}
-    latest_day: dict[str, int] = {}
-    for sent_at, recipient in await store.counted_sends(scope.id, now - HISTORY_DAYS * DAY, now):
-        if recipient in in_window:
-            in_window[recipient] = sent_at  # in send order: the latest wins
-        else:
-            latest_day[recipient] = int((sent_at + offset) // DAY)
-    batches = Counter(day_start(d, offset) for d in latest_day.values())
-    batches.update(in_window.values())
+    in_window, by_day = await store.counted_history(scope.id, now - HISTORY_DAYS * DAY, now, offset)
+    batches = Counter({day_start(day, offset): n for day, n in by_day})
+    for at, n in in_window:
+        batches[at] += n
     return sorted(batches.items())
 
 

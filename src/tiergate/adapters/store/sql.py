@@ -46,6 +46,7 @@ from tiergate.core.model import (
     Sender,
     Tenant,
 )
+from tiergate.core.window import DAY
 from tiergate.ports import (
     ConflictError,
     Forward,
@@ -362,6 +363,23 @@ def _history(text: str) -> list[dict[str, Any]]:
     entries = (orjson.loads(line) for line in text.splitlines() if line)
     return [{"at": at, "state": state, "reason": reason} for at, state, reason in entries]
 
+
+# Each counted recipient of a scope's range once, at its latest send (Store.counted_history): those
+# in the live window grouped by that time, the others by local day. MAX over the counted index's
+# range of the scope, grouped by recipient; floor() is in both engines (SQLite's math functions,
+# which the adapter provides where its SQLite lacks them).
+_COUNTED_HISTORY = """WITH latest AS (
+    SELECT recipient, MAX(sent_at) AS last FROM messages
+    WHERE scope_id = ? AND counted = TRUE AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ?
+    GROUP BY recipient)
+SELECT 1, COALESCE(l.last, w.expiry - ?), COUNT(*) FROM window_ledger AS w
+    LEFT JOIN latest AS l ON l.recipient = w.recipient
+    WHERE w.scope_id = ? AND w.expiry > ? GROUP BY 2
+UNION ALL
+SELECT 0, floor((l.last + ?) / ?), COUNT(*) FROM latest AS l
+    WHERE NOT EXISTS (SELECT 1 FROM window_ledger AS w WHERE w.scope_id = ? AND w.recipient = l.recipient
+                      AND w.expiry > ?)
+    GROUP BY 2"""
 
 # The distinct priority levels of each scope's queued messages: a skip-scan of ``messages_claim``
 # (one probe per level), so no second index has to follow every state change.
@@ -1089,15 +1107,21 @@ class SqlStore(ABC):
             )
         return int(row[0]) if row else 0
 
-    async def counted_sends(self, scope_id: str, since: float, until: float) -> list[tuple[float, str]]:
-        """(sent_at, recipient) of every counted send in (since, until], in send order."""
+    async def counted_history(self, scope_id: str, since: float, now: float,
+                              utc_offset: float) -> tuple[list[tuple[float, int]], list[tuple[int, int]]]:
+        """The scope's distinct counted recipients of (since, now], each placed once, aggregated in SQL.
+
+        (at, recipients) for those still in the window (a live ledger row): at their latest counted
+        send, or a day before the slot frees if none is in range; (local day, recipients) for the
+        others, by the local day (``utc_offset`` seconds east of UTC) of their latest counted send.
+        A million sends come back as a few thousand rows, not a million.
+        """
         async with self.scanner() as tx:
-            rows = await tx.fetchall(
-                "SELECT sent_at, recipient FROM messages WHERE scope_id = ? AND counted = TRUE "
-                "AND sent_at IS NOT NULL AND sent_at > ? AND sent_at <= ? ORDER BY sent_at, id",
-                (scope_id, since, until),
-            )
-        return [(sent_at, recipient) for sent_at, recipient in rows]
+            rows = await tx.fetchall(_COUNTED_HISTORY, (scope_id, since, now, DAY, scope_id, now,
+                                                        utc_offset, DAY, scope_id, now))
+        in_window = [(at, int(n)) for live, at, n in rows if live]
+        by_day = [(int(day), int(n)) for live, day, n in rows if not live]
+        return in_window, by_day
 
     # -- the window ledger -------------------------------------------------------------------
     async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]:

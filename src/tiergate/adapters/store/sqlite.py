@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -65,6 +66,20 @@ class _SQLiteTx(RowsByExecutemany):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
+
+
+def _ensure_floor(conn: apsw.Connection) -> None:
+    """``floor()`` as PostgreSQL has it: SQLite has it only when built with its math functions (the
+    SQLite apsw ships is); a build without them gets Python's."""
+    try:
+        conn.execute("SELECT floor(1.5)").fetchall()
+    except apsw.SQLError:
+        conn.create_scalar_function("floor", _floor, 1, deterministic=True)
+
+
+def _floor(*args: Any) -> float | None:
+    value = args[0]
+    return None if value is None else float(math.floor(value))
 
 
 class _ScanTx(RowsByExecutemany):
@@ -212,6 +227,7 @@ class SQLiteStore(SqlStore):
                 conn.execute(f"PRAGMA journal_mode = {self.journal_mode}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
+        _ensure_floor(conn)
         conn.execute(f"PRAGMA cache_size = -{self.cache_mib * 1024}")  # page cache, in KiB
         self._conn, self._tx = conn, _SQLiteTx(conn)
         try:
@@ -326,6 +342,7 @@ class SQLiteStore(SqlStore):
                     apsw.SQLITE_OPEN_URI if self.path.startswith("file:") else 0))
                 conn.set_busy_timeout(int(self.busy_timeout * 1000))
                 conn.execute("PRAGMA query_only = ON")
+                _ensure_floor(conn)
                 conn.execute(f"PRAGMA cache_size = -{self.cache_mib * 1024}")
                 self._scan_conn = conn
             cursor = self._scan_conn.execute(sql, params)
