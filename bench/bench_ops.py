@@ -7,7 +7,9 @@ The store holds ``--n`` messages, all but ``--queued`` of them ended (sent), and
   baseline ``count_by_state`` over every message (what /metrics ran before);
 - window use: ``window_counts`` (one COUNT per scope in SQL) against ``load_ledger`` per scope
   (every live row loaded into Python, what /metrics ran before);
-- health: ``schema_versions`` against ``count_by_state(tenant_id=...)``, which scanned the table.
+- health: ``schema_versions`` against ``count_by_state(tenant_id=...)``, which scanned the table;
+- a sender's window by hour (its view, the dashboard's release timeline): ``window_releases``
+  against ``load_ledger`` (every live row loaded, then bucketed in Python).
 
 Then the read behind a campaign's view, ``count_by_state(campaign_id=...)`` over the campaign's
 ``--n`` messages, with a task ticking every millisecond beside it: the longest the event loop went
@@ -158,6 +160,8 @@ async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> lis
         ("window use", lambda: store.window_counts(now),
          lambda: asyncio.gather(*[store.load_ledger(s.id, now) for s in [Scope(SCOPE, "t1")]])),
         ("health", lambda: store.schema_versions(), lambda: store.count_by_state(tenant_id="-")),
+        ("a sender's window by hour", lambda: store.window_releases(SCOPE, now, 3600.0),
+         lambda: store.load_ledger(SCOPE, now)),
     ]
     rows = []
     for what, new, old in pairs:

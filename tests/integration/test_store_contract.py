@@ -786,6 +786,25 @@ async def test_live_counts_are_the_live_states_of_count_by_state(store: SqlStore
     assert await store.count_live() == {state: every.get(state, 0) for state in _LIVE}
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.text("abcdefgh", min_size=1, max_size=3), st.integers(-7200, 30 * 3600), max_size=30),
+       st.sampled_from([3600.0, 900.0]))
+async def test_window_releases_bucket_the_live_slots_by_when_they_free(store: SqlStore, ledger: dict[str, int],
+                                                                       bucket: float) -> None:
+    """Slot k frees in (now + k * bucket, now + (k + 1) * bucket]: one at exactly a bucket's end is
+    free by then. Expired rows are not in the window."""
+    scope = f"sender:r{len(await store.list_scopes())}"
+    await store.upsert_scope(Scope(scope, "t1"))
+    now = T0
+    await store.apply_updates([], [LedgerChange(scope, r, now + s) for r, s in ledger.items()])
+    model: dict[int, list[float]] = {}
+    for s in ledger.values():
+        if s > 0:
+            model.setdefault(math.ceil(s / bucket) - 1, []).append(now + s)
+    assert await store.window_releases(scope, now, bucket) == [
+        (k, len(v), min(v), max(v)) for k, v in sorted(model.items())]
+
+
 async def test_window_counts_are_the_ledgers_live_rows_by_scope(store: SqlStore) -> None:
     await store.apply_updates([], [LedgerChange("sender:100", r, T0 + e) for r, e in (("a", 10), ("b", 20), ("c", 5))]
                               + [LedgerChange("sender:200", "a", T0 + 30)])

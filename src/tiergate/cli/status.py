@@ -28,7 +28,6 @@ async def _from_store(gw: Any) -> tuple[list[dict[str, Any]], float]:
     rows = []
     for s in await gw.store.list_senders():
         view = await sender_view(gw.store, s, now)
-        view.pop("_releases", None)
         rows.append(view)
     return rows, now
 

@@ -27,21 +27,22 @@ async def release_timeline(store: Store, scope: Scope, now: float, *, hours: int
 
     ``available_after`` is the room the scope has once the bucket ends, if nothing else is sent.
     """
-    expiries = sorted(exp for _, exp in await store.load_ledger(scope.id, now) if exp > now)
+    releases = await store.window_releases(scope.id, now, bucket)
+    freed_in = {k: n for k, n, _first, _last in releases}
     limit = parse_tier(scope.tier).limit
-    used = len(expiries)
+    used = sum(freed_in.values())
     remaining = None if limit is None else max(0, limit - used)
     buckets = []
+    gone = 0
     for i in range(hours * 3600 // int(bucket)):
-        start, end = now + i * bucket, now + (i + 1) * bucket
-        freed = bisect_right(expiries, end) - bisect_right(expiries, start)
-        gone = bisect_right(expiries, end)
-        buckets.append({"start": start, "end": end, "freed": freed,
+        freed = freed_in.get(i, 0)
+        gone += freed
+        buckets.append({"start": now + i * bucket, "end": now + (i + 1) * bucket, "freed": freed,
                         "available_after": None if limit is None else min(limit, max(0, limit - used + gone))})
     return {
         "scope_id": scope.id, "now": now, "tier": scope.tier, "limit": limit, "used_24h": used,
-        "remaining": remaining, "next_release_at": expiries[0] if expiries else None,
-        "last_release_at": expiries[-1] if expiries else None, "bucket_seconds": bucket, "buckets": buckets,
+        "remaining": remaining, "next_release_at": releases[0][2] if releases else None,
+        "last_release_at": releases[-1][3] if releases else None, "bucket_seconds": bucket, "buckets": buckets,
     }
 
 

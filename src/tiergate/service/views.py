@@ -15,30 +15,19 @@ __all__ = ["campaign_counts", "campaign_view", "message_view", "sender_view", "w
 
 
 async def window_view(store: Store, scope: Scope, now: float) -> dict[str, Any]:
-    """Usage of the scope's rolling 24 h window, from the durable ledger (true in every process)."""
-    entries = await store.load_ledger(scope.id, now)
-    expiries = sorted(exp for _, exp in entries if exp > now)
+    """Usage of the scope's rolling 24 h window, from the durable ledger (true in every process),
+    aggregated by the store: the same few rows for a window of 250 or of 100,000."""
+    releases = await store.window_releases(scope.id, now, 3600.0)
     tier = admission_tier(scope.tier, scope.predicted_tier, scope.trust_model)
-    used = len(expiries)
+    used = sum(n for _k, n, _first, _last in releases)
     limit = tier.limit
     return {
         "tier": scope.tier,
         "limit": limit,
         "used_24h": used,
         "remaining": None if limit is None else max(0, limit - used),
-        "next_release_at": expiries[0] if expiries else None,
-        "releases": expiries,
+        "next_release_at": releases[0][2] if releases else None,
     }
-
-
-def hourly_releases(expiries: list[float], now: float) -> list[dict[str, Any]]:
-    """Capacity freeing over the next 24 h, per hour: the dashboard's timeline."""
-    buckets = [0] * 24
-    for exp in expiries:
-        idx = int((exp - now) // 3600)
-        if 0 <= idx < 24:
-            buckets[idx] += 1
-    return [{"hour": i, "at": now + i * 3600, "freed": n} for i, n in enumerate(buckets)]
 
 
 async def sender_view(store: Store, sender: Sender, now: float, *, with_forecast: bool = True) -> dict[str, Any]:
@@ -67,7 +56,6 @@ async def sender_view(store: Store, sender: Sender, now: float, *, with_forecast
         "marketing_paused_reasons": {k: v for k, v in sender.marketing_paused.items() if v is None or v > now},
         "forecast": await forecast_scope(store, scope, now) if with_forecast else None,
     }
-    view["_releases"] = win["releases"]
     return view
 
 

@@ -1143,6 +1143,15 @@ class SqlStore(ABC):
                 "WHERE expiry > ? GROUP BY scope_id", (now,))
         return {scope_id: int(count) for scope_id, count in rows}
 
+    async def window_releases(self, scope_id: str, now: float,
+                              bucket: float) -> list[tuple[int, int, float, float]]:
+        """The scope's live window by when its slots free, aggregated in SQL (see the port)."""
+        async with self.scanner() as tx:
+            rows = await tx.fetchall(
+                "SELECT -floor((? - expiry) / ?) - 1, COUNT(*), MIN(expiry), MAX(expiry) FROM window_ledger "
+                "WHERE scope_id = ? AND expiry > ? GROUP BY 1 ORDER BY 1", (now, bucket, scope_id, now))
+        return [(int(k), int(n), first, last) for k, n, first, last in rows]
+
     @_retried
     async def prune_ledger(self, now: float) -> int:
         async with self.transaction() as tx:
