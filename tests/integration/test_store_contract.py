@@ -1314,24 +1314,24 @@ async def test_sqlite_writer_checkpoints_itself_when_the_thread_falls_behind(tmp
 
 
 async def test_sqlite_scans_run_in_a_worker_thread_on_a_second_connection(tmp_path: Any) -> None:
-    """Reads that grow with the data (a campaign's counts) leave the event loop's thread, see every
+    """Reads that grow with the data (a campaign's counts) run in the store's own scan thread, see every
     commit made before them, and cannot write."""
     import threading
 
     async with SQLiteStore(str(tmp_path / "t.db")) as store:
         await seed(store)
-        threads: list[int] = []
+        threads: list[str] = []
         scan = store._scan
 
         def spy(*args: Any) -> Any:
-            threads.append(threading.get_ident())
+            threads.append(threading.current_thread().name)
             return scan(*args)
 
         store._scan = spy  # type: ignore[method-assign]
         for i in range(3):  # each read right after a commit sees it
             await store.insert_messages([new(f"+5730000{i}", campaign_id="c1")], T0)
             assert await store.count_by_state(campaign_id="c1") == {"queued": i + 1}
-        assert threads and threading.get_ident() not in threads
+        assert threads and all(name.startswith("tiergate-scan") for name in threads)
         assert store._scan_conn is not None and store._scan_conn is not store._conn
         async with store.scanner() as tx:
             with pytest.raises(RuntimeError, match="only reads"):

@@ -14,6 +14,7 @@ lease take-over, are atomic across processes, and ``busy_timeout`` makes other w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -83,10 +84,12 @@ def _floor(*args: Any) -> float | None:
 
 
 class _ScanTx(RowsByExecutemany):
-    """Reads on the store's second connection, each in a worker thread (``SQLiteStore.scanner``).
+    """Reads on the store's second connection, in the store's own scan thread (``SQLiteStore.scanner``).
 
-    SQLite releases the GIL while it works, so the event loop runs on meanwhile; one lock keeps the
-    connection to one thread at a time. Only reads: the writes stay on the main connection.
+    SQLite releases the GIL while it works, so the event loop runs on meanwhile. The thread is the
+    store's alone, not the loop's default executor: scans queue behind each other, never in front
+    of the default executor's other work (DNS lookups of outgoing connections). Only reads: the
+    writes stay on the main connection.
     """
 
     __slots__ = ("_store",)
@@ -101,10 +104,12 @@ class _ScanTx(RowsByExecutemany):
         raise RuntimeError("a scanner only reads")
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return await asyncio.to_thread(self._store._scan, sql, params, 1)
+        row: Row | None = await self._store._in_scan_thread(sql, params, 1)
+        return row
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await asyncio.to_thread(self._store._scan, sql, params, None)
+        rows: list[Row] = await self._store._in_scan_thread(sql, params, None)
+        return rows
 
 
 class _Checkpointer:
@@ -205,8 +210,9 @@ class SQLiteStore(SqlStore):
         self._tx: _SQLiteTx | None = None
         self._lock = threading.RLock()  # re-entrant: a nested transaction fails loudly, not a deadlock
         self._checkpointer: _Checkpointer | None = None
-        self._scan_conn: apsw.Connection | None = None  # the scanner's, opened on first use
-        self._scan_lock = threading.Lock()
+        self._scan_conn: apsw.Connection | None = None  # the scanner's, opened by its thread on first use
+        self._scan_lock = threading.Lock()  # the scan thread's use of it against close()
+        self._scan_thread: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -258,7 +264,10 @@ class SQLiteStore(SqlStore):
                 await asyncio.sleep(random.uniform(0.005, 0.03))
 
     async def close(self) -> None:
-        with self._scan_lock:  # after a scan in flight, if any
+        if self._scan_thread is not None:  # after the scans in flight, if any
+            self._scan_thread.shutdown(wait=True)
+            self._scan_thread = None
+        with self._scan_lock:
             if self._scan_conn is not None:
                 self._scan_conn.close()
                 self._scan_conn = None
@@ -331,6 +340,12 @@ class SQLiteStore(SqlStore):
                 yield tx
         else:
             yield _ScanTx(self)
+
+    async def _in_scan_thread(self, sql: str, params: Sequence[Any], limit: int | None) -> Any:
+        self._open_tx()  # raises once the store is closed
+        if self._scan_thread is None:
+            self._scan_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tiergate-scan")
+        return await asyncio.get_running_loop().run_in_executor(self._scan_thread, self._scan, sql, params, limit)
 
     def _scan(self, sql: str, params: Sequence[Any], limit: int | None) -> Any:
         """In a worker thread: the rows of one read on the scanner's connection (``limit`` 1: the
