@@ -135,3 +135,9 @@ def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
     assert rc == 2 and "campaign 'cmp_nope' not found" in err and "campaign list" in err
     rc, out, _ = act("list")
     assert rc == 0 and f"{campaign_id} recipients canceled 10/10 done" in out
+    rc, out, _ = act("list", "--sender", "999999", "--state", "running")
+    assert rc == 0 and out == "no campaigns match"
+    rc, out, _ = act("list", "--state", "canceled", "--limit", "1")
+    assert rc == 0 and campaign_id in out and "(the newest 1; --limit for more)" in out
+    rc, _, err = act("list", "--state", "finished")
+    assert rc == 2 and "state: one of running, paused, canceled" in err

@@ -976,7 +976,17 @@ async def test_campaigns(store: SqlStore) -> None:
         await store.create_campaign(campaign)
     await store.create_campaign(Campaign("c2", "t1", "100", "b", {}, "UTILITY", created_at=T0 + 1))
     await store.create_campaign(Campaign("c3", "t2", "300", "c", {}, "UTILITY", created_at=T0))
-    assert [c.id for c in await store.list_campaigns("t1")] == ["c1", "c2"]
+    assert [c.id for c in await store.list_campaigns("t1")] == ["c2", "c1"]  # newest first
+    await store.create_campaign(Campaign("c4", "t1", "200", "d", {}, "UTILITY", state="paused", created_at=T0 + 2))
+    await store.create_campaign(Campaign("c5", "t1", "100", "e", {}, "UTILITY", created_at=T0 + 2))
+    assert [c.id for c in await store.list_campaigns("t1")] == ["c5", "c4", "c2", "c1"]  # same time: by id
+    assert [c.id for c in await store.list_campaigns("t1", limit=2)] == ["c5", "c4"]
+    assert [c.id for c in await store.list_campaigns("t1", limit=2, before="c4")] == ["c2", "c1"]
+    assert [c.id for c in await store.list_campaigns("t1", before="c1")] == []
+    assert [c.id for c in await store.list_campaigns("t1", before="c9")] == []  # not a campaign: nothing
+    assert [c.id for c in await store.list_campaigns("t1", sender_id="100")] == ["c5", "c2", "c1"]
+    assert [c.id for c in await store.list_campaigns("t1", state="paused")] == ["c4"]
+    assert [c.id for c in await store.list_campaigns("t1", sender_id="200", state="running")] == []
     updated = await store.update_campaign("c1", {"state": "paused", "quiet_hours": None, "plan": []})
     assert (updated.state, updated.quiet_hours, updated.plan, updated.total) == ("paused", None, [], 300)
     with pytest.raises(NotFound):

@@ -42,3 +42,11 @@ def test_the_upper_half_carries_into_the_next_digits() -> None:
         ids = new_ids("msg", 4, 0.0)
     assert ids == sorted(ids) and len(set(ids)) == 4
     assert ids[1][14:22] != ids[2][14:22]
+
+
+def test_single_ids_of_one_millisecond_sort_in_the_order_they_were_made() -> None:
+    at = 1_700_000_000.123
+    made = [new_id("cmp", at) for _ in range(200)]
+    assert made == sorted(made) and len(set(made)) == 200
+    later = new_id("cmp", at + 0.001)
+    assert later > made[-1]

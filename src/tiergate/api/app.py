@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tiergate.adapters.outbound import is_private_address
 from tiergate.api import schemas as s
 from tiergate.core.admission import CSW_SPAN
-from tiergate.core.model import MessageState
+from tiergate.core.model import CAMPAIGN_STATES, MessageState
 from tiergate.ports import NotFound
 from tiergate.service.auth import Principal
 from tiergate.service.dropin import meta_error
@@ -547,8 +547,20 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         return await owned(gateway.store.get_campaign, "campaign", campaign_id, who.tenant.id)
 
     @app.get("/v1/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
-    async def list_campaigns(who: Who) -> Any:
-        return [await campaign_view(gateway.store, c, now()) for c in await gateway.store.list_campaigns(who.tenant.id)]
+    async def list_campaigns(
+        who: Who,
+        sender: str | None = Query(None, max_length=64, description="only this sender's (its phone_number_id)"),
+        state: str | None = Query(None, description=f"only those {' | '.join(CAMPAIGN_STATES)}"),
+        limit: int = Query(100, ge=1, le=1000),
+        before: str | None = Query(None, max_length=64, description="the last id of the previous page"),
+    ) -> Any:
+        """Newest first, a page at a time (each campaign's totals are counted as it is shown). For the
+        next page, pass the last id of this one as ``before``."""
+        if state is not None and state not in CAMPAIGN_STATES:
+            raise ApiError(422, f"state: one of {', '.join(CAMPAIGN_STATES)}", "state")
+        found = await gateway.store.list_campaigns(who.tenant.id, sender_id=sender, state=state, limit=limit,
+                                                   before=before)
+        return [await campaign_view(gateway.store, c, now()) for c in found]
 
     @app.get("/v1/campaigns/{campaign_id}", response_model=s.CampaignOut, tags=["campaigns"])
     async def get_campaign(campaign_id: str, who: Who) -> Any:

@@ -257,23 +257,29 @@ _action_command("cancel", "Cancel what has not been sent yet (final: a canceled 
 
 @campaign_app.command("list")
 def list_campaigns(url: str | None = URL, api_key: str | None = KEY,
+                   sender: str | None = typer.Option(None, "--sender", help="Only this sender's (phone_number_id)."),
+                   state: str | None = typer.Option(None, "--state", help="Only those running, paused or canceled."),
+                   limit: int = typer.Option(20, "--limit", min=1, max=1000, help="How many, newest first."),
                    as_json: bool = typer.Option(False, "--json", help="Print the campaigns as JSON.")) -> None:
-    """Your tenant's campaigns: state and progress."""
+    """Your tenant's campaigns, newest first: state and progress."""
     remote = Remote(url, api_key)
 
     async def main() -> None:
         async with remote:
             try:
-                campaigns = await remote.get("/v1/campaigns")
+                campaigns = await remote.get("/v1/campaigns", sender=sender, state=state, limit=limit)
             except RemoteError as exc:
                 fail(escape(exc.message))
             if as_json:
                 print_json(campaigns)
                 return
             if not campaigns:
-                console.print("no campaigns yet: `tiergate campaign send FILE.csv` makes one")
+                console.print("no campaigns yet: `tiergate campaign send FILE.csv` makes one" if not (sender or state)
+                              else "no campaigns match")
             for c in campaigns:
                 console.print(f"{escape(c['id'])}  [bold]{escape(c['name'])}[/]  {c['state']}  "
                               f"{c['done']:,}/{c['total']:,} done; {summary(c)}")
+            if len(campaigns) == limit:
+                console.print(f"[dim](the newest {limit}; --limit for more)[/]")
 
     asyncio.run(main())

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "CAMPAIGN_STATES",
     "TERMINAL_STATES",
     "ApiKey",
     "Campaign",
@@ -172,6 +173,9 @@ class Message:
     sent_at: float | None = None
 
 
+CAMPAIGN_STATES = ("running", "paused", "canceled")  # a campaign is done when its messages are, in any state
+
+
 @dataclass(slots=True)
 class Campaign:
     id: str
@@ -180,7 +184,7 @@ class Campaign:
     name: str
     template: dict[str, Any]
     category: str
-    state: str = "running"  # running | paused | canceled | done
+    state: str = "running"  # one of CAMPAIGN_STATES
     pacing: str = "fastest"
     spread_days: int | None = None
     start_at: float = 0.0

@@ -47,7 +47,7 @@ class Campaigns:
 
     async def act(self, campaign: Campaign, action: str) -> Campaign:
         now = self.clock.now()
-        if campaign.state in ("canceled", "done"):
+        if campaign.state == "canceled":
             raise ValueError(f"campaign is {campaign.state}; it cannot be {action}d")
         if action == "pause":
             if campaign.state == "paused":

@@ -1229,8 +1229,19 @@ class SqlStore(ABC):
     async def get_campaign(self, campaign_id: str) -> Campaign:
         return await self._get(CAMPAIGNS, campaign_id)
 
-    async def list_campaigns(self, tenant_id: str) -> list[Campaign]:
-        return await self._list(CAMPAIGNS, "WHERE tenant_id = ?", (tenant_id,))
+    async def list_campaigns(self, tenant_id: str, *, sender_id: str | None = None, state: str | None = None,
+                             limit: int | None = None, before: str | None = None) -> list[Campaign]:
+        """Newest first (see the port)."""
+        where, equal = self._filters(tenant_id=tenant_id, sender_id=sender_id, state=state)
+        params: list[Any] = list(equal)
+        if before is not None:
+            where += " AND (created_at, id) < (SELECT c.created_at, c.id FROM campaigns AS c WHERE c.id = ?)"
+            params.append(before)
+        order = "created_at DESC, id DESC"
+        if limit is not None:
+            order += " LIMIT ?"
+            params.append(limit)
+        return await self._list(CAMPAIGNS, where, params, order=order)
 
     async def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign:
         return await self._update(CAMPAIGNS, campaign_id, fields)
