@@ -106,6 +106,15 @@ class LedgerChange:
 
 
 @dataclass(frozen=True, slots=True)
+class CountedHistory:
+    """A scope's distinct counted recipients of a span, each once at its latest counted send."""
+
+    in_window: list[tuple[float, int]]  # (time, recipients) still in the rolling window
+    by_day: list[tuple[int, int]]  # (local day number, recipients) of the others
+    recent: int = 0  # recipients whose latest send is after the ``recent_since`` asked for
+
+
+@dataclass(frozen=True, slots=True)
 class RecipientFlags:
     opted_in_at: float | None = None
     opted_out_at: float | None = None
@@ -261,13 +270,14 @@ class Store(Protocol):
         """Distinct recipients of counted sends of the scope with sent_at in (since, until]."""
         ...
 
-    async def counted_history(self, scope_id: str, since: float, now: float,
-                              utc_offset: float) -> tuple[list[tuple[float, int]], list[tuple[int, int]]]:
+    async def counted_history(self, scope_id: str, since: float, now: float, utc_offset: float,
+                              recent_since: float | None = None) -> CountedHistory:
         """The scope's history for the policy and its forecasts: each distinct counted recipient of
-        (since, now] once, at its latest counted send. Returns ``(in_window, by_day)``: (time,
-        recipients) for those still in the rolling window (a live ledger row; at its expiry less a
-        day if no send is in range), and (local day number, recipients) for the others, the day of
-        ``floor((sent_at + utc_offset) / 86400)``."""
+        (since, now] once, at its latest counted send. ``in_window``: (time, recipients) for those
+        still in the rolling window (a live ledger row; at its expiry less a day if no send is in
+        range); ``by_day``: (local day number, recipients) for the others, the day of
+        ``floor((sent_at + utc_offset) / 86400)``; ``recent``: how many have their latest send after
+        ``recent_since`` (the distinct recipients of a shorter span, e.g. 7 days, in the same read)."""
         ...
 
     # the window ledger (one row per counted recipient of a scope)

@@ -32,6 +32,7 @@ from tiergate.core.model import (
 )
 from tiergate.ports import (
     ConflictError,
+    CountedHistory,
     LeaseLost,
     LedgerChange,
     MessageUpdate,
@@ -883,10 +884,14 @@ async def test_counted_history(store: SqlStore) -> None:
     assert await store.distinct_counted("sender:200", T0, T0 + 3 * DAY) == 0
     # no live window: each recipient at the local day of its latest send (a and b one day, d the next)
     day1 = int((T0 + DAY + 7) // DAY)
-    assert await store.counted_history("sender:100", T0, T0 + 3 * DAY, 0.0) == ([], [(day1, 2), (day1 + 1, 1)])
+    assert await store.counted_history("sender:100", T0, T0 + 3 * DAY, 0.0) == \
+        CountedHistory([], [(day1, 2), (day1 + 1, 1)])
+    # recent: those whose latest send is after the time given (a: DAY + 7, d: 2 DAY; b at DAY + 5 is not)
+    assert (await store.counted_history("sender:100", T0, T0 + 3 * DAY, 0.0, recent_since=T0 + DAY + 6)).recent == 2
     await store.apply_updates([], [LedgerChange("sender:100", "d", T0 + 3 * DAY), LedgerChange("sender:100", "e",
                                                                                               T0 + 3 * DAY + 9)])
-    in_window, by_day = await store.counted_history("sender:100", T0 + 100, T0 + 2 * DAY, 3600.0)
+    found = await store.counted_history("sender:100", T0 + 100, T0 + 2 * DAY, 3600.0)
+    in_window, by_day = found.in_window, found.by_day
     assert sorted(in_window) == [(T0 + 2 * DAY, 1), (T0 + 2 * DAY + 9, 1)]  # d at its send, e a day before it frees
     assert sorted(by_day) == [(int((T0 + DAY + 3600) // DAY), 2)]  # a and b; a's send at T0 + 100 is out of range
 
@@ -927,8 +932,9 @@ async def test_counted_history_matches_the_python_model(store: SqlStore, sends: 
     expected = _history_model([(T0 + h * 3600.0, r) for r, h, counted in sends
                                if counted and since < T0 + h * 3600.0 <= now],
                               {r: e for r, e in live.items() if e > now}, offset)
-    in_window, by_day = await store.counted_history(scope, since, now, offset)
-    assert (sorted(in_window), sorted(by_day)) == expected
+    found = await store.counted_history(scope, since, now, offset, recent_since=now - 7 * DAY)
+    assert (sorted(found.in_window), sorted(found.by_day)) == expected
+    assert found.recent == await store.distinct_counted(scope, now - 7 * DAY, now)  # the same count, one read
 
 
 # --------------------------------------------------------------------------------------------

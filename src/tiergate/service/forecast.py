@@ -39,8 +39,9 @@ def policy_state(scope: Any) -> PolicyState:
                        red_streak=scope.red_days, pending_upgrade_at=scope.upgrade_pending_at)
 
 
-async def history_batches(store: Store, scope: Any, now: float, offset: float) -> list[tuple[float, int]]:
-    """(time, recipients whose latest counted send was then) over the last 30 days.
+async def _history(store: Store, scope: Any, now: float, offset: float) -> tuple[list[tuple[float, int]], int]:
+    """(time, recipients whose latest counted send was then) over the last 30 days, and the
+    distinct counted recipients of the last 7 days, from one read.
 
     Recipients still in the 24 h window keep their exact send time; older ones are placed at the
     start of the local day of their latest send, which is all day-based rules need. (A recipient
@@ -48,11 +49,16 @@ async def history_batches(store: Store, scope: Any, now: float, offset: float) -
     which errs late, never early.) The store aggregates: a big sender's million sends of the month
     come back as a few thousand rows.
     """
-    in_window, by_day = await store.counted_history(scope.id, now - HISTORY_DAYS * DAY, now, offset)
-    batches = Counter({day_start(day, offset): n for day, n in by_day})
-    for at, n in in_window:
+    history = await store.counted_history(scope.id, now - HISTORY_DAYS * DAY, now, offset, recent_since=now - 7 * DAY)
+    batches = Counter({day_start(day, offset): n for day, n in history.by_day})
+    for at, n in history.in_window:
         batches[at] += n
-    return sorted(batches.items())
+    return sorted(batches.items()), history.recent
+
+
+async def history_batches(store: Store, scope: Any, now: float, offset: float) -> list[tuple[float, int]]:
+    """The scope's last 30 days as the policy reads them (see ``_history``)."""
+    return (await _history(store, scope, now, offset))[0]
 
 
 def crossing_state(policy: str, state: PolicyState, history: list[tuple[float, int]], now: float) -> PolicyState:
@@ -83,20 +89,21 @@ def crossing_state(policy: str, state: PolicyState, history: list[tuple[float, i
     return state
 
 
-async def _forecast(store: Store, scope: Any, now: float) -> Forecast:
-    """The policy model's next step for the scope, from its stored history (ValueError: no model)."""
+async def _forecast(store: Store, scope: Any, now: float) -> tuple[Forecast, int]:
+    """The policy model's next step for the scope, from its stored history, and the distinct
+    counted recipients of its last 7 days (ValueError: no model)."""
     offset = utc_offset(scope.timezone, now)
-    history = await history_batches(store, scope, now, offset)
+    history, unique_7d = await _history(store, scope, now, offset)
     state = crossing_state(scope.policy, policy_state(scope), history, now)
-    return forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction, utc_offset=offset)
+    return (forecast(scope.policy, state, now, history=history, reserve=scope.reserve_fraction, utc_offset=offset),
+            unique_7d)
 
 
 async def forecast_scope(store: Store, scope: Any, now: float) -> dict[str, Any]:
     try:
-        result = await _forecast(store, scope, now)
+        result, unique_7d = await _forecast(store, scope, now)
     except ValueError as exc:
         return {"policy": scope.policy, "current_tier": scope.tier, "next_tier": None, "note": str(exc)}
-    unique_7d = await store.distinct_counted(scope.id, now - 7 * DAY, now)
     return {
         "policy": scope.policy,
         "current_tier": scope.tier,
@@ -144,7 +151,7 @@ async def refresh_predictions(store: Store, now: float) -> tuple[list[str], list
         predicted: str | None = None
         if scope.trust_model:
             with contextlib.suppress(ValueError):  # a policy the model does not know: nothing to predict
-                predicted = _earned_tier(await _forecast(store, scope, now), scope.tier, now)
+                predicted = _earned_tier((await _forecast(store, scope, now))[0], scope.tier, now)
         if predicted == scope.predicted_tier:
             continue
         await store.update_scope(scope.id, {"predicted_tier": predicted})

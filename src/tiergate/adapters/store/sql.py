@@ -49,6 +49,7 @@ from tiergate.core.model import (
 from tiergate.core.window import DAY
 from tiergate.ports import (
     ConflictError,
+    CountedHistory,
     Forward,
     LeaseLost,
     LedgerChange,
@@ -366,7 +367,8 @@ def _history(text: str) -> list[dict[str, Any]]:
 
 
 # Each counted recipient of a scope's range once, at its latest send (Store.counted_history): those
-# in the live window grouped by that time, the others by local day. MAX over the counted index's
+# in the live window grouped by that time (part 1), the others by local day (part 0), and how many
+# sent to after a given time (part 2). MAX over the counted index's
 # range of the scope, grouped by recipient; floor() is in both engines (SQLite's math functions,
 # which the adapter provides where its SQLite lacks them).
 _COUNTED_HISTORY = """WITH latest AS (
@@ -380,7 +382,9 @@ UNION ALL
 SELECT 0, floor((l.last + ?) / ?), COUNT(*) FROM latest AS l
     WHERE NOT EXISTS (SELECT 1 FROM window_ledger AS w WHERE w.scope_id = ? AND w.recipient = l.recipient
                       AND w.expiry > ?)
-    GROUP BY 2"""
+    GROUP BY 2
+UNION ALL
+SELECT 2, 0.0, COUNT(*) FROM latest AS l WHERE l.last > ?"""
 
 # The distinct priority levels of each scope's queued messages: a skip-scan of ``messages_claim``
 # (one probe per level), so no second index has to follow every state change.
@@ -1109,21 +1113,17 @@ class SqlStore(ABC):
             )
         return int(row[0]) if row else 0
 
-    async def counted_history(self, scope_id: str, since: float, now: float,
-                              utc_offset: float) -> tuple[list[tuple[float, int]], list[tuple[int, int]]]:
-        """The scope's distinct counted recipients of (since, now], each placed once, aggregated in SQL.
-
-        (at, recipients) for those still in the window (a live ledger row): at their latest counted
-        send, or a day before the slot frees if none is in range; (local day, recipients) for the
-        others, by the local day (``utc_offset`` seconds east of UTC) of their latest counted send.
-        A million sends come back as a few thousand rows, not a million.
-        """
+    async def counted_history(self, scope_id: str, since: float, now: float, utc_offset: float,
+                              recent_since: float | None = None) -> CountedHistory:
+        """One aggregate over the scope's counted sends (see the port): a million sends come back as
+        a few thousand rows, not a million."""
         async with self.scanner() as tx:
-            rows = await tx.fetchall(_COUNTED_HISTORY, (scope_id, since, now, DAY, scope_id, now,
-                                                        utc_offset, DAY, scope_id, now))
-        in_window = [(at, int(n)) for live, at, n in rows if live]
-        by_day = [(int(day), int(n)) for live, day, n in rows if not live]
-        return in_window, by_day
+            rows = await tx.fetchall(_COUNTED_HISTORY, (
+                scope_id, since, now, DAY, scope_id, now, utc_offset, DAY, scope_id, now,
+                now if recent_since is None else recent_since))
+        return CountedHistory(in_window=[(at, int(n)) for part, at, n in rows if part == 1],
+                              by_day=[(int(day), int(n)) for part, day, n in rows if part == 0],
+                              recent=sum(int(n) for part, _, n in rows if part == 2))
 
     # -- the window ledger -------------------------------------------------------------------
     async def load_ledger(self, scope_id: str, now: float) -> list[tuple[str, float]]:
