@@ -125,6 +125,7 @@ async def check_in_browser(h: Any, world: Any, tmp_path: Path) -> None:
             await expect(history).to_contain_text("paused")
             await expect(history).to_contain_text("quality RED")
             await expect(history).to_contain_text("resumed")
+            await expect(page.locator(f"a[href='#/campaign/{world.campaign}']")).to_have_count(1)  # its campaigns
             forecast = sender["forecast"]
             await expect(page.get_by_test_id("forecast-next")).to_have_text(forecast["next_tier"])
             await expect(page.get_by_test_id("forecast-needed")).to_have_text(f"{forecast['more_recipients_needed']:,}")

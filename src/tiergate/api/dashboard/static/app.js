@@ -328,13 +328,16 @@
   async function senderView({ id }) {
     const path = `/v1/senders/${enc(id)}`;
     const wantForecast = !state.forecast || state.forecast.id !== id || Date.now() - state.forecast.at > FORECAST_MS;
-    const [senders, timeline, ladder, events, campaigns, detail] = await Promise.all([
+    const [senders, timeline, ladder, events, detail] = await Promise.all([
       api("/v1/senders"), api(`${path}/timeline`), api(`${path}/ladder`), api(`${path}/events?limit=200`),
-      api("/v1/campaigns"), wantForecast ? api(path) : null]);
+      wantForecast ? api(path) : null]);
     if (detail) state.forecast = { id, at: Date.now(), value: detail.forecast };
     const sender = senders.find((x) => x.id === id) || detail;
     if (!sender) throw Object.assign(new Error(`sender ${id} not found`), { status: 404 });
     const members = senders.filter((x) => x.scope_id === sender.scope_id);
+    // Each member's own newest campaigns (the tenant-wide list is a page of the newest of all).
+    const mine = (await Promise.all(members.map((m) => api(`/v1/campaigns?sender=${enc(m.id)}&limit=50`))))
+      .flat().sort((a, b) => b.created_at - a.created_at);
     crumbs(h("span", { text: `Sender ${phone(sender)}` }));
 
     const head = h("div", { class: "page-head" },
@@ -391,7 +394,6 @@
           h("td", { class: "wrap", text: e.detail }))))))
         : h("p", { class: "muted small", text: "No tier, quality or pause changes yet." }));
 
-    const mine = campaigns.filter((c) => members.some((m) => m.id === c.sender));
     const campaignCard = h("article", { class: "card" }, h("h2", {}, "Campaigns"),
       mine.length ? h("ul", { class: "senders" }, mine.map((c) => h("li", {},
         h("a", { href: `#/campaign/${enc(c.id)}`, text: c.name || c.id }), " ",
