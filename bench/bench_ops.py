@@ -18,7 +18,9 @@ against the same statement on ``Store.reader`` (the loop's own connection, as be
 sender's 30-day history behind its forecast (every message was a counted send, over 10 days):
 ``history_batches`` (aggregated in SQL by ``Store.counted_history``) against the way it was built
 before (every counted send of the 30 days read on the loop's connection, placed in Python), and the
-whole forecast a sender's view shows (which also read the 7-day distinct count apart before).
+whole forecast a sender's view shows (which also read the 7-day distinct count apart before). And a
+campaign's CSV export (``GET /v1/campaigns/{id}/messages.csv``) against reading the same pages of
+messages with no CSV made.
 
     python bench/bench_ops.py                        # SQLite and PostgreSQL, 1,000,000 messages
     python bench/bench_ops.py --n 200000 --no-postgres --json out.json
@@ -44,6 +46,7 @@ from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
 from tiergate.core.planner import forecast
 from tiergate.core.policy import day_start
 from tiergate.ports import LedgerChange, MessageUpdate
+from tiergate.service.exports import campaign_messages_csv
 from tiergate.service.forecast import HISTORY_DAYS, crossing_state, forecast_scope, history_batches, policy_state
 
 T0 = 1_700_000_000.0
@@ -161,6 +164,20 @@ async def history(engine: str, store: SqlStore, repeat: int) -> list[dict[str, A
                                  lambda: forecast_before(store, scope, now), repeat)]
 
 
+async def export_csv(store: SqlStore) -> int:
+    """A campaign's CSV export, consumed as a client would (the API streams these chunks)."""
+    return sum([len(chunk) async for chunk in campaign_messages_csv(store, "t1", "c1")])
+
+
+async def pages_only(store: SqlStore) -> int:
+    """The baseline: the same pages of messages read, no CSV made."""
+    rows, before = 0, None
+    while page := await store.list_messages("t1", campaign_id="c1", limit=1000, before=before):
+        rows, before = rows + len(page), page[-1].id
+        await asyncio.sleep(0)
+    return rows
+
+
 async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> list[dict[str, Any]]:
     await fill(store, args.n, args.queued, args.window)
     now = T0 + 1
@@ -182,6 +199,8 @@ async def measure(engine: str, store: SqlStore, args: argparse.Namespace) -> lis
     rows.append(await compare_stalls(engine, "a campaign's counts", lambda: store.count_by_state(campaign_id="c1"),
                                      lambda: campaign_counts_before(store), args.repeat))
     rows += await history(engine, store, min(args.repeat, 2))
+    rows.append(await compare_stalls(engine, f"a {args.n:,}-message campaign's CSV export (against its pages alone)",
+                                     lambda: export_csv(store), lambda: pages_only(store), 1))
     return rows
 
 

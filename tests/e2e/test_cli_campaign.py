@@ -141,3 +141,33 @@ def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
     assert rc == 0 and campaign_id in out and "(the newest 1; --limit for more)" in out
     rc, _, err = act("list", "--state", "finished")
     assert rc == 2 and "state: one of running, paused, canceled" in err
+
+
+def test_export_writes_the_campaigns_messages_to_a_csv_file(served: Served, tmp_path: Path) -> None:
+    register(served, "300000000000006", tier="TIER_1K")
+    rc, out, err = send(served, str(csv_file(tmp_path, 12, base=6_000)), "--sender", "300000000000006",
+                        "--template", "promo", "--start-at", "2030-01-01T00:00:00Z", "--detach")
+    assert rc == 0, err
+    campaign_id = out.split("campaign ")[1].split(" ")[0]
+    common = ("--url", served.url, "--api-key", served.key)
+
+    def export(*args: str) -> tuple[int, str, str]:
+        done = tiergate("campaign", "export", campaign_id, *args, *common)
+        assert "Traceback" not in done.stdout + done.stderr, done.stderr
+        return done.returncode, clean(done.stdout), clean(done.stderr)
+
+    target = tmp_path / "out.csv"
+    rc, out, err = export("--output", str(target))
+    assert rc == 0, err
+    assert out == f"wrote 12 messages to {target}"
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("id,to,state,") and len(lines) == 13 and all(",queued," in x for x in lines[1:])
+    rc, _, err = export("--output", str(target))  # never overwritten unasked
+    assert rc == 2 and "exists" in err and "--force" in err
+    rc, out, _ = export("--output", str(target), "--state", "sent", "--force")
+    assert rc == 0 and out == f"wrote 0 messages to {target}" and len(target.read_text().splitlines()) == 1
+    rc, _, err = export("--output", str(tmp_path / "bad.csv"), "--state", "gone")
+    assert rc == 2 and "state: one of" in err
+    assert not (tmp_path / "bad.csv").exists() and not list(tmp_path.glob(".*.partial"))
+    done = tiergate("campaign", "export", "cmp_nope", "--output", str(tmp_path / "x.csv"), *common)
+    assert done.returncode == 2 and "not found" in clean(done.stderr)

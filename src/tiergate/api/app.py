@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
@@ -28,6 +28,7 @@ from tiergate.core.model import CAMPAIGN_STATES, MessageState
 from tiergate.ports import NotFound
 from tiergate.service.auth import Principal
 from tiergate.service.dropin import meta_error
+from tiergate.service.exports import campaign_messages_csv
 from tiergate.service.gateway import Gateway
 from tiergate.service.intake import CampaignRequest, IntakeError, MessageRequest, SenderRequest, normalize_phone
 from tiergate.service.metrics import METRICS
@@ -70,6 +71,7 @@ _GRAPH_ERRORS = {401: (190, "Invalid OAuth access token - Cannot parse access to
 
 MEDIA_MAX_BYTES = 100 * 1024 * 1024 + 64 * 1024  # the platform's largest (a document) and the form around it
 _JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+_ERROR_CODES = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)  # every route may answer these, in JSON
 _TYPE_MISMATCH = frozenset({"string_type", "dict_type", "model_type", "model_attributes_type", "list_type",
                             "int_type", "float_type", "bool_type", "none_required"})
 
@@ -268,6 +270,10 @@ class _StrictJsonRoute(APIRoute):
 bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>'")
 
 
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv; charset=utf-8"
+
+
 def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = None) -> FastAPI:
     settings = gateway.settings
     app = FastAPI(
@@ -275,7 +281,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         version="0.1.0",
         description="Governed sending for the WhatsApp Business Platform.",
         lifespan=lifespan,
-        responses={code: {"model": s.ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
+        responses={code: {"model": s.ErrorResponse} for code in _ERROR_CODES},
     )
     app.state.gateway = gateway
     app.router.route_class = _StrictJsonRoute
@@ -565,6 +571,21 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     @app.get("/v1/campaigns/{campaign_id}", response_model=s.CampaignOut, tags=["campaigns"])
     async def get_campaign(campaign_id: str, who: Who) -> Any:
         return await campaign_view(gateway.store, await own_campaign(who, campaign_id), now())
+
+    @app.get("/v1/campaigns/{campaign_id}/messages.csv", tags=["campaigns"], response_class=CsvResponse,
+             responses={200: {"content": {"text/csv": {}}, "description": "one row per message, newest first"},
+                        **{code: _JSON_ERROR for code in _ERROR_CODES}})
+    async def campaign_messages(
+        campaign_id: str, who: Who,
+        state: str | None = Query(None, description="only the messages in this state (e.g. failed)"),
+    ) -> Response:
+        """The campaign's messages as CSV: recipient, state, reason, error code and detail, wamid,
+        attempts and times (ISO 8601 UTC), streamed a page at a time whatever the campaign's size."""
+        c = await own_campaign(who, campaign_id)
+        if state is not None and state not in {x.value for x in MessageState}:
+            raise ApiError(422, f"state: one of {', '.join(x.value for x in MessageState)}", "state")
+        return CsvResponse(campaign_messages_csv(gateway.store, who.tenant.id, c.id, state),
+                           headers={"Content-Disposition": f'attachment; filename="{c.id}-messages.csv"'})
 
     def _campaign_action(action: str) -> Callable[[str, Principal], Awaitable[Any]]:
         async def handler(campaign_id: str, who: Who) -> Any:

@@ -283,3 +283,54 @@ def list_campaigns(url: str | None = URL, api_key: str | None = KEY,
                 console.print(f"[dim](the newest {limit}; --limit for more)[/]")
 
     asyncio.run(main())
+
+
+@campaign_app.command("export")
+def export(campaign_id: str = typer.Argument(..., metavar="ID", help="The campaign id (cmp_...)."),
+           output: Path | None = typer.Option(None, "--output", "-o", help="The CSV file [ID-messages.csv]."),
+           state: str | None = typer.Option(None, "--state", help="Only the messages in this state (e.g. failed)."),
+           force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+           url: str | None = URL, api_key: str | None = KEY) -> None:
+    """Write a campaign's messages to a CSV file: recipient, state, reason, error code, wamid, times."""
+    target = output or Path(f"{campaign_id}-messages.csv")
+    if target.exists() and not force:
+        fail(f"{escape(str(target))} exists", "pass --force to replace it, or --output another file")
+    if target.is_dir():
+        fail(f"{escape(str(target))} is a folder", "give --output a file name")
+    partial = target.with_name(f".{target.name}.partial")
+    remote = Remote(url, api_key)
+
+    async def main() -> int:
+        async with remote:
+            try:
+                c = await remote.get(f"/v1/campaigns/{campaign_id}")
+            except RemoteError as exc:
+                fail(escape(exc.message), "campaign ids start with cmp_; `tiergate campaign list` shows them"
+                     if exc.status == 404 else "")
+            expected = c["total"] if state is None else c["counts"].get(state, 0)
+            lines = 0
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console, transient=True) as progress, partial.open("wb") as into:
+                task = progress.add_task(escape(c["name"] or c["id"]), total=expected)
+
+                def seen(chunk: bytes) -> None:
+                    nonlocal lines
+                    lines += chunk.count(b"\n")
+                    progress.update(task, completed=max(0, lines - 1))  # the header is a line too
+
+                try:
+                    await remote.download(f"/v1/campaigns/{campaign_id}/messages.csv", into, seen, state=state)
+                except RemoteError as exc:
+                    fail(escape(exc.message))
+            return max(0, lines - 1)
+
+    try:
+        rows = asyncio.run(main())
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {escape(str(target))}: {escape(str(exc))}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)
+    console.print(f"wrote {rows:,} messages to {escape(str(target))}")

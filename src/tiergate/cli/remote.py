@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import aiohttp
 import orjson
@@ -76,6 +76,10 @@ class Remote:
                   "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
         except TimeoutError:
             _fail(f"tiergate at {self.url} did not answer within {self.timeout.total:g} s", code=1)
+        return self._answer(status, raw, method, path)
+
+    def _answer(self, status: int, raw: bytes, method: str, path: str) -> Any:
+        """The JSON body of a success; for an error, one clear line (401) or a ``RemoteError``."""
         try:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
@@ -93,6 +97,32 @@ class Remote:
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    async def download(self, path: str, into: BinaryIO, on_chunk: Callable[[bytes], None] | None = None,
+                       **params: Any) -> int:
+        """Stream a GET's body into ``into`` (an export of any size); the bytes written. Errors as
+        ``request``; a body cut off midway is a ``RemoteError`` too. The timeout is per read, not
+        for the whole download."""
+        assert self._session is not None, "use 'async with Remote(...)'"
+        written = 0
+        try:
+            async with self._session.get(self.url + path, params={k: v for k, v in params.items() if v is not None},
+                                         timeout=aiohttp.ClientTimeout(sock_read=self.timeout.total)) as r:
+                if r.status >= 400:
+                    self._answer(r.status, await r.read(), "GET", path)
+                async for chunk in r.content.iter_chunked(1 << 16):
+                    into.write(chunk)
+                    written += len(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
+        except aiohttp.ClientPayloadError as exc:
+            raise RemoteError(502, f"the download was cut off after {written:,} bytes: {exc}") from None
+        except aiohttp.ClientConnectionError as exc:
+            _fail(f"cannot reach tiergate at {self.url}: {exc}",
+                  "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
+        except TimeoutError:
+            _fail(f"tiergate at {self.url} stopped sending for {self.timeout.total:g} s", code=1)
+        return written
 
     async def upload_csv(self, path: str, file: Path, fields: dict[str, str]) -> Any:
         form = aiohttp.FormData()
