@@ -113,13 +113,17 @@ def test_pacing_start_and_quiet_hours_reach_the_campaign(served: Served, tmp_pat
     assert all(m["expires_at"] == 1_896_134_400.0 for m in waiting)
 
 
-def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
-    register(served, "300000000000005", tier="TIER_1K")
-    rc, out, err = send(served, str(csv_file(tmp_path, 10, base=5_000)), "--sender", "300000000000005",
+def waiting_campaign(served: Served, tmp_path: Path, sender: str, n: int, base: int) -> tuple[str, tuple[str, ...]]:
+    """A campaign of ``n`` that starts in 2030 (so it stays queued), and the options to reach the server."""
+    register(served, sender, tier="TIER_1K")
+    rc, out, err = send(served, str(csv_file(tmp_path, n, base=base)), "--sender", sender,
                         "--template", "promo", "--start-at", "2030-01-01T00:00:00Z", "--detach")
     assert rc == 0, err
-    campaign_id = out.split("campaign ")[1].split(" ")[0]
-    common = ("--url", served.url, "--api-key", served.key)
+    return out.split("campaign ")[1].split(" ")[0], ("--url", served.url, "--api-key", served.key)
+
+
+def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
+    campaign_id, common = waiting_campaign(served, tmp_path, "300000000000005", 10, 5_000)
 
     def act(*args: str) -> tuple[int, str, str]:
         done = tiergate("campaign", *args, *common)
@@ -144,12 +148,7 @@ def test_pause_resume_cancel_and_list(served: Served, tmp_path: Path) -> None:
 
 
 def test_export_writes_the_campaigns_messages_to_a_csv_file(served: Served, tmp_path: Path) -> None:
-    register(served, "300000000000006", tier="TIER_1K")
-    rc, out, err = send(served, str(csv_file(tmp_path, 12, base=6_000)), "--sender", "300000000000006",
-                        "--template", "promo", "--start-at", "2030-01-01T00:00:00Z", "--detach")
-    assert rc == 0, err
-    campaign_id = out.split("campaign ")[1].split(" ")[0]
-    common = ("--url", served.url, "--api-key", served.key)
+    campaign_id, common = waiting_campaign(served, tmp_path, "300000000000006", 12, 6_000)
 
     def export(*args: str) -> tuple[int, str, str]:
         done = tiergate("campaign", "export", campaign_id, *args, *common)

@@ -156,10 +156,7 @@ def status(
 
     async def main() -> None:
         async with remote:
-            try:
-                c = await remote.get(f"/v1/campaigns/{campaign_id}")
-            except RemoteError as exc:
-                fail(escape(exc.message), "campaign ids start with cmp_; the dashboard lists them")
+            c = await _campaign(remote, campaign_id)
             if as_json:
                 print_json(c)
             elif follow_it:
@@ -219,16 +216,23 @@ async def follow(remote: Remote, campaign_id: str, interval: float) -> None:
     console.print(f"done: {summary(c)}" + (f" ([yellow]{failed:,} not delivered[/])" if failed else ""))
 
 
+async def _campaign(remote: Remote, campaign_id: str, action: str | None = None) -> Any:
+    """The campaign (after ``action``: pause, resume, cancel), or one clear error and exit 2."""
+    try:
+        if action is None:
+            return await remote.get(f"/v1/campaigns/{campaign_id}")
+        return await remote.request("POST", f"/v1/campaigns/{campaign_id}/{action}")
+    except RemoteError as exc:
+        fail(escape(exc.message), "campaign ids start with cmp_; `tiergate campaign list` shows them"
+             if exc.status == 404 else "")
+
+
 def _act(action: str, campaign_id: str, url: str | None, api_key: str | None, as_json: bool) -> None:
     remote = Remote(url, api_key)
 
     async def main() -> None:
         async with remote:
-            try:
-                c = await remote.request("POST", f"/v1/campaigns/{campaign_id}/{action}")
-            except RemoteError as exc:
-                fail(escape(exc.message), "campaign ids start with cmp_; `tiergate campaign list` shows them"
-                     if exc.status == 404 else "")
+            c = await _campaign(remote, campaign_id, action)
             if as_json:
                 print_json(c)
                 return
@@ -302,11 +306,7 @@ def export(campaign_id: str = typer.Argument(..., metavar="ID", help="The campai
 
     async def main() -> int:
         async with remote:
-            try:
-                c = await remote.get(f"/v1/campaigns/{campaign_id}")
-            except RemoteError as exc:
-                fail(escape(exc.message), "campaign ids start with cmp_; `tiergate campaign list` shows them"
-                     if exc.status == 404 else "")
+            c = await _campaign(remote, campaign_id)
             expected = c["total"] if state is None else c["counts"].get(state, 0)
             lines = 0
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
