@@ -15,6 +15,8 @@ class Metrics:
         self.sent = Counter("tiergate_sent", "Messages the platform accepted", registry=r)
         self.failed = Counter("tiergate_failed", "Send failures by platform error code", ["code"], registry=r)
         self.enqueued = Counter("tiergate_enqueued", "Messages accepted for queueing", registry=r)
+        self.statuses = Counter("tiergate_statuses", "Status webhooks applied, by status (delivery and read rates)",
+                                ["status"], registry=r)
         self.webhook_events = Counter("tiergate_webhook_changes", "Webhook changes applied", ["kind"],
                                       registry=r)
         self.webhook_latency = Histogram("tiergate_webhook_seconds", "Webhook request handling time",

@@ -64,6 +64,9 @@ KEEP = 8 * 86_400.0
 MEDIA_KEEP = 31 * 86_400.0  # the platform keeps media 30 days
 
 
+_COUNTED_STATUSES = frozenset({"sent", "delivered", "read", "failed", "played", "deleted"})
+
+
 class WebhookService:
     def __init__(self, settings: Settings, store: Store, clock: Clock, state: SenderState,
                  dispatcher: Dispatcher, forwarder: Forwarder | None = None) -> None:
@@ -152,6 +155,8 @@ class WebhookService:
             except NotFound:
                 log.info("webhook %s concerns nothing tiergate knows; kept and ignored", event.kind)
             METRICS.webhook_events.labels(kind=event.kind).inc()
+            if isinstance(event, StatusUpdate):  # a known status, or "other": the platform picks the strings
+                METRICS.statuses.labels(status=event.status if event.status in _COUNTED_STATUSES else "other").inc()
             applied += 1
         return applied
 
