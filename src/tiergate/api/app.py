@@ -270,6 +270,15 @@ class _StrictJsonRoute(APIRoute):
 bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer <key>'")
 
 
+_MESSAGE_STATES = tuple(x.value for x in MessageState)
+
+
+def _state_filter(state: str | None, allowed: tuple[str, ...]) -> None:
+    """A list's ``state`` filter, if given, is one of ``allowed`` (a 422 naming them otherwise)."""
+    if state is not None and state not in allowed:
+        raise ApiError(422, f"state: one of {', '.join(allowed)}", "state")
+
+
 class CsvResponse(StreamingResponse):
     media_type = "text/csv; charset=utf-8"
 
@@ -467,8 +476,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         before: str | None = Query(None, max_length=64, description="the last id of the previous page"),
     ) -> Any:
         """Newest first. For the next page, pass the last id of this one as ``before``."""
-        if state is not None and state not in {x.value for x in MessageState}:
-            raise ApiError(422, f"state: one of {', '.join(x.value for x in MessageState)}", "state")
+        _state_filter(state, _MESSAGE_STATES)
         return [message_view(m) for m in await gateway.store.list_messages(
             who.tenant.id, campaign_id=campaign_id, state=state, limit=limit, before=before,
             recipient=None if to is None else normalize_phone(to))]
@@ -562,8 +570,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     ) -> Any:
         """Newest first, a page at a time (each campaign's totals are counted as it is shown). For the
         next page, pass the last id of this one as ``before``."""
-        if state is not None and state not in CAMPAIGN_STATES:
-            raise ApiError(422, f"state: one of {', '.join(CAMPAIGN_STATES)}", "state")
+        _state_filter(state, CAMPAIGN_STATES)
         found = await gateway.store.list_campaigns(who.tenant.id, sender_id=sender, state=state, limit=limit,
                                                    before=before)
         return [await campaign_view(gateway.store, c, now()) for c in found]
@@ -582,8 +589,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         """The campaign's messages as CSV: recipient, state, reason, error code and detail, wamid,
         attempts and times (ISO 8601 UTC), streamed a page at a time whatever the campaign's size."""
         c = await own_campaign(who, campaign_id)
-        if state is not None and state not in {x.value for x in MessageState}:
-            raise ApiError(422, f"state: one of {', '.join(x.value for x in MessageState)}", "state")
+        _state_filter(state, _MESSAGE_STATES)
         return CsvResponse(campaign_messages_csv(gateway.store, who.tenant.id, c.id, state),
                            headers={"Content-Disposition": f'attachment; filename="{c.id}-messages.csv"'})
 

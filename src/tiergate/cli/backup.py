@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from tiergate.cli.app import app, console, fail
+from tiergate.cli.app import app, console, fail, partial_for
 from tiergate.cli.serve import load_settings, shown_url
 
 
@@ -40,14 +40,9 @@ def backup(
         fail(f"no database file at {url!r}", "give the file with --database-url or TIERGATE_DATABASE_URL")
     source = Path(store.path)
     destination = destination.expanduser()
-    if destination.exists() and not force:
-        fail(f"{destination} exists", "choose a new name, or add --force to replace it")
     if destination.exists() and destination.resolve() == source.resolve():
         fail("the destination is the database itself", "choose another file")
-    if not destination.parent.is_dir():
-        fail(f"no folder {destination.parent}", "create it first")
-    partial = destination.with_name(f".{destination.name}.partial")
-    partial.unlink(missing_ok=True)
+    partial = partial_for(destination, force)
     started = time.monotonic()
     try:
         with console.status(f"copying {source} ..."):

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from tiergate.cli.app import app, console, fail, print_json
+from tiergate.cli.app import app, console, fail, partial_for, print_json
 from tiergate.cli.remote import KEY_OPTION as KEY
 from tiergate.cli.remote import URL_OPTION as URL
 from tiergate.cli.remote import Remote, RemoteError
@@ -297,11 +297,7 @@ def export(campaign_id: str = typer.Argument(..., metavar="ID", help="The campai
            url: str | None = URL, api_key: str | None = KEY) -> None:
     """Write a campaign's messages to a CSV file: recipient, state, reason, error code, wamid, times."""
     target = output or Path(f"{campaign_id}-messages.csv")
-    if target.exists() and not force:
-        fail(f"{escape(str(target))} exists", "pass --force to replace it, or --output another file")
-    if target.is_dir():
-        fail(f"{escape(str(target))} is a folder", "give --output a file name")
-    partial = target.with_name(f".{target.name}.partial")
+    partial = partial_for(target, force)
     remote = Remote(url, api_key)
 
     async def main() -> int:
