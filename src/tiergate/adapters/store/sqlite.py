@@ -28,15 +28,16 @@ from typing import Any
 
 import apsw
 
-from tiergate.adapters.store.sql import Row, RowsByExecutemany, SqlStore, Tx
+from tiergate.adapters.store.sql import Row, RowsByExecutemany, RowsByValues, SqlStore, Tx
 
 __all__ = ["BackupFailed", "SQLiteStore", "backup_file"]
 
 log = logging.getLogger(__name__)
 
 
-class _SQLiteTx(RowsByExecutemany):
-    """The primitives over one apsw connection (calls are synchronous and short).
+class _SQLiteTx(RowsByValues):
+    """The primitives over one apsw connection (calls are synchronous and short); many rows go in
+    multi-row statements (``RowsByValues``).
 
     Rows changed come from the connection's running total, as apsw cursors keep no rowcount: the
     difference over one call is what its statements changed (the schema has no triggers).
