@@ -29,7 +29,9 @@ class _PerRow(RowsByExecutemany):
         return self._conn.total_changes() - before
 
 
-_TABLE = "CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, state TEXT NOT NULL, log TEXT NOT NULL DEFAULT '')"
+# ``x`` has no type: it keeps what it is given, so 1, 1.0 and True bound alike would show.
+_TABLE = ("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, state TEXT NOT NULL, x, "
+          "log TEXT NOT NULL DEFAULT '')")
 _STATES = ("queued", "sending", "sent")
 
 
@@ -45,36 +47,52 @@ def test_runs_cover_the_rows_in_order_in_powers_of_two(n: int, most: int) -> Non
     assert sizes == sorted(sizes, reverse=True) and len(below) == len(set(below))
 
 
-_inserts = st.lists(st.tuples(st.integers(0, 300), st.integers(-5, 5), st.sampled_from(_STATES)),
-                    max_size=200, unique_by=lambda r: r[0])
-_updates = st.lists(st.tuples(st.integers(0, 400), st.integers(-5, 5), st.sampled_from(_STATES)),
+_X = st.sampled_from([1, 1.0, True, 0, False, 0.0, None, "1", "", b"1"])
+
+
+def _rows(keys: int, how: str) -> st.SearchStrategy[list[tuple[int, int, str, Any]]]:
+    """Rows keyed by distinct ints. ``same``: every column but the key one value (drawn once), so
+    that multi-row statements bind them once for all rows; ``equal``: ``x`` equal in every row
+    but not of one type (1, 1.0, True), which must not be bound as one."""
+    keys_ = st.lists(st.integers(0, keys), max_size=200, unique=True)
+    if how == "same":
+        return st.tuples(st.integers(-5, 5), st.sampled_from(_STATES), _X).flatmap(
+            lambda v: keys_.map(lambda ks: [(k, *v) for k in ks]))
+    if how == "equal":
+        return st.sampled_from([(1, 1.0, True), (0, 0.0, False)]).flatmap(
+            lambda kinds: st.lists(st.tuples(st.integers(0, keys), st.just(1), st.just("sent"), st.sampled_from(kinds)),
+                                   min_size=2, max_size=20, unique_by=lambda r: r[0]))
+    return st.lists(st.tuples(st.integers(0, keys), st.integers(-5, 5), st.sampled_from(_STATES), _X),
                     max_size=200, unique_by=lambda r: r[0])
 
 
-@settings(max_examples=60, deadline=None)
-@given(inserts=_inserts, updates=_updates, guarded=st.booleans(), upsert=st.booleans())
-def test_multirow_writes_match_a_statement_per_row(inserts: list[tuple[int, int, str]],
-                                                   updates: list[tuple[int, int, str]],
-                                                   guarded: bool, upsert: bool) -> None:
+_HOW = st.sampled_from(["random", "same", "equal"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), guarded=st.booleans(), upsert=st.booleans())
+def test_multirow_writes_match_a_statement_per_row(data: st.DataObject, guarded: bool, upsert: bool) -> None:
+    inserts = data.draw(_rows(300, data.draw(_HOW)), "inserts")
+    updates = data.draw(_rows(400, data.draw(_HOW)), "updates")
     results = []
     for make in (_SQLiteTx, _PerRow):
         conn = apsw.Connection(":memory:")
         conn.execute(_TABLE)
         tx = make(conn)
-        rows = [(f"m{k:04d}", n, state) for k, n, state in inserts]
+        rows = [(f"m{k:04d}", n, state, x) for k, n, state, x in inserts]
         suffix = "ON CONFLICT (id) DO UPDATE SET n = excluded.n + t.n" if upsert else ""
 
-        async def writes(tx: Any = tx, rows: list[tuple[str, int, str]] = rows,
-                         suffix: str = suffix) -> tuple[int, ...]:
-            inserted = await tx.insert_many("t", ("id", "n", "state"), rows)
-            again = await tx.insert_many("t", ("id", "n", "state"), rows[: len(rows) // 2], suffix) if upsert else 0
+        async def writes(tx: Any = tx, rows: list[tuple[Any, ...]] = rows, suffix: str = suffix) -> tuple[int, ...]:
+            columns = ("id", "n", "state", "x")
+            inserted = await tx.insert_many("t", columns, rows)
+            again = await tx.insert_many("t", columns, rows[: len(rows) // 2], suffix) if upsert else 0
             changed = await tx.update_many(
-                "t", ("state", "n"), [(state, n, f"[{n}]", f"m{k:04d}") for k, n, state in updates],
+                "t", ("state", "n", "x"), [(state, n, x, f"[{n}]", f"m{k:04d}") for k, n, state, x in updates],
                 extra="n = n + 100", appended=("log",), only_if=("state", ("queued", "sending")) if guarded else None)
             return inserted, again, changed
 
         counts = asyncio.run(writes())
-        results.append((counts, conn.execute("SELECT * FROM t ORDER BY id").fetchall()))
+        results.append((counts, conn.execute("SELECT *, typeof(x) FROM t ORDER BY id").fetchall()))
         conn.close()
     assert results[0] == results[1]
 
