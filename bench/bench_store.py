@@ -15,7 +15,9 @@ baseline is a bare durable queue in plain SQL (insert with a claim index, claim,
 each row sent plus its recipient's window row): the least a queue with a row per message does on
 the one-write path, with none of tiergate's bookkeeping. On SQLite the bench also records the
 adapter's statements during the measured steps and replays them alone on a fresh file ("SQL alone"):
-the path's rate if tiergate's Python cost nothing.
+the path's rate if tiergate's Python cost nothing. The process's garbage collector is tuned as
+``tiergate serve`` tunes it. ``bench_instructions.py`` counts this path's instructions per message
+(callgrind), a figure the machine's speed does not move.
 
     python bench/bench_store.py                       # SQLite and PostgreSQL, 100k messages
     python bench/bench_store.py --n 20000 --no-postgres --json out.json
@@ -47,6 +49,7 @@ from tiergate.adapters.store.sql import SqlStore
 from tiergate.adapters.store.sqlite import SQLiteStore
 from tiergate.core.model import MessageState, NewMessage, Scope, Sender, Tenant
 from tiergate.ports import LedgerChange, MessageUpdate
+from tiergate.service.gctune import tune_gc
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0
@@ -296,6 +299,9 @@ async def main() -> None:
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    # The collector tuned as `tiergate serve` and `tiergate worker` tune it (service/gctune.py): the
+    # path is measured as the service runs it, the baselines in the same process.
+    tune_gc()
     work = Work(args.n, args.batch)
     print(f"{'engine, path':<20} {'messages':>9} {'full path msg/s':>14} {'bare insert rows/s':>18} {'ratio':>7} "
           f"{'bare queue msg/s':>16} {'ratio':>7} {'SQL alone msg/s':>15}   us per message by step")
