@@ -4,7 +4,6 @@ changes and counts as one statement per row (``RowsByExecutemany``), found by th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import apsw
@@ -15,18 +14,11 @@ from tiergate.adapters.store.sql import RowsByExecutemany, _runs, _update_values
 from tiergate.adapters.store.sqlite import SQLiteStore, _SQLiteTx
 
 
-class _PerRow(RowsByExecutemany):
-    """The reference: every ``*_many`` as one ``executemany`` (a statement run per row)."""
+class _PerRow(_SQLiteTx):
+    """The reference: the same connection's ``*_many`` as one ``executemany`` (a statement run per row)."""
 
-    def __init__(self, conn: apsw.Connection) -> None:
-        self._conn = conn
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        if not rows:
-            return 0
-        before = self._conn.total_changes()
-        self._conn.executemany(sql, rows)
-        return self._conn.total_changes() - before
+    insert_many = RowsByExecutemany.insert_many
+    update_many = RowsByExecutemany.update_many
 
 
 # ``x`` has no type: it keeps what it is given, so 1, 1.0 and True bound alike would show.
