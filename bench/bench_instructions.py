@@ -3,7 +3,7 @@ a quiet or a busy machine.
 
 Wall-clock rates on these shared machines move 2-3x from day to day and +-25% from run to run,
 which hides a 10% change. Callgrind counts the instructions the process executes, whatever else
-the machine does: the same code and inputs give the same count to within ~0.1%. Each figure is
+the machine does: the same code and inputs give the same count to within ~0.3%. Each figure is
 (instructions of a run with N messages - instructions of the same run with none) / N, so imports,
 opening the store and seeding cancel out.
 

@@ -50,3 +50,24 @@ def test_single_ids_of_one_millisecond_sort_in_the_order_they_were_made() -> Non
     assert made == sorted(made) and len(set(made)) == 200
     later = new_id("cmp", at + 0.001)
     assert later > made[-1]
+
+
+_DIGITS = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+@given(start=st.integers(0, 2**79 - 1), count=st.integers(0, 2100))
+def test_each_id_counts_up_from_the_batch_start(start: int, count: int) -> None:
+    """The random part of the i-th id is exactly start + i, across every 1,024-id block and carry."""
+    import os
+    from unittest import mock
+
+    with mock.patch.object(os, "urandom", return_value=(start << 1).to_bytes(10, "big")):
+        ids = new_ids("msg", count, 0.0)
+
+    def counter(id_: str) -> int:
+        value = 0
+        for digit in id_[-16:]:
+            value = value * 32 + _DIGITS.index(digit)
+        return value
+
+    assert [counter(i) for i in ids] == list(range(start, start + count))

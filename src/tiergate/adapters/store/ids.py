@@ -46,12 +46,14 @@ def new_ids(prefix: str, count: int, at: float | None = None) -> list[str]:
     lead = _lead(prefix, time.time() if at is None else at)
     start = int.from_bytes(os.urandom(10), "big") >> 1  # 79 bits: a batch never wraps past 2**80
     p = _PAIRS
-    out = []
-    head, high = "", -1
-    for value in range(start, start + count):
-        hi = value >> 40
-        if hi != high:  # the upper half changes once in 2**40 ids
-            head, high = lead + _digits40(hi), hi
-        out.append(f"{head}{p[(value >> 30) & 1023]}{p[(value >> 20) & 1023]}{p[(value >> 10) & 1023]}"
-                   f"{p[value & 1023]}")
+    out: list[str] = []
+    value, end = start, start + count
+    while value < end:
+        # Ids of one block of 1,024 share all but their last two digits: those are made once.
+        block = value >> 10
+        stop = min(end, (block + 1) << 10)
+        head = (f"{lead}{_digits40(value >> 40)}{p[(value >> 30) & 1023]}{p[(value >> 20) & 1023]}"
+                f"{p[(value >> 10) & 1023]}")
+        out += [head + last for last in p[value & 1023:(stop - 1 & 1023) + 1]]
+        value = stop
     return out

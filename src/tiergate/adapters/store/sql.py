@@ -850,8 +850,9 @@ class SqlStore(ABC):
                 )
                 out.append(message)
                 fresh.append(message)
-                meta = metadata_text.get(id(new.metadata))
-                if meta is None:
+                if not new.metadata:  # most messages: each its own empty dict
+                    meta = "{}"
+                elif (meta := metadata_text.get(id(new.metadata))) is None:
                     meta = metadata_text[id(new.metadata)] = dumps(new.metadata).decode()
                 line = lines.get((value, new.reason))
                 if line is None:
