@@ -421,6 +421,7 @@ def _state(value: str) -> str:
 
 
 _optional_values = attrgetter(*_OPTIONAL_FIELDS)
+_ID = attrgetter("id")
 _NONES = (None,) * len(_OPTIONAL_FIELDS)
 _SLOT_FIELDS = tuple(f.startswith("slot_") for f in _OPTIONAL_FIELDS)
 
@@ -436,18 +437,22 @@ def _update_groups(
     each message's updates apply in order (and a guard sees the state the earlier ones left), and
     a statement touches each message at most once.
     """
+    repeats = len(set(map(_ID, updates))) != len(updates)  # rare: then generations are counted
     seen: dict[str, int] = {}
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     encoded: dict[tuple[Any, ...], str] = {}
+    shape: tuple[Any, ...] | None = None
+    rows: list[tuple[Any, ...]] = []
     for u in updates:
-        generation = seen.get(u.id, 0)
-        seen[u.id] = generation + 1
+        generation = 0
+        if repeats:
+            generation = seen.get(u.id, 0)
+            seen[u.id] = generation + 1
         values = _optional_values(u)
         given = tuple(map(is_not, values, _NONES))  # which optional fields this update sets
         if u.clear_slot:
             given = tuple(g and not slot for g, slot in zip(given, _SLOT_FIELDS, strict=True))
         state = str(u.state)
-        lines: tuple[str, ...] = ()
         if u.history:
             # A batch's updates mostly share their time, state and reason: each line is encoded once.
             key = (u.at, state, u.reason, u.earlier)
@@ -457,10 +462,14 @@ def _update_groups(
                 if u.earlier:
                     line = "".join(history_entry(u.at, str(passed), why) for passed, why in u.earlier) + line
                 encoded[key] = line
-            lines = (line,)
-        row = (state, u.at, *compress(values, given), *lines, u.id)
+            row = (state, u.at, *compress(values, given), line, u.id)
+        else:
+            row = (state, u.at, *compress(values, given), u.id)
         guard = None if u.only_from is None else tuple(sorted(str(s) for s in u.only_from))
-        groups.setdefault((generation, given, u.add_attempt, u.clear_slot, u.history, guard), []).append(row)
+        group = (generation, given, u.add_attempt, u.clear_slot, u.history, guard)
+        if group != shape:  # a batch's updates mostly share one shape: a dict lookup per run of them
+            shape, rows = group, groups.setdefault(group, [])
+        rows.append(row)
     for (generation, given, add_attempt, clear_slot, history, guard), rows in sorted(groups.items(),
                                                                                     key=lambda g: g[0][0]):
         extra = [*(["attempts = attempts + 1"] if add_attempt else []),
