@@ -954,7 +954,7 @@ class SqlStore(ABC):
                 for scope_id, priority in levels:
                     params += (scope_id, priority, now, *skip_params, limit)
                 if len(levels) == 1:  # one index range, already in claim order: no merge, no sort of wide rows
-                    claimed += [MESSAGES.from_row(row) for row in await tx.fetchall(per_level.format(0), params)]
+                    claimed += map(_message_from_row, await tx.fetchall(per_level.format(0), params))
                     continue
                 query = " UNION ALL ".join(per_level.format(i) for i in range(len(levels)))
                 order = _CLAIM_ORDER
@@ -962,7 +962,7 @@ class SqlStore(ABC):
                     order = f"ROW_NUMBER() OVER (PARTITION BY scope_id ORDER BY {_CLAIM_ORDER}), {_CLAIM_ORDER}"
                 query = f"SELECT * FROM ({query}) AS due ORDER BY {order} LIMIT ?"
                 params.append(limit)
-                claimed += [MESSAGES.from_row(row) for row in await tx.fetchall(query, params)]
+                claimed += map(_message_from_row, await tx.fetchall(query, params))
         if len(scope_ids) > 100:
             turn: Counter[str] = Counter()
             ranked = []
