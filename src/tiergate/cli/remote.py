@@ -72,11 +72,14 @@ class Remote:
                 raw = await r.read()
                 status = r.status
         except (aiohttp.ClientConnectionError, OSError) as exc:
-            _fail(f"cannot reach tiergate at {self.url}: {exc}",
-                  "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
+            self._unreachable(exc)
         except TimeoutError:
             _fail(f"tiergate at {self.url} did not answer within {self.timeout.total:g} s", code=1)
         return self._answer(status, raw, method, path)
+
+    def _unreachable(self, exc: BaseException) -> NoReturn:
+        _fail(f"cannot reach tiergate at {self.url}: {exc}",
+              "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
 
     def _answer(self, status: int, raw: bytes, method: str, path: str) -> Any:
         """The JSON body of a success; for an error, one clear line (401) or a ``RemoteError``."""
@@ -117,9 +120,8 @@ class Remote:
                         on_chunk(chunk)
         except aiohttp.ClientPayloadError as exc:
             raise RemoteError(502, f"the download was cut off after {written:,} bytes: {exc}") from None
-        except aiohttp.ClientConnectionError as exc:
-            _fail(f"cannot reach tiergate at {self.url}: {exc}",
-                  "start it with `tiergate serve`, or point --url / TIERGATE_URL at it", code=1)
+        except aiohttp.ClientConnectionError as exc:  # not OSError: a failed write to ``into`` is the caller's
+            self._unreachable(exc)
         except TimeoutError:
             _fail(f"tiergate at {self.url} stopped sending for {self.timeout.total:g} s", code=1)
         return written

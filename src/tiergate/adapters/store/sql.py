@@ -862,10 +862,10 @@ class SqlStore(ABC):
                 fresh.append(message)
                 if not new.metadata:  # most messages: each its own empty dict
                     meta = "{}"
+                elif (cached := metadata_text.get(id(new.metadata))) is not None:
+                    meta = cached
                 else:
-                    cached = metadata_text.get(id(new.metadata))
-                    meta = cached if cached is not None else metadata_text.setdefault(
-                        id(new.metadata), dumps(new.metadata).decode())
+                    meta = metadata_text[id(new.metadata)] = dumps(new.metadata).decode()
                 line = lines.get((value, new.reason))
                 if line is None:
                     line = lines[(value, new.reason)] = history_entry(now, value, new.reason or "accepted")
