@@ -439,6 +439,15 @@ def _update_groups(
     a statement touches each message at most once.
     """
     repeats = len(set(map(_ID, updates))) != len(updates)  # rare: then generations are counted
+    if not repeats and (one := _one_shape(updates)) is not None:
+        return iter((one,))
+    return _groups_by_update(updates, repeats)
+
+
+def _groups_by_update(
+    updates: Sequence[MessageUpdate], repeats: bool,
+) -> Iterator[tuple[int, tuple[str, ...], str, bool, tuple[str, ...] | None, list[tuple[Any, ...]]]]:
+    """``_update_groups`` for any batch, an update at a time (``repeats``: some id comes twice)."""
     seen: dict[str, int] = {}
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     encoded: dict[tuple[Any, ...], str] = {}
@@ -459,10 +468,7 @@ def _update_groups(
             key = (u.at, state, u.reason, u.earlier)
             line = encoded.get(key)
             if line is None:
-                line = history_entry(u.at, state, u.reason)
-                if u.earlier:
-                    line = "".join(history_entry(u.at, str(passed), why) for passed, why in u.earlier) + line
-                encoded[key] = line
+                line = encoded[key] = _history_lines(*key)
             row = (state, u.at, *compress(values, given), line, u.id)
         else:
             row = (state, u.at, *compress(values, given), u.id)
@@ -471,12 +477,81 @@ def _update_groups(
         if group != shape:  # a batch's updates mostly share one shape: a dict lookup per run of them
             shape, rows = group, groups.setdefault(group, [])
         rows.append(row)
-    for (generation, given, add_attempt, clear_slot, history, guard), rows in sorted(groups.items(),
-                                                                                    key=lambda g: g[0][0]):
-        extra = [*(["attempts = attempts + 1"] if add_attempt else []),
-                 *(["slot_expiry = NULL", "slot_previous = NULL"] if clear_slot else [])]
-        yield (generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), history,
-               guard, rows)
+    for group, rows in sorted(groups.items(), key=lambda g: g[0][0]):
+        yield _statement(*group, rows)
+
+
+def _statement(
+    generation: int, given: tuple[bool, ...], add_attempt: bool, clear_slot: bool, history: bool,
+    guard: tuple[str, ...] | None, rows: list[tuple[Any, ...]],
+) -> tuple[int, tuple[str, ...], str, bool, tuple[str, ...] | None, list[tuple[Any, ...]]]:
+    """One of ``_update_groups``' statement shapes, from what its updates have in common."""
+    extra = [*(["attempts = attempts + 1"] if add_attempt else []),
+             *(["slot_expiry = NULL", "slot_previous = NULL"] if clear_slot else [])]
+    return (generation, ("state", "updated_at", *compress(_OPTIONAL_FIELDS, given)), ", ".join(extra), history,
+            guard, rows)
+
+
+# Every field of a MessageUpdate, in one call: id, state, at, the optional fields, then the shape's.
+_ALL_FIELDS = attrgetter("id", "state", "at", *_OPTIONAL_FIELDS, "add_attempt", "clear_slot", "history",
+                         "only_from", "earlier")
+_SHAPE_AT = 3 + len(_OPTIONAL_FIELDS)
+
+
+def _one_shape(
+    updates: Sequence[MessageUpdate],
+) -> tuple[int, tuple[str, ...], str, bool, tuple[str, ...] | None, list[tuple[Any, ...]]] | None:
+    """``_update_groups``' one statement when every update has the same shape, else None.
+
+    The common case (a dispatcher batch's outcomes: the same state, reason and time, each with its
+    own id and wamid), done a column at a time in C (``zip``, ``tuple.count``) instead of an update
+    at a time in Python: 1,000 updates take ~0.4 of the general loop's time.
+    """
+    n = len(updates)
+    if n < 2:
+        return None
+    columns = list(zip(*map(_ALL_FIELDS, updates), strict=True))
+    ids, states, ats = columns[0], columns[1], columns[2]
+    optional = columns[3:_SHAPE_AT]
+    add_attempts, clear_slots, histories, only_froms, earliers = columns[_SHAPE_AT:]
+    # One state (its text binds once), one set of flags and one guard for all.
+    for column in (states, add_attempts, clear_slots, histories, only_froms):
+        if column.count(column[0]) != n:
+            return None
+    given = []
+    for column in optional:
+        nones = column.count(None)
+        if 0 < nones < n:  # set in some updates, not in others: two shapes
+            return None
+        given.append(nones == 0)
+    clear_slot = clear_slots[0]
+    if clear_slot:
+        given = [g and not slot for g, slot in zip(given, _SLOT_FIELDS, strict=True)]
+    state = str(states[0])
+    values = compress(optional, given)
+    only_from = only_froms[0]
+    guard = None if only_from is None else tuple(sorted(str(s) for s in only_from))
+    if not histories[0]:
+        rows = list(zip(itertools.repeat(state, n), ats, *values, ids, strict=False))
+    else:
+        reasons = optional[0]
+        if ats.count(ats[0]) == n and reasons.count(reasons[0]) == n and earliers.count(earliers[0]) == n:
+            lines: Iterable[str] = itertools.repeat(_history_lines(ats[0], state, reasons[0], earliers[0]), n)
+        else:
+            cache: dict[tuple[Any, ...], str] = {}
+            lines = [cache.get(key) or cache.setdefault(key, _history_lines(*key))
+                     for key in zip(ats, itertools.repeat(state, n), reasons, earliers, strict=False)]
+        rows = list(zip(itertools.repeat(state, n), ats, *values, lines, ids, strict=False))
+    return _statement(0, tuple(given), add_attempts[0], clear_slot, histories[0], guard, rows)
+
+
+def _history_lines(at: float, state: str, reason: str | None,
+                   earlier: tuple[tuple[MessageState, str | None], ...]) -> str:
+    """The history lines one update appends: the states it passed through first, then its own."""
+    line = history_entry(at, state, reason)
+    if earlier:
+        line = "".join(history_entry(at, str(passed), why) for passed, why in earlier) + line
+    return line
 
 
 def history_entry(at: float, state: str, reason: str | None) -> str:
