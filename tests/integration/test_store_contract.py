@@ -1360,6 +1360,41 @@ async def test_sqlite_scans_run_in_a_worker_thread_on_a_second_connection(tmp_pa
         await store.count_by_state()
 
 
+async def test_sqlite_store_shared_by_threads_without_sqlite_mutexes(tmp_path: Any) -> None:
+    """The connections open in SQLite's multi-thread mode (no mutex per call): the store's own locks
+    keep each connection to one thread at a time. Four threads, each with its own event loop, insert,
+    claim, write and scan on one store at once: every write lands once and every read is whole."""
+    import threading
+
+    async with SQLiteStore(str(tmp_path / "t.db")) as store:
+        await seed(store)
+        assert store._conn is not None and store._conn.open_flags & apsw.SQLITE_OPEN_NOMUTEX
+        errors: list[BaseException] = []
+
+        async def work(k: int) -> None:
+            for i in range(25):
+                batch = [new(f"+57300{k}{i:02d}{j}", campaign_id=f"c{k}") for j in range(4)]
+                inserted = await store.insert_messages(batch, T0)
+                await store.apply_updates([MessageUpdate(m.id, MessageState.SENT, T0, reason="accepted",
+                                                         wamid=f"wamid.{m.id}") for m in inserted[:2]])
+                counts = await store.count_by_state(campaign_id=f"c{k}")  # the scan thread's connection
+                assert sum(counts.values()) == 4 * (i + 1), counts
+
+        def thread(k: int) -> None:
+            try:
+                asyncio.run(work(k))
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=thread, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert await store.count_by_state() == {"queued": 200, "sent": 200}
+
+
 async def test_sqlite_scans_run_inline_without_wal(tmp_path: Any) -> None:
     """The simulator's file (no WAL) and a private :memory: database have no second connection."""
     for store in (SQLiteStore(str(tmp_path / "sim.db"), journal_mode="MEMORY"), SQLiteStore(":memory:")):

@@ -374,6 +374,9 @@ _NEW_MESSAGE_COLUMNS = ("id", "tenant_id", "sender_id", "scope_id", "recipient",
                         "expires_at", "campaign_id", "metadata", "created_at", "updated_at", "history")
 _HISTORY = ("history",)
 _LEDGER_COLUMNS = ("scope_id", "recipient", "expiry")
+_LEDGER_KEY = attrgetter("scope_id", "recipient")
+_LEDGER_ROW = attrgetter(*_LEDGER_COLUMNS)
+_REMOVE = attrgetter("remove")
 _LEDGER_KEEP_LATEST = ("ON CONFLICT (scope_id, recipient) DO UPDATE SET expiry = excluded.expiry "
                        "WHERE excluded.expiry > window_ledger.expiry")
 # MessageUpdate fields that set the column of the same name when not None.
@@ -1120,11 +1123,17 @@ class SqlStore(ABC):
         # Sorted by key (lock order); stable, so the changes to one recipient keep their order, and
         # each run of upserts or of removals is one statement. Within a run of upserts only the
         # latest expiry of a recipient matters (and a statement may touch a row only once).
-        ordered = sorted(ledger, key=attrgetter("scope_id", "recipient"))
-        for remove, run in groupby(ordered, key=attrgetter("remove")):
+        if not ledger:
+            return
+        ordered = sorted(ledger, key=_LEDGER_KEY)
+        if not any(map(_REMOVE, ordered)):  # the common case: upserts only, a recipient once each
+            rows = list(map(_LEDGER_ROW, ordered))
+            if len(set(map(_LEDGER_KEY, ordered))) == len(rows):
+                await tx.insert_many("window_ledger", _LEDGER_COLUMNS, rows, _LEDGER_KEEP_LATEST)
+                return
+        for remove, run in groupby(ordered, key=_REMOVE):
             if remove:
-                removals = [(c.scope_id, c.recipient, c.expiry) for c in run]
-                await tx.delete_many("window_ledger", _LEDGER_COLUMNS, removals)
+                await tx.delete_many("window_ledger", _LEDGER_COLUMNS, list(map(_LEDGER_ROW, run)))
                 continue
             latest: dict[tuple[str, str], float] = {}
             for c in run:

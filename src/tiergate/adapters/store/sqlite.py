@@ -220,7 +220,11 @@ class SQLiteStore(SqlStore):
             return
         if self.path != ":memory:" and not self.path.startswith("file:"):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        # NOMUTEX: SQLite's "multi-thread" mode for this connection, without a mutex taken and released
+        # around every call (2.7% of the storage path's instructions). Safe here: every connection
+        # is used by one thread at a time (``_lock``, ``_scan_lock``, the checkpointer's own thread),
+        # and apsw refuses a concurrent call on one connection (ThreadingViolation) in any mode.
+        flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOMUTEX
         if self.path.startswith("file:"):
             flags |= apsw.SQLITE_OPEN_URI
         conn = apsw.Connection(self.path, flags=flags, statementcachesize=512)
@@ -354,7 +358,7 @@ class SQLiteStore(SqlStore):
         with self._scan_lock:
             self._open_tx()  # raises once the store is closed
             if self._scan_conn is None:
-                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE | (
+                conn = apsw.Connection(self.path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOMUTEX | (
                     apsw.SQLITE_OPEN_URI if self.path.startswith("file:") else 0))
                 conn.set_busy_timeout(int(self.busy_timeout * 1000))
                 conn.execute("PRAGMA query_only = ON")
