@@ -1421,6 +1421,12 @@ async def test_sqlite_settings_for_a_throwaway_file(tmp_path: Any) -> None:
         assert (await store.get_tenant("t1")).name == "acme"
         assert store._conn is not None
         assert store._conn.execute("PRAGMA page_size").fetchone() == (16384,)
+    async with SQLiteStore(str(tmp_path / "new.db")) as store:  # a new file: 16 KiB pages unless told
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA page_size").fetchone() == (16384,)
+    async with SQLiteStore(str(tmp_path / "small.db"), page_size=None) as store:  # SQLite's own default
+        assert store._conn is not None
+        assert store._conn.execute("PRAGMA page_size").fetchone() == (4096,)
     for bad in (256, 12288, 131072):
         with pytest.raises(ValueError, match="page_size"):
             SQLiteStore(str(tmp_path / "x.db"), page_size=bad)

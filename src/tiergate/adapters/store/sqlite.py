@@ -185,7 +185,7 @@ class SQLiteStore(SqlStore):
     row_key = "rowid"  # the id is a second B-tree away (the table is keyed by rowid)
 
     def __init__(self, path: str = "tiergate.db", *, busy_timeout: float = 30.0, synchronous: str = "NORMAL",
-                 journal_mode: str = "WAL", cache_mib: int = 64, page_size: int | None = None) -> None:
+                 journal_mode: str = "WAL", cache_mib: int = 64, page_size: int | None = 16384) -> None:
         super().__init__()
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
@@ -195,8 +195,11 @@ class SQLiteStore(SqlStore):
             raise ValueError(f"cache_mib must be at least 1, not {cache_mib!r}")
         if page_size is not None and (page_size < 512 or page_size > 65536 or page_size & (page_size - 1)):
             raise ValueError(f"page_size must be a power of two from 512 to 65536, not {page_size!r}")
-        # Only a new file takes it (SQLite keeps an existing file's page size). Larger pages suit
-        # the simulator's append-mostly million-row file (~3% of its run at 16 KiB).
+        # Only a new file takes it (SQLite keeps an existing file's page size; None: SQLite's 4 KiB).
+        # 16 KiB: a commit writes each changed page to the WAL as two write() calls (frame header,
+        # page), so a 1,000-message batch's commits cost a third of the system calls with pages four
+        # times larger: the storage bench's path ran 1.03-1.06x as fast (BENCHMARKS.md), listing
+        # and claiming the same; 32 and 64 KiB were slower again (more bytes per changed row).
         self.page_size = page_size
         # WAL lets other processes read and write the file safely; MEMORY (no journal on disk) only
         # for a private throwaway file (the simulator's), where a crash loses nothing of value.
