@@ -97,9 +97,10 @@ _BASELINE_INSERT = (f"INSERT INTO bare_messages ({', '.join(BASELINE_COLUMNS)}) 
 
 
 def _sqlite_db(path: str, *ddl: str) -> apsw.Connection:
-    """A baseline's own file, opened as the adapter opens its own (apsw, WAL, synchronous NORMAL), its
-    tables made."""
-    conn = apsw.Connection(path)
+    """A baseline's own file, opened as the adapter opens its own (apsw, no per-call mutex, its page
+    size, WAL, synchronous NORMAL), its tables made."""
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOMUTEX)
+    conn.execute(f"PRAGMA page_size = {SQLiteStore(path).page_size}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     for statement in (_BASELINE_DDL, *ddl):
