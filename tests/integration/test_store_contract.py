@@ -303,6 +303,39 @@ async def test_insert_messages_with_a_start_time_and_an_initial_state(store: Sql
     assert await store.message_history(rejected.id) == [{"at": T0, "state": "rejected", "reason": "opted out"}]
 
 
+async def test_enqueue_writes_what_insert_writes_without_the_answer(store: SqlStore) -> None:
+    """``enqueue_messages`` (a campaign's call) makes no Message objects but writes the very rows
+    ``insert_messages`` writes: keys repeated in the batch or already stored, shared metadata,
+    start times, refused rows (told at once); it answers how many rows it inserted."""
+    await seed(store)
+    await seed(store, "t2", scopes=("300",))
+
+    def batch(tenant: str, sender: str) -> list[NewMessage]:
+        shared = {"campaign": "c1"}
+        return [new("1", sender, tenant, idempotency_key="k1"), new("2", sender, tenant, idempotency_key="k1"),
+                new("3", sender, tenant, metadata=shared, campaign_id="c1"),
+                new("4", sender, tenant, metadata=shared, not_before=T0 + 60, expires_at=T0 + 99),
+                new("5", sender, tenant, state=MessageState.REJECTED, reason="recipient opted out of marketing"),
+                new("6", sender, tenant, idempotency_key="old"), new("7", sender, tenant)]
+
+    await store.insert_messages([new("0", "100", "t1", idempotency_key="old")], T0)
+    assert await store.enqueue_messages([new("0", "300", "t2", idempotency_key="old")], T0) == 1
+    answered = await store.insert_messages(batch("t1", "100"), T0 + 1)
+    assert len(answered) == 7 and answered[0] is answered[1] and answered[5].to == "0"
+    assert await store.enqueue_messages(batch("t2", "300"), T0 + 1) == 5  # 1, 3, 4, 5, 7
+    assert await store.enqueue_messages([], T0) == 0
+
+    async def rows(tenant: str) -> list[tuple[Any, ...]]:
+        async with store.reader() as tx:
+            return list(await tx.fetchall(
+                "SELECT recipient, kind, category, body, priority, state, reason, next_attempt_at, not_before, "
+                "idempotency_key, expires_at, campaign_id, metadata, history, told, created_at FROM messages "
+                "WHERE tenant_id = ? ORDER BY recipient", (tenant,)))
+
+    assert await rows("t2") == await rows("t1")
+    assert await store.untold_messages(10) == []  # the refused rows were told at submission, both ways
+
+
 async def test_insert_messages_is_idempotent_per_tenant_key(store: SqlStore) -> None:
     await seed(store)
     await seed(store, "t2", scopes=("300",))

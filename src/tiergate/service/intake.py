@@ -437,7 +437,7 @@ class Intake:
                 state=MessageState.REJECTED if rejected else MessageState.QUEUED,
                 reason="recipient opted out of marketing" if rejected else "", scope_id=sender.scope_id,
             ))
-        await self.store.insert_messages(news, now)
+        await self.store.enqueue_messages(news, now)
         METRICS.enqueued.inc(sum(1 for n in news if n.state is MessageState.QUEUED))
         await announce(self.store)  # one wake-up for the whole batch
         return campaign, errors

@@ -110,7 +110,7 @@ async def _run(gateway: Any, provider: Any, clock: VirtualClock, *, policy: str,
                                 "type": "template", "template": _TEMPLATE},
                                priority, metadata=_NO_METADATA, scope_id=scope_id)
                     for to in map(recipient_number, range(start, min(start + _CHUNK, next_recipient + n)))]
-            await store.insert_messages(news, day_start)
+            await store.enqueue_messages(news, day_start)
         next_recipient += n
         await advance_to(gateway, clock, day_start + DAY - 1e-3)
         # Up to 23:59:59.999: what the crossing sends at 00:00 (freed slots) belongs to the next day.

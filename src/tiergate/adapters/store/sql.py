@@ -904,7 +904,6 @@ class SqlStore(ABC):
         return [{"at": at, "kind": kind, "detail": detail} for at, kind, detail in rows]
 
     # -- messages ----------------------------------------------------------------------------
-    @_retried
     async def insert_messages(self, messages: Sequence[NewMessage], now: float) -> list[Message]:
         """Insert in order; a message whose (tenant, idempotency_key) exists returns the original.
 
@@ -912,8 +911,20 @@ class SqlStore(ABC):
         (two API nodes) are settled by the unique index: the loser reads the winner's row.
         NotFound if a sender does not exist (nothing is inserted).
         """
+        out, _inserted = await self._insert(messages, now, answer=True)
+        return out
+
+    async def enqueue_messages(self, messages: Sequence[NewMessage], now: float) -> int:
+        """``insert_messages`` without the answer: the same rows, and no ``Message`` made for each
+        (0.35 of the insert's 0.85 us of Python a message). How many rows were inserted."""
+        _out, inserted = await self._insert(messages, now, answer=False)
+        return inserted
+
+    @_retried
+    async def _insert(self, messages: Sequence[NewMessage], now: float, answer: bool) -> tuple[list[Message], int]:
+        """(the messages, if ``answer``, else []; rows inserted)."""
         if not messages:
-            return []
+            return [], 0
         ids = new_ids("msg", len(messages), now)
         async with self.transaction() as tx:
             scope_of = {m.sender_id: m.scope_id for m in messages if m.scope_id is not None}
@@ -921,7 +932,7 @@ class SqlStore(ABC):
             if unknown:
                 scope_of |= await self._scopes_of_senders(tx, unknown)
             out: list[Message] = []
-            fresh: list[Message] = []
+            told: list[str] = []  # refused at submission (a campaign's opted-out rows): the app knows
             rows: list[tuple[Any, ...]] = []
             first_of_key: dict[tuple[str, str], int] = {}
             dumps = orjson.dumps
@@ -933,20 +944,21 @@ class SqlStore(ABC):
                 if new.idempotency_key is not None:
                     first = first_of_key.setdefault((new.tenant_id, new.idempotency_key), i)
                     if first != i:
-                        out.append(out[first])
+                        if answer:
+                            out.append(out[first])
                         continue
                 scope_id = scope_of[new.sender_id]
                 state = new.state if type(new.state) is MessageState else MessageState(new.state)
                 value = _VALUES[state]
                 due = now if new.not_before is None else new.not_before
-                # Positional, in Message's field order: a batch makes a thousand (kwargs cost ~1.7x).
-                message = Message(
-                    message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category, new.body,
-                    new.priority, state, new.reason, 0, due, new.idempotency_key, new.expires_at, new.campaign_id,
-                    new.metadata, None, False, None, None, None, "", now, now, None,
-                )
-                out.append(message)
-                fresh.append(message)
+                if answer:  # positional, in Message's field order: a batch makes a thousand (kwargs cost ~1.7x)
+                    out.append(Message(
+                        message_id, new.tenant_id, new.sender_id, scope_id, new.to, new.kind, new.category,
+                        new.body, new.priority, state, new.reason, 0, due, new.idempotency_key, new.expires_at,
+                        new.campaign_id, new.metadata, None, False, None, None, None, "", now, now, None,
+                    ))
+                if value in _TOLD_STATES:
+                    told.append(message_id)
                 if not new.metadata:  # most messages: each its own empty dict
                     meta = "{}"
                 elif (cached := metadata_text.get(id(new.metadata))) is not None:
@@ -960,20 +972,18 @@ class SqlStore(ABC):
                              dumps(new.body).decode(), new.priority, value, new.reason, due, new.not_before,
                              new.idempotency_key, new.expires_at, new.campaign_id, meta, now, now, line))
             # Ids are new: only an idempotency key can conflict (then the original is answered).
-            await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows,
-                                 "ON CONFLICT DO NOTHING" if first_of_key else "")
+            inserted = await tx.insert_many("messages", _NEW_MESSAGE_COLUMNS, rows,
+                                            "ON CONFLICT DO NOTHING" if first_of_key else "")
             if first_of_key:  # rows whose key existed were not inserted: answer with the originals
                 originals = await self._messages_by_key(tx, list(first_of_key))
-                replaced = {out[i].id: originals[key] for key, i in first_of_key.items()
-                            if originals[key].id != out[i].id}
+                replaced = {ids[i]: originals[key] for key, i in first_of_key.items() if originals[key].id != ids[i]}
                 if replaced:
-                    out = [replaced.get(m.id, m) for m in out]
-                    fresh = [m for m in fresh if m.id not in replaced]
-            # refused at submission (a campaign's opted-out rows): the answer told the app already
-            ended = [m.id for m in fresh if _VALUES[m.state] in _TOLD_STATES]
-            for chunk in _chunks(ended, self.max_params):
+                    if answer:
+                        out = [replaced.get(m.id, m) for m in out]
+                    told = [message_id for message_id in told if message_id not in replaced]
+            for chunk in _chunks(told, self.max_params):
                 await tx.execute(f"UPDATE messages SET told = TRUE WHERE id IN ({_marks(len(chunk))})", chunk)
-        return out
+        return out, inserted
 
     async def _scopes_of_senders(self, tx: Tx, sender_ids: set[str]) -> dict[str, str]:
         wanted = sorted(sender_ids)
