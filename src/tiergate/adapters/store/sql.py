@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields
-from itertools import chain, compress, groupby
+from itertools import compress, groupby
 from operator import attrgetter, is_not, itemgetter
 from types import TracebackType
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
@@ -143,11 +143,12 @@ class RowsByValues(RowsByExecutemany):
 
     async def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                           suffix: str = "") -> int:
-        changed = 0
-        shared, values, varying = _shared_columns(rows)
-        for n, run in _runs(rows, self._per_statement(len(columns))):
+        changed = start = 0
+        shared, params = _bindings(rows)
+        for n, _run in _runs(rows, self._per_statement(len(columns))):
             sql = _insert_values_sql(table, tuple(columns), suffix, n, shared)
-            changed += await self.execute(sql, [*values, *varying(run)])
+            changed += await self.execute(sql, params(start, n))
+            start += n
         return changed
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -156,10 +157,11 @@ class RowsByValues(RowsByExecutemany):
         shape = (table, tuple(columns), extra, key, tuple(appended), only_if)
         if len(rows) == 1:  # no join for one row
             return await self.execute(_update_sql(*shape), rows[0])
-        changed = 0
-        shared, values, varying = _shared_columns(rows)
-        for n, run in _runs(rows, self._per_statement(len(columns) + len(appended) + 1)):
-            changed += await self.execute(_update_values_sql(*shape, n, shared), [*values, *varying(run)])
+        changed = start = 0
+        shared, params = _bindings(rows)
+        for n, _run in _runs(rows, self._per_statement(len(columns) + len(appended) + 1)):
+            changed += await self.execute(_update_values_sql(*shape, n, shared), params(start, n))
+            start += n
         return changed
 
     def _per_statement(self, width: int) -> int:
@@ -167,28 +169,33 @@ class RowsByValues(RowsByExecutemany):
         return 1 << (most.bit_length() - 1)  # the largest power of two within both limits
 
 
-def _shared_columns(
-    rows: Sequence[Sequence[Any]],
-) -> tuple[tuple[int, ...], list[Any], Callable[[Sequence[Sequence[Any]]], Iterable[Any]]]:
-    """(positions of the columns equal in every row, their values, a function giving a run's other
-    values row by row). Equal means the same binding: same value and, for numbers, the same type
-    (``1 == 1.0 == True``; a text or NULL equals only its own kind)."""
-    if len(rows) < 2:
-        return (), [], chain.from_iterable
+def _bindings(rows: Sequence[Sequence[Any]]) -> tuple[tuple[int, ...], Callable[[int, int], list[Any]]]:
+    """(positions of the columns equal in every row, a function giving the parameters of the rows
+    ``[start, start + n)``: those columns' values once, then each row's other values in turn).
+
+    Equal means the same binding: same value and, for numbers, the same type (``1 == 1.0 ==
+    True``; a text or NULL equals only its own kind). The rows are turned into columns once; a
+    statement's parameters are then laid out by slice assignment, with no tuple made per row.
+    """
     n = len(rows)
-    shared = tuple(i for i, column in enumerate(zip(*rows, strict=True))
-                   if column.count(first := column[0]) == n
+    if n < 2:
+        return (), lambda start, size: [value for row in rows[start:start + size] for value in row]
+    columns = list(zip(*rows, strict=True))
+    shared = tuple(i for i, column in enumerate(columns)
+                   if column[-1] == (first := column[0]) and column.count(first) == n
                    and (first is None or type(first) is str or len(set(map(type, column))) == 1))
-    if not shared:
-        return (), [], chain.from_iterable
-    values = [rows[0][i] for i in shared]
-    rest = [i for i in range(len(rows[0])) if i not in shared]
-    if not rest:
-        return shared, values, lambda run: ()
-    if len(rest) == 1:
-        return shared, values, functools.partial(map, itemgetter(rest[0]))
-    pick = itemgetter(*rest)
-    return shared, values, lambda run: chain.from_iterable(map(pick, run))
+    values = [columns[i][0] for i in shared]
+    varying = [column for i, column in enumerate(columns) if i not in shared]
+    width, head = len(varying), len(values)
+
+    def params(start: int, size: int) -> list[Any]:
+        out: list[Any] = [None] * (head + width * size)
+        out[:head] = values
+        for j, column in enumerate(varying):
+            out[head + j::width] = column[start:start + size]
+        return out
+
+    return shared, params
 
 
 def _runs(rows: Sequence[R], most: int) -> Iterator[tuple[int, Sequence[R]]]:
