@@ -171,7 +171,7 @@ class RowsByValues(RowsByExecutemany):
 
 def _bindings(rows: Sequence[Sequence[Any]]) -> tuple[tuple[int, ...], Callable[[int, int], list[Any]]]:
     """(positions of the columns equal in every row, a function giving the parameters of the rows
-    ``[start, start + n)``: those columns' values once, then each row's other values in turn).
+    ``[start, start + size)``: those columns' values once, then each row's other values in turn).
 
     Equal means the same binding: same value and, for numbers, the same type (``1 == 1.0 ==
     True``; a text or NULL equals only its own kind). The rows are turned into columns once; a
@@ -368,7 +368,7 @@ _BODY, _STATE, _METADATA, _COUNTED, _ERROR_DETAIL = (
 
 def _message_from_row(row: Row) -> Message:
     """The hot path of claim_due: the row as it comes (its columns are Message's fields, in order),
-    then the few columns stored otherwise decoded in place (0.71 against 0.90 us a row for
+    then the few columns stored otherwise decoded in place (0.75 against 0.90 us a row for
     unpacking it into 26 names and passing them on; about twice as fast as the generic decoder)."""
     m = Message(*row)
     m.body = orjson.loads(row[_BODY])
