@@ -30,7 +30,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from tiergate.adapters.store.sql import Row, SqlStore, Tx, literals
+from tiergate.adapters.store.sql import Columns, Row, SqlStore, Tx, literals
 
 __all__ = ["PostgresStore"]
 
@@ -125,6 +125,8 @@ class _PgTx:
         takes the arrays instead.
         """
         types = [self._types[(table, c)] for c in columns]
+        if isinstance(rows, Columns):  # orjson writes lists and tuples, not other sequences
+            rows = list(rows)
         if _JSON_TYPES.issuperset(types) and all(
             math.isfinite(sum(filter(None, (row[i] for row in rows))))
             for i, t in enumerate(types) if t == "double precision"
