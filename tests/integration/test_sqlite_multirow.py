@@ -30,7 +30,7 @@ _STATES = ("queued", "sending", "sent")
 @given(n=st.integers(0, 700), most=st.sampled_from([1, 2, 4, 8, 64]))
 def test_runs_cover_the_rows_in_order_in_powers_of_two(n: int, most: int) -> None:
     rows = list(range(n))
-    runs = list(_runs(rows, most))
+    runs = [(size, rows[start:start + size]) for start, size in _runs(n, most)]
     assert [r for _size, run in runs for r in run] == rows
     sizes = [size for size, _run in runs]
     assert all(size == len(run) for size, run in runs)

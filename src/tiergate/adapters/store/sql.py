@@ -143,12 +143,11 @@ class RowsByValues(RowsByExecutemany):
 
     async def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                           suffix: str = "") -> int:
-        changed = start = 0
+        changed = 0
         shared, params = _bindings(rows)
-        for n, _run in _runs(rows, self._per_statement(len(columns))):
+        for start, n in _runs(len(rows), self._per_statement(len(columns))):
             sql = _insert_values_sql(table, tuple(columns), suffix, n, shared)
             changed += await self.execute(sql, params(start, n))
-            start += n
         return changed
 
     async def update_many(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
@@ -157,11 +156,10 @@ class RowsByValues(RowsByExecutemany):
         shape = (table, tuple(columns), extra, key, tuple(appended), only_if)
         if len(rows) == 1:  # no join for one row
             return await self.execute(_update_sql(*shape), rows[0])
-        changed = start = 0
+        changed = 0
         shared, params = _bindings(rows)
-        for n, _run in _runs(rows, self._per_statement(len(columns) + len(appended) + 1)):
+        for start, n in _runs(len(rows), self._per_statement(len(columns) + len(appended) + 1)):
             changed += await self.execute(_update_values_sql(*shape, n, shared), params(start, n))
-            start += n
         return changed
 
     def _per_statement(self, width: int) -> int:
@@ -198,15 +196,15 @@ def _bindings(rows: Sequence[Sequence[Any]]) -> tuple[tuple[int, ...], Callable[
     return shared, params
 
 
-def _runs(rows: Sequence[R], most: int) -> Iterator[tuple[int, Sequence[R]]]:
-    """(size, rows) runs of ``most`` rows, then the rest in falling powers of two (1000 rows by 64:
-    15 x 64, 32, 8)."""
-    start, left = 0, len(rows)
+def _runs(count: int, most: int) -> Iterator[tuple[int, int]]:
+    """(start, size) of runs of ``most`` rows out of ``count``, then the rest in falling powers of
+    two (1000 rows by 64: 15 x 64, 32, 8)."""
+    start, left = 0, count
     size = most
     while left:
         while size > left:
             size >>= 1
-        yield size, rows[start:start + size]
+        yield start, size
         start += size
         left -= size
 
