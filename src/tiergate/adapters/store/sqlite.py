@@ -35,6 +35,25 @@ __all__ = ["BackupFailed", "SQLiteStore", "backup_file"]
 log = logging.getLogger(__name__)
 
 
+def _without_memory_statistics() -> bool:
+    """Turn off the memory statistics of apsw's SQLite (its own copy, not Python's ``sqlite3``).
+
+    With them on, every allocation SQLite makes takes and releases a process-wide mutex to keep
+    totals nobody here reads: 1.7% of the storage path's instructions (BENCHMARKS.md). The
+    setting can change only while that SQLite is shut down, so only before the process opens its
+    first connection (at import); a process that already has one keeps the statistics on.
+    """
+    if apsw.connections():
+        return False
+    apsw.shutdown()
+    apsw.config(apsw.SQLITE_CONFIG_MEMSTATUS, 0)
+    apsw.initialize()
+    return True
+
+
+_without_memory_statistics()
+
+
 class _SQLiteTx(RowsByValues):
     """The primitives over one apsw connection (calls are synchronous and short); many rows go in
     multi-row statements (``RowsByValues``).
