@@ -101,3 +101,40 @@ def test_a_multirow_update_finds_its_rows_by_the_key_index(tmp_path: Any) -> Non
     steps = asyncio.run(plan())
     assert any(s.startswith("SEARCH messages USING INDEX sqlite_autoindex_messages_1 (id=?)") for s in steps), steps
     assert not any(s.startswith("SCAN messages") for s in steps), steps
+
+
+def test_a_multirow_update_binds_shared_values_once_and_lists_only_what_differs(tmp_path: Any) -> None:
+    # state and updated_at shared (?1, ?2), history line shared (?3): VALUES holds (reason, id).
+    sql = _update_values_sql("messages", ("state", "updated_at", "reason"), "", "id", ("history",), None, 2, (0, 1, 3))
+    assert "FROM (VALUES (?4, ?5), (?6, ?7)) AS v" in sql
+    assert "state = ?1" in sql and "updated_at = ?2" in sql and "history = messages.history || ?3" in sql
+    assert "reason = v.column1" in sql and sql.endswith("WHERE messages.id = v.column2")
+    # Every column, the key too, the same in all rows: no batch has that, but the plain form serves it.
+    every = _update_values_sql("messages", ("state",), "", "id", (), None, 2, (0, 1))
+    assert "FROM (VALUES (?1, ?2), (?3, ?4)) AS v" in every
+
+    async def run() -> list[tuple[Any, ...]]:
+        async with SQLiteStore(str(tmp_path / "shared.db")) as store:
+            conn = store._conn
+            assert conn is not None
+            conn.execute(_TABLE)
+            conn.execute("INSERT INTO t (id, n, state) VALUES ('a', 0, 'queued'), ('b', 0, 'queued')")
+            tx = _SQLiteTx(conn)
+            rows = [(7, "sent", 1, "l;", "a"), (7, "sent", 2, "l;", "b")]  # n, state, log shared; x, key differ
+            changed = await tx.update_many("t", ("n", "state", "x"), rows, appended=("log",))
+            assert changed == 2
+            return conn.execute("SELECT id, n, state, x, log FROM t ORDER BY id").fetchall()
+
+    assert asyncio.run(run()) == [("a", 7, "sent", 1, "l;"), ("b", 7, "sent", 2, "l;")]
+
+
+def test_apsw_sqlite_runs_without_memory_statistics_unless_a_connection_came_first() -> None:
+    import subprocess
+    import sys
+
+    fresh = ("import apsw, tiergate.adapters.store.sqlite as s\n"
+             "c = apsw.Connection(':memory:'); c.execute('CREATE TABLE t (x)')\n"
+             "c.execute('INSERT INTO t VALUES (randomblob(100000))')\n"
+             "print(apsw.memory_used(), s._without_memory_statistics())")
+    out = subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "False"]  # off from import on; with a connection open, nothing is changed
