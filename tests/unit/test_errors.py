@@ -103,3 +103,37 @@ def test_delays_never_undercut_the_advice_and_retries_end(code: int | None, atte
 def test_nominal_delays_grow_with_the_attempt(code: int | None, attempt: int) -> None:
     rule = classify(code)
     assert rule.delay_for(attempt + 1) >= rule.delay_for(attempt)
+
+
+@given(code=st.sampled_from([None, 1, 130429, 131000, 131016, 131048, 131049, 131056, 999_999]),
+       attempts=st.integers(1, 12), jitter=st.floats(0.0, 1.0), life=st.floats(0.0, 200_000.0))
+def test_no_retry_is_planned_at_or_after_expires_at(code: int | None, attempts: int, jitter: float,
+                                                    life: float) -> None:
+    from tiergate.core.model import MessageState
+    from tiergate.core.outcomes import plan_failure
+
+    now = 1_000_000.0
+    plan = plan_failure(code, "t", "d", attempts=attempts, now=now, jitter=jitter, expires_at=now + life)
+    if plan.state is MessageState.QUEUED:
+        assert plan.next_attempt_at is not None and plan.next_attempt_at < now + life
+    else:
+        assert plan.state in (MessageState.EXPIRED, MessageState.FAILED)
+        assert plan.next_attempt_at is None
+    free = plan_failure(code, "t", "d", attempts=attempts, now=now, jitter=jitter)
+    assert (plan.state is MessageState.EXPIRED) == (free.state is MessageState.QUEUED
+                                                    and free.next_attempt_at is not None
+                                                    and free.next_attempt_at >= now + life)
+
+
+def test_answers_that_reach_beyond_the_message() -> None:
+    from tiergate.core.model import MessageState
+    from tiergate.core.outcomes import plan_failure
+
+    for code in (368, 131031):  # final, and the sender stops for a day
+        plan = plan_failure(code, "t", "d", attempts=1, now=0.0, jitter=0.0)
+        assert plan.state is MessageState.FAILED and plan.pause_sender and plan.pause_for == 86_400.0
+    stop = plan_failure(131050, "t", "d", attempts=1, now=0.0, jitter=0.0)
+    assert stop.state is MessageState.FAILED and stop.opt_out and not stop.pause_sender
+    slow = plan_failure(130429, "t", "d", attempts=1, now=0.0, jitter=0.0)
+    assert slow.state is MessageState.QUEUED and slow.slow_sender
+    assert not plan_failure(131000, "t", "d", attempts=1, now=0.0, jitter=0.0).slow_sender

@@ -49,6 +49,9 @@ class ErrorRule:
     ``max_attempts`` retries the message is failed for good. ``not_counted``: a failure with this
     code means the message certainly did not reach the recipient, so its window slot may be released.
     ``slow_sender``: the sender itself is over a rate (lower its pace, not only this message's).
+    ``pause_sender_for``: a final code that also stops the sender this long (a restricted or locked
+    account: the rest of its queue would only fail the same way). ``stops_marketing``: the
+    recipient turned marketing off; record it, so no later marketing is sent to fail again.
     """
 
     action: Action
@@ -59,6 +62,8 @@ class ErrorRule:
     max_attempts: int = 0
     not_counted: bool = False
     slow_sender: bool = False
+    pause_sender_for: float = 0.0
+    stops_marketing: bool = False
 
     def delay_for(self, attempt: int) -> float:
         """The nominal wait before retry number ``attempt`` (1 = the first retry)."""
@@ -80,14 +85,18 @@ class Verdict:
     delay: float | None = None
     exhausted: bool = False
     slow_sender: bool = False
+    pause_sender_for: float = 0.0
+    stops_marketing: bool = False
 
     @property
     def final(self) -> bool:
         return self.action is Action.FINAL
 
 
-def _final(reason: str, *, not_counted: bool = True) -> ErrorRule:
-    return ErrorRule(Action.FINAL, reason, not_counted=not_counted)
+def _final(reason: str, *, not_counted: bool = True, pause_sender_for: float = 0.0,
+           stops_marketing: bool = False) -> ErrorRule:
+    return ErrorRule(Action.FINAL, reason, not_counted=not_counted, pause_sender_for=pause_sender_for,
+                     stops_marketing=stops_marketing)
 
 
 def _retry(reason: str, base: float, *, max_delay: float = HOUR, attempts: int = 6,
@@ -121,10 +130,10 @@ _RULES: dict[int, ErrorRule] = {
     200: ErrorRule(Action.PAUSE_SENDER, "permission denied for this phone number"),
     # final: retrying cannot help
     131026: _final("message undeliverable to this recipient"),
-    131050: _final("the user stopped marketing messages from this business"),
+    131050: _final("the user stopped marketing messages from this business", stops_marketing=True),
     131047: _final("more than 24 hours since the recipient last wrote: free-form not allowed"),
-    368: _final("the account is temporarily blocked for policy violations"),
-    131031: _final("the business account is locked or restricted"),
+    368: _final("the account is temporarily blocked for policy violations", pause_sender_for=DAY),
+    131031: _final("the business account is locked or restricted", pause_sender_for=DAY),
     131021: _final("recipient cannot be the sender"),
     131051: _final("unsupported message type"),
     131045: _final("phone number not registered on the platform"),
@@ -186,7 +195,8 @@ def verdict(code: int | None, attempt: int, *, http_status: int | None = None,
     rule = classify(code, http_status)
     retrying = rule.action in (Action.RETRY, Action.RETRY_RECIPIENT, Action.RETRY_AFTER_24H)
     if not retrying:
-        return Verdict(rule.action, rule.reason, code, slow_sender=rule.slow_sender)
+        return Verdict(rule.action, rule.reason, code, slow_sender=rule.slow_sender,
+                       pause_sender_for=rule.pause_sender_for, stops_marketing=rule.stops_marketing)
     if attempt > rule.max_attempts:
         return Verdict(Action.FINAL, f"{rule.reason} (gave up after {rule.max_attempts} retries)", code,
                        exhausted=True)

@@ -23,6 +23,9 @@ class OutcomePlan:
     release_slot: bool = False  # the platform definitely did not count this send
     recipient_wait_until: float | None = None  # 131056/131049: only this recipient waits
     pause_sender: str | None = None  # 131048 and token problems: pause counted sending (and alert)
+    pause_for: float | None = None  # how long (None: the dispatcher's default for a spam-limit pause)
+    slow_sender: bool = False  # 130429: the sender is over the platform's pace, lower it
+    opt_out: str | None = None  # 131050: record that the recipient stopped marketing (the reason)
 
 
 def _describe(code: int | None, title: str, details: str) -> str:
@@ -32,8 +35,12 @@ def _describe(code: int | None, title: str, details: str) -> str:
 
 def plan_failure(code: int | None, title: str, details: str, *, attempts: int, now: float, jitter: float,
                  http_status: int | None = None, retry_after: float | None = None,
-                 synchronous: bool = False) -> OutcomePlan:
-    """A definite failure answer (a synchronous error, or an async ``failed`` status)."""
+                 synchronous: bool = False, expires_at: float | None = None) -> OutcomePlan:
+    """A definite failure answer (a synchronous error, or an async ``failed`` status).
+
+    A retry that would come at or after the message's ``expires_at`` is not planned: the message
+    ends ``expired`` now, with the failure in its reason, instead of waiting queued past its time.
+    """
     v = verdict(code, attempts, http_status=http_status, retry_after=retry_after, jitter=jitter)
     text = _describe(code, title, details)
     release = definitely_not_counted(code, synchronous=synchronous)
@@ -41,21 +48,31 @@ def plan_failure(code: int | None, title: str, details: str, *, attempts: int, n
         return OutcomePlan(MessageState.SENT, f"held back by the platform, not a failure: {text}")
     if v.action is Action.FINAL:
         note = " (gave up retrying)" if v.exhausted else ""
-        return OutcomePlan(MessageState.FAILED, f"failed{note}: {text}", release_slot=release)
+        stop = v.pause_sender_for > 0
+        return OutcomePlan(MessageState.FAILED, f"failed{note}: {text}", release_slot=release,
+                           pause_sender=f"{v.reason} ({code})" if stop else None,
+                           pause_for=v.pause_sender_for if stop else None,
+                           opt_out=f"platform: {v.reason} ({code})" if v.stops_marketing else None)
     delay = v.delay if v.delay is not None else 60.0
     if v.action is Action.PAUSE_SENDER:
-        return OutcomePlan(MessageState.QUEUED, f"sender paused, will retry after the pause: {text}",
+        plan = OutcomePlan(MessageState.QUEUED, f"sender paused, will retry after the pause: {text}",
                            next_attempt_at=now + 60.0, pause_sender=f"{v.reason} ({code})", release_slot=release)
-    if v.action in (Action.RETRY_RECIPIENT, Action.RETRY_AFTER_24H):
-        return OutcomePlan(MessageState.QUEUED, f"{v.reason}; retrying this recipient later: {text}",
+    elif v.action in (Action.RETRY_RECIPIENT, Action.RETRY_AFTER_24H):
+        plan = OutcomePlan(MessageState.QUEUED, f"{v.reason}; retrying this recipient later: {text}",
                            next_attempt_at=now + delay, recipient_wait_until=now + delay, release_slot=release)
-    return OutcomePlan(MessageState.QUEUED, f"retrying (attempt {attempts}): {text}",
-                       next_attempt_at=now + delay, release_slot=release)
+    else:
+        plan = OutcomePlan(MessageState.QUEUED, f"retrying (attempt {attempts}): {text}",
+                           next_attempt_at=now + delay, release_slot=release, slow_sender=v.slow_sender)
+    if expires_at is not None and plan.next_attempt_at is not None and plan.next_attempt_at >= expires_at:
+        return OutcomePlan(MessageState.EXPIRED, f"expired: {text}; the retry would come after expires_at",
+                           release_slot=release, pause_sender=plan.pause_sender, slow_sender=plan.slow_sender,
+                           recipient_wait_until=plan.recipient_wait_until)
+    return plan
 
 
 def plan_outcome(status: str, code: int | None, title: str, details: str, *, attempts: int, now: float,
                  jitter: float, http_status: int | None = None, retry_after: float | None = None,
-                 message_status: str | None = None) -> OutcomePlan:
+                 message_status: str | None = None, expires_at: float | None = None) -> OutcomePlan:
     """Plan for the answer to one send request (``accepted`` / ``failed`` / ``unknown``)."""
     if status == "accepted":
         note = f" ({message_status})" if message_status and message_status != "accepted" else ""
@@ -67,4 +84,4 @@ def plan_outcome(status: str, code: int | None, title: str, details: str, *, att
             "is not re-sent: a status webhook will settle it",
         )
     return plan_failure(code, title, details, attempts=attempts, now=now, jitter=jitter,
-                        http_status=http_status, retry_after=retry_after, synchronous=True)
+                        http_status=http_status, retry_after=retry_after, synchronous=True, expires_at=expires_at)

@@ -13,18 +13,56 @@ _EPS = 1e-6  # token slack: float sums of tiny refills must not leave a bucket "
 
 @dataclass(slots=True)
 class TokenBucket:
-    """``rate`` tokens per second with a one-second burst: the platform's messages-per-second cap."""
+    """``rate`` tokens per second with a one-second burst: the platform's messages-per-second cap.
+
+    The configured pace is ``ceiling``. When the platform answers 130429 ("slow down") the pace is
+    halved (``slow_down``), at most once per ``hold`` seconds since a batch in flight answers all
+    at once, and never below ``floor``; it then climbs back linearly to the ceiling over
+    ``recovery`` seconds unless another 130429 comes: the sender settles just under whatever pace
+    the platform really allows, instead of each message retrying at the configured one until its
+    retries run out.
+    """
 
     rate: float
     tokens: float = -1.0
     updated: float = 0.0
+    ceiling: float = 0.0  # the configured pace (0: ``rate`` as given)
+    floor: float = 1.0
+    hold: float = 1.0
+    recovery: float = 60.0
+    slowed_to: float = 0.0
+    slowed_at: float = -math.inf
+
+    def __post_init__(self) -> None:
+        if self.ceiling <= 0:
+            self.ceiling = self.rate
 
     def _refill(self, now: float) -> None:
+        if self.rate < self.ceiling and now > self.slowed_at:
+            elapsed = now - self.slowed_at
+            if elapsed >= self.recovery:
+                self.rate = self.ceiling
+            else:
+                climbed = self.slowed_to + elapsed * (self.ceiling - self.slowed_to) / self.recovery
+                self.rate = min(self.ceiling, max(self.rate, climbed))
         if self.tokens < 0:
             self.tokens, self.updated = self.rate, now
         elif now > self.updated:
             self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
+
+    def slow_down(self, now: float) -> bool:
+        """The platform said the sender is over its pace: halve it (see the class). True if it changed."""
+        if now - self.slowed_at < self.hold:
+            return False
+        self._refill(now)
+        slower = max(min(self.floor, self.ceiling), self.rate / 2)
+        if slower >= self.rate:
+            return False
+        self.rate = self.slowed_to = slower
+        self.slowed_at = now
+        self.tokens = min(self.tokens, self.rate)
+        return True
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         self._refill(now)

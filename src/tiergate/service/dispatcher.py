@@ -177,6 +177,7 @@ class Dispatcher:
         self._scopes: dict[str, ScopeRuntime] = {}
         self._tenants: dict[str, Tenant] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self._opt_outs: list[tuple[str, str, float, str]] = []  # (tenant, recipient, at, source) to record
         self._pairs: dict[str, PairRate] = defaultdict(PairRate)
         self._wake = asyncio.Event()
         self._sems: dict[str, asyncio.Semaphore] = {}
@@ -300,7 +301,7 @@ class Dispatcher:
 
     def _bucket(self, sender: Sender) -> TokenBucket:
         bucket = self._buckets.get(sender.id)
-        if bucket is None or bucket.rate != sender.throughput_mps:
+        if bucket is None or bucket.ceiling != sender.throughput_mps:  # new, or reconfigured
             bucket = TokenBucket(float(sender.throughput_mps))
             self._buckets[sender.id] = bucket
         return bucket
@@ -599,6 +600,8 @@ class Dispatcher:
             if slot is not None:
                 ledger.append(LedgerChange(m.scope_id, m.to, slot.expiry))
             pair.sent(m.to, now)
+            if category is Category.MARKETING and m.tenant_id in mk_sent:  # the cap counts this batch's too
+                mk_sent[m.tenant_id].setdefault(m.to, []).append(now)
             to_send.append((m, sender, slot))
             admitted[sender.id] += 1
             admitted_counted[decision.counted] += 1
@@ -638,6 +641,8 @@ class Dispatcher:
                 log.exception("parking the backlog of %s in bulk failed", scope_id)
         for sender_id, (reason, until) in pauses.items():
             await self.pause_sender(sender_id, reason, until, self.clock.now())
+        if self._opt_outs:
+            await self._record_opt_outs()
         return to_send, throttled_until
 
     async def _commit(self, updates: list[MessageUpdate], ledger: list[LedgerChange],
@@ -756,6 +761,8 @@ class Dispatcher:
         await self.store.apply_updates(updates, ledger)
         for sender_id, (reason, until) in pauses.items():
             await self.pause_sender(sender_id, reason, until, done_at)
+        if self._opt_outs:
+            await self._record_opt_outs()
 
     async def _attempt(self, m: Message) -> SendOutcome:
         try:
@@ -776,7 +783,7 @@ class Dispatcher:
             plan = plan_outcome(outcome.status, outcome.code, outcome.title, outcome.details,
                                 attempts=m.attempts + 1, now=done_at, jitter=self._rng.random(),
                                 http_status=outcome.http_status, retry_after=outcome.retry_after,
-                                message_status=outcome.message_status)
+                                message_status=outcome.message_status, expires_at=m.expires_at)
             self._apply_plan(m, sender, slot, plan, outcome, done_at, updates, ledger, pauses)
         sent = self.sent_total - sent_before
         if sent:
@@ -833,7 +840,18 @@ class Dispatcher:
         if plan.release_slot and slot is not None:
             self._free_slot(m, slot, now, ledger)
         if plan.pause_sender:
-            pauses[sender.id] = (plan.pause_sender, now + self.config.pause_on_spam_limit)
+            pauses[sender.id] = (plan.pause_sender, now + (plan.pause_for or self.config.pause_on_spam_limit))
+        if plan.slow_sender:  # 130429: this sender's pace, not only this message, must come down
+            self._bucket(sender).slow_down(now)
+        if plan.opt_out:  # 131050: recorded once the batch's write is in (``_record_opt_outs``)
+            self._opt_outs.append((m.tenant_id, m.to, now, plan.opt_out))
+
+    async def _record_opt_outs(self) -> None:
+        """Recipients whose answer said they stopped marketing (131050): recorded as an opt-out, so
+        their queued and later marketing is refused instead of sent to fail again."""
+        pending, self._opt_outs = self._opt_outs, []
+        for tenant_id, recipient, at, source in pending:
+            await self.store.set_opt_out(tenant_id, recipient, at, source)
 
     def _free_slot(self, m: Message, slot: Slot, now: float, ledger: list[LedgerChange]) -> None:
         """The send never counted (refused, or never made): its slot goes back, in memory and in

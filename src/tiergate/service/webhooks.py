@@ -224,7 +224,7 @@ class WebhookService:
         error = ev.errors[0] if ev.errors else None
         plan = plan_failure(error.code if error else None, error.title if error else "failed",
                             error.details if error else "", attempts=message.attempts, now=now,
-                            jitter=self._rng.random())
+                            jitter=self._rng.random(), expires_at=message.expires_at)
         ledger: list[LedgerChange] = []
         if plan.release_slot and message.counted and message.slot_expiry is not None and (
                 message.slot_previous is None or message.slot_previous <= now):
@@ -236,8 +236,11 @@ class WebhookService:
             error_code=error.code if error else None, error_detail=(error.details or error.title) if error else None,
             clear_slot=bool(ledger), only_from=_FAILABLE, wamid=wamid)], ledger)
         if plan.pause_sender:
-            await self.dispatcher.pause_sender(message.sender_id, plan.pause_sender,
-                                               now + self.dispatcher.config.pause_on_spam_limit, now)
+            await self.dispatcher.pause_sender(
+                message.sender_id, plan.pause_sender,
+                now + (plan.pause_for or self.dispatcher.config.pause_on_spam_limit), now)
+        if plan.opt_out:
+            await self.store.set_opt_out(message.tenant_id, message.to, now, plan.opt_out)
         if plan.state is MessageState.QUEUED:
             self.dispatcher.wake()
             await announce(self.store)  # workers of other processes too
