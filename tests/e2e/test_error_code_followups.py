@@ -157,3 +157,19 @@ async def test_the_marketing_cap_counts_a_batchs_sends_across_senders(tmp_path: 
         assert len(waiting) == 1 and "marketing frequency cap" in waiting[0]["reason"]
     finally:
         await h.gateway.close()
+
+
+async def test_a_classic_scope_keeps_its_own_numbers_limit_when_a_change_carries_both(tmp_path: Path) -> None:
+    from tests.fakes import webhook_bodies as wb
+
+    h = await make_harness(tmp_path)
+    try:
+        await sender(h, "1001", tier="TIER_250", portfolio_id=wb.WABA_ID, policy="classic")
+        scope_id = (await h.gateway.store.get_sender("1001")).scope_id
+        assert scope_id.startswith("sender:"), scope_id  # classic: counted per number
+        both = wb.business_tier_change(2000, max_daily_conversation_per_phone=1000)
+        await h.gateway.webhooks.apply_body(wb.body(both))
+        scope = await h.gateway.store.get_scope(scope_id)
+        assert scope.tier == "TIER_1K", "its own number's limit, not the portfolio's"
+    finally:
+        await h.gateway.close()

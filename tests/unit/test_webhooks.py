@@ -310,9 +310,9 @@ def test_phone_and_portfolio_limits_in_one_change_give_two_updates() -> None:
              "max_daily_conversations_per_business": 2000}  # fmt: skip
     events = parse_webhook(wb.body(wb.change("phone_number_quality_update", value)))
     assert kinds(events) == ["TierUpdate", "TierUpdate"]
-    assert [(e.source_field, e.per_business, e.tier.limit) for e in events] == [
-        ("current_limit", False, 1_000),
+    assert [(e.source_field, e.per_business, e.tier.limit) for e in events] == [  # the number's own last
         ("max_daily_conversations_per_business", True, 2_000),
+        ("current_limit", False, 1_000),
     ]
     assert [e.item_index for e in events] == [0, 1]
 
@@ -383,9 +383,9 @@ def test_a_tier_of_the_wrong_type_is_unknown_and_other_limits_still_apply(bad: o
     value = {"display_phone_number": "1", "event": "UPGRADE", "current_limit": bad,
              "max_daily_conversations_per_business": "TIER_2K"}  # fmt: skip
     events = parse_webhook(wb.body(wb.change("phone_number_quality_update", value)))
-    assert kinds(events) == ["Unknown", "TierUpdate"]
-    assert "current_limit" in events[0].reason and events[0].raw == {"current_limit": bad}
-    assert events[1].tier.name == "TIER_2K"
+    assert kinds(events) == ["TierUpdate", "Unknown"]
+    assert "current_limit" in events[1].reason and events[1].raw == {"current_limit": bad}
+    assert events[0].tier.name == "TIER_2K"
 
 
 def test_old_limit_of_the_wrong_type_makes_the_change_unknown() -> None:

@@ -63,7 +63,10 @@ BUSINESS_TIER_FIELDS = (
     "max_daily_conversation_per_business",
     "whatsapp_business_manager_messaging_limit",
 )
-_TIER_FIELDS = tuple((name, False) for name in PHONE_TIER_FIELDS) + tuple((name, True) for name in BUSINESS_TIER_FIELDS)
+# The portfolio's limits first, a number's own last: a change that carries both (a
+# business_capability_update does) leaves a classic per-number scope at its own number's limit, and
+# a portfolio scope ignores the per-number one (``service.webhooks``).
+_TIER_FIELDS = tuple((name, True) for name in BUSINESS_TIER_FIELDS) + tuple((name, False) for name in PHONE_TIER_FIELDS)
 _QUALITY_EVENTS = frozenset({"FLAGGED", "UNFLAGGED"})
 _TEMPLATE_FIELDS = (
     "message_template_status_update",
