@@ -311,3 +311,51 @@ async def test_a_template_name_or_language_the_platform_would_not_know_is_a_422_
     assert await h.gateway.store.count_by_state() == {}
     ok = await h.client.post("/v1/messages", json={**one, "template": {"name": "launch_promo_2", "language": "pt_BR"}})
     assert ok.status_code == 202, ok.text
+
+
+# Found by a review that probed a running server: each was a 2xx that kept a mistake, or a 500.
+@pytest.mark.parametrize(("method", "url", "body", "expect"), [
+    ("post", "/v1/campaigns", {"sender": SENDER, "template": {"name": "x"}, "recipients": ["+5511900000001"],
+                               "start_at": 3e11, "quiet_hours": [21, 8]}, "3000-01-01"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001", "template": {"name": "x"},
+                              "expires_at": 1e30}, "3000-01-01"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001", "template": {"name": "x"},
+                              "not_before": -1e300}, "1970-01-01"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001", "template": {"name": "x"},
+                              "category": "SERVICE"}, "SERVICE is for free-form"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001",
+                              "template": {"name": "x", "language": {"code": "!!"}}}, "language code"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001",
+                              "template": {"name": "x", "language": {"code": "en", "x": 1}}}, "unknown language"),
+    ("post", "/v1/senders", {"phone_number_id": "p9", "display_phone_number": "+15550783882", "tier": True}, "tier"),
+    ("post", "/v1/senders", {"phone_number_id": "p9", "display_phone_number": "+15550783882",
+                             "tier": "TIER_99999999999999999999999999M"}, "not a tier"),
+    ("post", "/v1/senders", {"phone_number_id": "p9", "display_phone_number": "+15550783882", "tier": -5},
+     "not a tier"),
+    ("patch", f"/v1/senders/{SENDER}", {"tier": True}, "tier"),
+    ("patch", f"/v1/senders/{SENDER}", {"quality": "purple"}, "quality"),
+    ("patch", f"/v1/senders/{SENDER}", {"tier": "TIER_1K", "quality": "purple"}, "quality"),
+])
+async def test_what_a_review_found_accepted_is_refused_with_a_message(harness: Harness, method: str, url: str,
+                                                                     body: dict[str, Any], expect: str) -> None:
+    await register(harness)
+    before = (await harness.client.get(f"/v1/senders/{SENDER}")).json()
+    campaigns = (await harness.client.get("/v1/campaigns")).json()
+    r = await getattr(harness.client, method)(url, json=body)
+    assert r.status_code == 422, r.text
+    assert expect in r.text
+    after = (await harness.client.get(f"/v1/senders/{SENDER}")).json()
+    assert (after["tier"], after["quality"]) == (before["tier"], before["quality"]), "a refused PATCH changes nothing"
+    assert (await harness.client.get("/v1/campaigns")).json() == campaigns, "no campaign half-written"
+
+
+async def test_the_csv_form_refuses_an_unknown_category_and_a_far_start(harness: Harness) -> None:
+    await register(harness)
+    for data, expect in (({"category": "spam"}, "category"), ({"start_at": "300000000000"}, "3000-01-01")):
+        r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", b"to\n+5511911114444\n")},
+                                      data={"sender": SENDER, "template": "x", **data})
+        assert r.status_code == 422, r.text
+        assert expect in r.text
+    r = await harness.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511900000001",
+                                                        "template": {"name": "x", "language": {"code": "pt_BR"}}})
+    assert r.status_code == 202, r.text  # the object form, well made, still goes

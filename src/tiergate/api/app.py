@@ -542,7 +542,7 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
         if value is None or not value.strip():
             return None
         try:
-            return float(s.parse_timestamp(value))
+            return s.checked_time(float(s.parse_timestamp(value)))
         except ValueError as exc:
             raise ApiError(422, f"{field}: {exc}", field) from None
 

@@ -7,7 +7,16 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 
 from tiergate.core.shapes import TEMPLATE_LANGUAGE, TEMPLATE_NAME
 
@@ -38,9 +47,15 @@ def parse_timestamp(value: Any) -> Any:
     return parsed.timestamp()
 
 
-def _finite(value: float) -> float:
+LATEST_TIME = 32_503_680_000.0  # 3000-01-01T00:00:00Z: later is a mistake (and beyond what calendars compute)
+
+
+def checked_time(value: float) -> float:
+    """A time tiergate can keep and compute with: finite, from 1970 to the year 3000."""
     if not math.isfinite(value):
         raise ValueError("a time must be a finite number of seconds")
+    if not 0 <= value < LATEST_TIME:
+        raise ValueError("a time must be between 1970-01-01 and 3000-01-01 (epoch seconds 0 to 32503680000)")
     return value
 
 
@@ -51,7 +66,7 @@ def _upper(value: Any) -> Any:
 # A time in a request: epoch seconds (a number) or an ISO 8601 string with an offset; always
 # answered as epoch seconds.
 Timestamp = Annotated[
-    float, BeforeValidator(parse_timestamp), AfterValidator(_finite),
+    float, BeforeValidator(parse_timestamp), AfterValidator(checked_time),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "format": "date-time"}],
                     "description": "epoch seconds, or an ISO 8601 date-time with its offset"}),
 ]
@@ -73,7 +88,7 @@ class SenderIn(Strict):
     phone_number_id: str = Field(min_length=1, max_length=64)
     display_phone_number: str = Field(min_length=3, max_length=32)
     portfolio_id: str | None = Field(default=None, min_length=1, max_length=64)
-    tier: str | int = "TIER_250"
+    tier: StrictStr | StrictInt = "TIER_250"  # strict: JSON true is not the tier 1
     quality: str = "UNKNOWN"
     policy: Literal["classic", "portfolio"] = "classic"
     throughput_mps: int = Field(default=80, ge=1, le=1000)
@@ -85,7 +100,7 @@ class SenderIn(Strict):
 class SenderPatch(Strict):
     """Operator changes: the tier and quality set here are authoritative, like the platform's."""
 
-    tier: str | int | None = None
+    tier: StrictStr | StrictInt | None = None
     quality: str | None = None
     throughput_mps: int | None = Field(default=None, ge=1, le=1000)
     reserve_fraction: float | None = Field(default=None, ge=0.0, lt=1.0)
@@ -150,9 +165,27 @@ TemplateLanguage = Annotated[str, AfterValidator(template_language),
                              WithJsonSchema({"type": "string", "pattern": TEMPLATE_LANGUAGE})]
 
 
+def language_object(value: dict[str, Any]) -> dict[str, Any]:
+    """Meta's object form of a template's language, ``{"code": "en_US", "policy": "deterministic"}``,
+    checked as strictly as the string form."""
+    code = value.get("code")
+    if not isinstance(code, str):
+        raise ValueError('an object language needs a "code", e.g. {"code": "en_US"}')
+    template_language(code)
+    unknown = sorted(set(value) - {"code", "policy"})
+    if unknown:
+        raise ValueError(f"unknown language field(s): {', '.join(map(repr, unknown))} (only code and policy)")
+    if "policy" in value and value["policy"] != "deterministic":
+        raise ValueError('language policy: only "deterministic"')
+    return value
+
+
+LanguageObject = Annotated[dict[str, Any], AfterValidator(language_object)]
+
+
 class TemplateIn(Strict):
     name: TemplateName
-    language: TemplateLanguage | dict[str, Any] = "en_US"
+    language: TemplateLanguage | LanguageObject = "en_US"
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["UNLIMITED", "Tier", "admission_tier", "parse_tier", "tier_for_limit"]
+__all__ = ["MAX_SET_LIMIT", "UNLIMITED", "Tier", "admission_tier", "parse_tier", "set_tier", "tier_for_limit"]
 
 _TIER_RE = re.compile(r"^TIER_(\d+)(K|M)?$")
 _MULT = {None: 1, "K": 1_000, "M": 1_000_000}
@@ -82,6 +82,24 @@ def parse_tier(value: object) -> Tier:
     if match:
         return Tier(text, int(match.group(1)) * _MULT[match.group(2)])
     return Tier(value, None, known=False)
+
+
+MAX_SET_LIMIT = 1_000_000_000  # a limit a person may set: far above any the platform grants below unlimited
+
+
+def set_tier(value: object) -> Tier:
+    """A tier a person sets (registering or changing a sender), strictly: a tier name, a limit from 1
+    to ``MAX_SET_LIMIT``, or -1 / TIER_UNLIMITED. ``parse_tier`` takes whatever the platform sends;
+    a person's typo (``true``, ``TIER_7``'s cousin ``TIER_99999999M``, ``-5``) is refused instead."""
+    tier = parse_tier(value)
+    number = value.strip() if isinstance(value, str) else value
+    negative = (isinstance(number, int) and not isinstance(number, bool) and number < -1) or (
+        isinstance(number, str) and number.startswith("-") and number != "-1")
+    if isinstance(value, bool) or not tier.known or negative or (
+            tier.limit is not None and not 1 <= tier.limit <= MAX_SET_LIMIT):
+        raise ValueError(f"tier: {value!r} is not a tier: a name (TIER_250, TIER_1K, TIER_10K, TIER_UNLIMITED), "
+                         f"a limit from 1 to {MAX_SET_LIMIT:,}, or -1 for unlimited")
+    return tier
 
 
 def admission_tier(tier: str, predicted: str | None, trust_model: bool) -> Tier:

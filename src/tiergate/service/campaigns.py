@@ -48,7 +48,8 @@ class Campaigns:
     async def act(self, campaign: Campaign, action: str) -> Campaign:
         now = self.clock.now()
         if campaign.state == "canceled":
-            raise ValueError(f"campaign is {campaign.state}; it cannot be {action}d")
+            done = {"pause": "paused", "resume": "resumed", "cancel": "canceled"}.get(action, action)
+            raise ValueError(f"campaign is {campaign.state}; it cannot be {done}")
         if action == "pause":
             if campaign.state == "paused":
                 return campaign

@@ -18,7 +18,7 @@ import phonenumbers
 from tiergate.clock import Clock
 from tiergate.core.admission import CSW_SPAN, TEMPLATE_CATEGORIES, Category, priority_of
 from tiergate.core.model import Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
-from tiergate.core.tiers import parse_tier
+from tiergate.core.tiers import set_tier
 from tiergate.core.window import DAY
 from tiergate.ids import new_id
 from tiergate.ports import ConflictError, NotFound, Provider, SenderInfo, Store
@@ -41,6 +41,14 @@ __all__ = [
 
 POLICIES = ("classic", "portfolio")
 QUALITIES = ("GREEN", "YELLOW", "RED", "NA", "UNKNOWN")
+
+
+def _category(value: str) -> Category:
+    try:
+        return Category.parse(value)
+    except ValueError:
+        raise IntakeError(f"category: {value[:40]!r} is not one of MARKETING, UTILITY, AUTHENTICATION, SERVICE",
+                          field="category") from None
 
 
 class IntakeError(ValueError):
@@ -198,9 +206,10 @@ class Intake:
         display = normalize_phone(req.display_phone_number, "display_phone_number", strict=False)
         if req.policy not in POLICIES:
             raise IntakeError(f"policy: one of {', '.join(POLICIES)}", field="policy")
-        tier = parse_tier(req.tier)
-        if not tier.known:
-            raise IntakeError(f"tier: {req.tier!r} is not a tier (e.g. TIER_250, TIER_1K, 2000, -1)", field="tier")
+        try:
+            tier = set_tier(req.tier)
+        except ValueError as exc:
+            raise IntakeError(str(exc), field="tier") from None
         quality = req.quality.upper()
         if quality not in QUALITIES:
             raise IntakeError(f"quality: one of {', '.join(QUALITIES)}", field="quality")
@@ -269,7 +278,10 @@ class Intake:
         else:
             kind, body = build_body(to, req.template, req.text)
         if req.category is not None:
-            category = Category.parse(req.category)
+            category = _category(req.category)
+            if kind == "template" and category is Category.SERVICE:
+                raise IntakeError("category: SERVICE is for free-form replies in the service window; a template is "
+                                  "MARKETING, UTILITY or AUTHENTICATION", field="category")
         elif kind == "template":
             known = learned.get(template_key(body.get("template")) or ("", ""))
             category = Category.parse(known) if known in TEMPLATE_CATEGORIES else Category.MARKETING
@@ -366,7 +378,7 @@ class Intake:
         here are not in it)."""
         sender = await self.sender_of(tenant, req.sender)
         now = self.clock.now()
-        category = Category.parse(req.category)
+        category = _category(req.category)
         if category is Category.SERVICE:
             raise IntakeError("category: campaigns send templates: MARKETING, UTILITY or AUTHENTICATION",
                               field="category")

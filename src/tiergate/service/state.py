@@ -14,8 +14,9 @@ from typing import Any
 from tiergate.clock import Clock
 from tiergate.core.model import Scope, Sender
 from tiergate.core.policy import get_policy
-from tiergate.core.tiers import parse_tier
+from tiergate.core.tiers import parse_tier, set_tier
 from tiergate.ports import NotFound, Store
+from tiergate.service.intake import QUALITIES
 
 log = logging.getLogger("tiergate.state")
 
@@ -172,11 +173,12 @@ class SenderState:
         return []
 
     async def operator_update(self, sender: Sender, patch: dict[str, Any]) -> Sender:
-        """An operator's PATCH: tier and quality set here are authoritative."""
-        if "tier" in patch:
-            tier = parse_tier(patch["tier"])
-            if not tier.known:
-                raise ValueError(f"tier: {patch['tier']!r} is not a tier (e.g. TIER_1K, 2000, -1)")
+        """An operator's PATCH: tier and quality set here are authoritative. Everything is checked
+        before anything changes (ValueError names the field), so a refused PATCH changes nothing."""
+        tier = set_tier(patch["tier"]) if "tier" in patch else None
+        if "quality" in patch and str(patch["quality"]).strip().upper() not in QUALITIES:
+            raise ValueError(f"quality: one of {', '.join(QUALITIES)}, not {patch['quality']!r}")
+        if tier is not None:
             await self.set_tier(sender.scope_id, tier.name, "operator")
         if patch.get("verified"):
             await self.verified(sender.scope_id, "operator")
