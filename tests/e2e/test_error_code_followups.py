@@ -173,3 +173,21 @@ async def test_a_classic_scope_keeps_its_own_numbers_limit_when_a_change_carries
         assert scope.tier == "TIER_1K", "its own number's limit, not the portfolio's"
     finally:
         await h.gateway.close()
+
+
+async def test_an_inbound_timestamp_from_the_future_opens_the_window_from_now_only(tmp_path: Path) -> None:
+    from tests.fakes import webhook_bodies as wb
+
+    h = await make_harness(tmp_path)
+    try:
+        await sender(h, wb.PHONE_NUMBER_ID)
+        change = wb.inbound_text_change("5511900000001", "hi", timestamp=h.clock.now() + 1e9)
+        r = await h.webhook(wb.serialize(wb.body(change)))
+        assert r.status_code == 200, r.text
+        text = {"sender": wb.PHONE_NUMBER_ID, "to": "+5511900000001", "text": "hello"}
+        assert (await h.client.post("/v1/messages", json=text)).status_code == 202  # the window is open now
+        await h.advance(25 * 3600)
+        late = await h.client.post("/v1/messages", json=text)
+        assert late.status_code == 422 and "131047" in late.text, "and closed a day later, not in 31 years"
+    finally:
+        await h.gateway.close()

@@ -184,11 +184,17 @@ class WebhookService:
             senders = [s for s in await self.store.list_senders() if s.display_phone_number == digits]
         return senders
 
+    def _when(self, timestamp: float | None) -> float:
+        """When a webhook says something happened, never later than now: a signed body's timestamp
+        in the future (a sender's bug, a replay) must not open a service window for years."""
+        now = self.clock.now()
+        return now if timestamp is None or timestamp > now else timestamp
+
     async def _inbound(self, ev: InboundMessage) -> None:
         if not ev.phone_number_id:
             return
         sender = await self.store.get_sender(ev.phone_number_id)
-        at = ev.timestamp if ev.timestamp is not None else self.clock.now()
+        at = self._when(ev.timestamp)
         opened = ev.opens_window and await self.store.record_inbound(sender.id, ev.wa_id, at)
         if opened and at + CSW_SPAN > self.clock.now():
             # The service window is open: free-form replies and templates to this user go now.
@@ -217,7 +223,7 @@ class WebhookService:
             note = "reconciled by a status webhook: " if message.state is MessageState.UNKNOWN else ""
             await self.store.apply_updates([MessageUpdate(
                 message.id, target, now, reason=f"{note}{ev.status} (platform status)", only_from=lower,
-                sent_at=ev.timestamp if message.sent_at is None else None, wamid=wamid)])
+                sent_at=self._when(ev.timestamp) if message.sent_at is None else None, wamid=wamid)])
             return
         if message.state not in _FAILABLE:
             return  # delivered/read stay so; a retry already queued is not disturbed
@@ -307,7 +313,7 @@ class WebhookService:
             return
         if category not in TEMPLATE_CATEGORIES or not ev.template_name or ev.language is None:
             return
-        at = ev.timestamp or self.clock.now()
+        at = self._when(ev.timestamp)
         for tenant_id in sorted({s.tenant_id for s in await self._senders(ev)}):
             await self.store.set_template_categories(tenant_id, [(ev.template_name, ev.language, category)], at)
 
@@ -315,7 +321,7 @@ class WebhookService:
         if not ev.phone_number_id:
             return
         sender = await self.store.get_sender(ev.phone_number_id)
-        at = ev.timestamp or self.clock.now()
+        at = self._when(ev.timestamp)
         if ev.stops_marketing:
             await self.store.set_opt_out(sender.tenant_id, ev.wa_id, at, "user_preferences: stop marketing")
         elif ev.resumes_marketing:
