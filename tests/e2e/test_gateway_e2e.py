@@ -84,6 +84,21 @@ async def test_idempotency_key_returns_the_original(harness: Harness) -> None:
     b = await harness.client.post("/v1/messages", json=body)
     assert a.status_code == b.status_code == 202
     assert a.json()["id"] == b.json()["id"]
+    # The same key for a different message is a conflict, not the original's answer (that would
+    # drop the new message without a word); in a batch it is that row's error.
+    for change in ({"to": "+5511911113333"}, {"template": {"name": "otp2"}}):
+        c = await harness.client.post("/v1/messages", json={**body, **change})
+        assert c.status_code == 409, c.text
+        assert "already names another message" in c.text and a.json()["id"] in c.text
+    r = await harness.client.post("/v1/messages/batch", json={"messages": [
+        {**body, "idempotency_key": "k2"}, {**body, "to": "+5511911114444", "idempotency_key": "k2"}]})
+    assert r.status_code == 207 or r.status_code == 202, r.text
+    out = r.json()
+    assert out["accepted"] == 1 and [e["row"] for e in out["row_errors"]] == [2], out  # rows count from 1
+    r = await harness.client.post(f"/graph/v24.0/{SENDER}/messages", headers={"X-Idempotency-Key": "order-42"},
+                                  json={"messaging_product": "whatsapp", "to": "5511911115555", "type": "template",
+                                        "template": {"name": "otp", "language": {"code": "en_US"}}})
+    assert r.status_code >= 400 and "already names another message" in r.text, r.text
 
 
 async def test_bad_input_gets_4xx_with_a_message(harness: Harness) -> None:

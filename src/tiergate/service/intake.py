@@ -60,6 +60,19 @@ class IntakeError(ValueError):
         self.status = status
 
 
+def _same_or_refused(new: NewMessage, stored: Message) -> Message | IntakeError:
+    """The stored message for ``new`` (a repeated idempotency key answers with the original), or,
+    when the key already names a different message, a 409: answering with the original there would
+    drop the new message without a word."""
+    if new.idempotency_key is None or (
+            stored.sender_id == new.sender_id and stored.to == new.to and stored.body == new.body):
+        return stored
+    return IntakeError(
+        f"idempotency_key {new.idempotency_key[:80]!r} already names another message ({stored.id}: sender "
+        f"{stored.sender_id}, to {stored.to}); a repeated key must repeat the same message, a new message needs "
+        "a new key", field="idempotency_key", status=409)
+
+
 Planner = Callable[[int], Awaitable[list[dict[str, Any]]]]
 
 
@@ -365,7 +378,8 @@ class Intake:
         if not news:
             return [n for n in out if isinstance(n, IntakeError)]
         inserted = iter(await self.store.insert_messages(news, now))
-        results: list[Message | IntakeError] = [n if isinstance(n, IntakeError) else next(inserted) for n in out]
+        results: list[Message | IntakeError] = [n if isinstance(n, IntakeError) else _same_or_refused(n, next(inserted))
+                                                for n in out]
         # not the originals of repeated keys (made at an earlier time)
         METRICS.enqueued.inc(sum(1 for r in results if isinstance(r, Message) and r.created_at == now))
         await announce(self.store)
