@@ -34,17 +34,18 @@ async def test_a_batch_queues_the_good_messages_and_reports_each_refused_one_by_
         {"sender": SENDER, "to": "+5511900000004", "text": "hi"},  # free-form, no open service window
         msg("+5511900000005", category="MARKETING"),  # opted out of marketing
         {"sender": SENDER, "to": "+5511900000006"},  # neither template nor text
-        msg("+5511900000007", idempotency_key="order-1"),  # the same key: the first one's message
+        msg("+5511900000007", idempotency_key="order-1"),  # the same key for another message: a conflict
         msg("+5511900000008"),
     ]})
     assert r.status_code == 202, r.text
     out = r.json()
-    assert out["accepted"] == 3
+    assert out["accepted"] == 2
     ids = [m["id"] if m else None for m in out["messages"]]
-    assert ids[0] is not None and ids[6] == ids[0] and ids[7] not in (None, ids[0])
+    assert ids[0] is not None and ids[6] is None and ids[7] not in (None, ids[0])
     assert ids[1:6] == [None] * 5
     errors = {e["row"]: e["error"] for e in out["row_errors"]}
-    assert sorted(errors) == [2, 3, 4, 5, 6]
+    assert sorted(errors) == [2, 3, 4, 5, 6, 7]
+    assert "already names another message" in errors[7] and ids[0] in errors[7]
     assert "not a valid phone number" in errors[2] or "E.164" in errors[2]
     assert "unknown sender" in errors[3] and "131047" in errors[4] and "opted out" in errors[5]
     assert "template" in errors[6]
