@@ -359,3 +359,35 @@ async def test_the_csv_form_refuses_an_unknown_category_and_a_far_start(harness:
     r = await harness.client.post("/v1/messages", json={"sender": SENDER, "to": "+5511900000001",
                                                         "template": {"name": "x", "language": {"code": "pt_BR"}}})
     assert r.status_code == 202, r.text  # the object form, well made, still goes
+
+
+@pytest.mark.parametrize(("csv_text", "expect"), [
+    (b'to,param1\n+5511900000011,"Ana\n+5511900000012,Bob\n', "unexpected end of data"),  # a quote left open
+    (b"to,to\n+5511900000011,+5511900000012\n", "appears more than once"),
+    (b"to,param1,parameters_note\n+5511900000011,Ana,x\n", "parameters_note"),
+    (b"to,param1,param3\n+5511900000011,Ana,x\n", "param2 is missing"),
+])
+async def test_a_csv_that_would_send_the_wrong_words_is_refused(harness: Harness, csv_text: bytes,
+                                                                expect: str) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv_text)},
+                                  data={"sender": SENDER, "template": "x"})
+    assert r.status_code == 422, r.text
+    assert expect in r.text
+    assert (await harness.client.get("/v1/campaigns")).json() == []
+
+
+async def test_csv_parameters_go_by_their_number_and_an_empty_one_is_that_rows_error(harness: Harness) -> None:
+    await register(harness)
+    csv_text = b"to,param2,param1\n+5511900000011,SECOND,FIRST\n+5511900000012,,Bob\n+5511900000013,,\n"
+    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv_text)},
+                                  data={"sender": SENDER, "template": "x"})
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["total"] == 2 and [e["row"] for e in out["row_errors"]] == [2], out
+    assert "empty param2" in out["row_errors"][0]["error"]
+    messages = (await harness.client.get("/v1/messages", params={"campaign_id": out["id"]})).json()
+    bodies = {m["to"]: (await harness.gateway.store.get_message(m["id"])).body for m in messages}
+    params = bodies["5511900000011"]["template"]["components"][0]["parameters"]
+    assert [p["text"] for p in params] == ["FIRST", "SECOND"]
+    assert "components" not in bodies["5511900000013"]["template"]  # no parameters at all: none sent

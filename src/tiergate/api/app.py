@@ -4,6 +4,7 @@
 import csv
 import io
 import logging
+import re
 import secrets
 import time
 from collections import defaultdict, deque
@@ -877,6 +878,26 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
     return app
 
 
+def _param_columns(header: list[str]) -> list[str]:
+    """The template parameter columns in their order: ``param1`` .. ``paramN`` ({{1}} .. {{N}}),
+    whatever order the file lists them in. A column that looks like one and is not (``param``,
+    ``parameters_note``) or a gap in the numbers is a 422: guessing would send the wrong words."""
+    numbered: dict[int, str] = {}
+    for h in header:
+        if not h.startswith("param"):
+            continue
+        match = re.fullmatch(r"param([1-9][0-9]{0,2})", h)
+        if match is None:
+            raise ApiError(422, f"column {h!r}: template parameters are columns param1, param2, ... (no other "
+                                "column may start with 'param')", "file")
+        numbered[int(match.group(1))] = h
+    missing = [n for n in range(1, max(numbered, default=0) + 1) if n not in numbered]
+    if missing:
+        raise ApiError(422, f"column param{missing[0]} is missing: parameters are param1..param{max(numbered)}, "
+                            "one column each", "file")
+    return [numbered[n] for n in sorted(numbered)]
+
+
 def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """CSV rows -> recipients. A header with 'to' (or phone) is required; param columns become body params.
 
@@ -887,17 +908,21 @@ def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]
     except UnicodeDecodeError:
         raise ApiError(422, "the CSV file is not UTF-8 text", "file") from None
     try:
-        reader = csv.DictReader(io.StringIO(text))
+        # strict: a quote left open is an error, not a field that swallows the rows after it
+        reader = csv.DictReader(io.StringIO(text), strict=True)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise ApiError(422, f"not a CSV file: {exc}", "file") from None
     key = next((h for h in ("to", "phone", "wa_id", "number") if h in header), None)
     if key is None:
         raise ApiError(422, "the CSV needs a header row with a 'to' column", "file")
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise ApiError(422, f"column {twice[0]!r} appears more than once in the header", "file")
     reader.fieldnames = header
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
-    params = [h for h in header if h.startswith("param")]
+    params = _param_columns(header)
     try:
         for i, row in enumerate(reader, start=1):
             if i > max_rows:
@@ -910,8 +935,12 @@ def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]
                 errors.append({"row": i, "error": "empty 'to'"})
                 continue
             entry: dict[str, Any] = {"to": to, "row": i}  # intake reports its errors by this row
-            values = [row[p] for p in params if row.get(p)]
-            if values:
+            values = [row[p] for p in params]
+            if any(values) and not all(v.strip() for v in values):
+                empty = next(p for p, v in zip(params, values, strict=True) if not v.strip())
+                errors.append({"row": i, "error": f"empty {empty}: the platform refuses an empty template parameter"})
+                continue
+            if any(values):
                 entry["components"] = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}]
             rows.append(entry)
     except csv.Error as exc:
