@@ -391,3 +391,25 @@ async def test_csv_parameters_go_by_their_number_and_an_empty_one_is_that_rows_e
     params = bodies["5511900000011"]["template"]["components"][0]["parameters"]
     assert [p["text"] for p in params] == ["FIRST", "SECOND"]
     assert "components" not in bodies["5511900000013"]["template"]  # no parameters at all: none sent
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ({"type": "template", "template": "launch_promo"}, 131008),
+    ({"type": "template", "template": {"language": {"code": "en_US"}}}, 131008),
+    ({"type": "template", "template": None}, 131008),
+    ({"type": "template", "template": {"name": "Bad Name!", "language": {"code": "en_US"}}}, 132001),
+    ({"type": "template", "template": {"name": "x", "language": {"code": "en_US"}, "components": "x"}}, 131009),
+    ({"type": "text", "text": {}}, 131008),
+    ({"type": "text", "text": "hello"}, 131008),
+    ({"type": "image", "image": {}}, 131008),
+    ({"type": "bogus", "bogus": {}}, 100),
+    ({"type": "template", "to": 5511900000201, "template": {"name": "x", "language": {"code": "en_US"}}}, 100),
+])
+async def test_the_dropin_refuses_at_once_what_the_platform_would(harness: Harness, message: dict[str, Any],
+                                                                 code: int) -> None:
+    await register(harness)
+    body = {"messaging_product": "whatsapp", "to": "5511900000201", **message}
+    r = await harness.client.post(f"/graph/v24.0/{SENDER}/messages", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == code, r.text
+    assert (await harness.client.get("/v1/messages")).json() == [], "nothing queued"

@@ -47,6 +47,8 @@ ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/er
 # A message template's name and language code as the platform takes them (en_US, pt_BR, es...).
 TEMPLATE_NAME = r"^[a-z0-9_]{1,512}$"
 TEMPLATE_LANGUAGE = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
+_TEMPLATE_NAME, _TEMPLATE_LANGUAGE = re.compile(TEMPLATE_NAME), re.compile(TEMPLATE_LANGUAGE)
+_MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:
@@ -208,13 +210,28 @@ def validate_send_body(body: object) -> tuple[int, str] | None:
     if not isinstance(content, dict):
         return 131008, f"The parameter {kind} is required."
     if kind == "template":
-        if not isinstance(content.get("name"), str) or not content["name"]:
+        name = content.get("name")
+        if not isinstance(name, str) or not name:
             return 131008, "The parameter template['name'] is required."
+        if not _TEMPLATE_NAME.match(name):
+            return 132001, (f"Template name does not exist in the translation: {name[:80]!r} is not a template "
+                            "name (lowercase letters, digits and underscores).")
         language = content.get("language")
         if not isinstance(language, dict) or not isinstance(language.get("code"), str):
             return 131008, "The parameter template['language']['code'] is required."
-    elif kind == "text" and not isinstance(content.get("body"), str):
-        return 131008, "The parameter text['body'] is required."
+        if not _TEMPLATE_LANGUAGE.match(language["code"]):
+            return 131009, f"Parameter value is not valid: template['language']['code'] {language['code'][:20]!r}."
+        if "components" in content and not isinstance(content["components"], list):
+            return 131009, "Parameter value is not valid: template['components'] must be a list."
+    elif kind == "text":
+        text = content.get("body")
+        if not isinstance(text, str) or not text.strip():
+            return 131008, "The parameter text['body'] is required."
+        if len(text) > 4096:
+            return 131009, "Parameter value is not valid: text['body'] is longer than 4096 characters."
+    elif kind in _MEDIA_TYPES and not (isinstance(content.get("id"), str | int)
+                                       or isinstance(content.get("link"), str)):
+        return 131008, f"The parameter {kind}['id'] or {kind}['link'] is required."
     return None
 
 

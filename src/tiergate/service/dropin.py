@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 
 from tiergate.core.admission import TEMPLATE_CATEGORIES
 from tiergate.core.model import Tenant
-from tiergate.core.shapes import error_payload, is_status_request, json_object
+from tiergate.core.shapes import error_payload, is_status_request, json_object, validate_send_body
 from tiergate.ids import new_id
 from tiergate.ports import Provider
 from tiergate.service.intake import Intake, IntakeError, MessageRequest
@@ -76,6 +76,9 @@ class DropIn:
         kind = body.get("type", "text")
         if not isinstance(kind, str) or kind not in body:
             return meta_error(400, 100, "Invalid parameter", f"the body needs a '{kind}' object for type {kind!r}")
+        problem = validate_send_body(body)  # what the platform refuses outright, refused here and now
+        if problem is not None:
+            return meta_error(400, problem[0], "Invalid parameter", problem[1])
         to = body.get("to")
         try:
             message = await self.intake.submit(tenant, MessageRequest(
