@@ -413,3 +413,10 @@ async def test_the_dropin_refuses_at_once_what_the_platform_would(harness: Harne
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == code, r.text
     assert (await harness.client.get("/v1/messages")).json() == [], "nothing queued"
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/", "http://example.com/\r\nX-Injected: 1", "http://example.com/a\tb"])
+async def test_a_webhook_url_with_a_space_or_control_character_is_refused(harness: Harness, url: str) -> None:
+    r = await harness.client.put("/v1/webhook", json={"url": url})
+    assert r.status_code == 422, r.text
+    assert "control character" in r.text or "not an http" in r.text

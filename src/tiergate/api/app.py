@@ -713,8 +713,12 @@ def create_app(gateway: Gateway, *, lifespan: Callable[[FastAPI], Any] | None = 
             port_ok = parts.port is None or parts.port > 0
         except ValueError:  # a port beyond 65535, or not a number
             port_ok = False
-        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-            raise ApiError(422, f"url: {body.url!r} is not an http:// or https:// URL", "url")
+        # Whitespace or control characters would only fail at delivery (and a CR/LF could be read
+        # as a header by a careless client): refused now.
+        unsafe = any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in body.url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or unsafe:
+            raise ApiError(422, f"url: {body.url[:200]!r} is not an http:// or https:// URL"
+                                + (" (it holds a space or a control character)" if unsafe else ""), "url")
         if not settings.forward_private_urls and (parts.hostname in ("localhost", "localhost.localdomain")
                                                   or is_private_address(parts.hostname)):
             raise ApiError(422, f"url: {parts.hostname} is a private address, refused on this deployment "
