@@ -335,6 +335,11 @@ async def test_a_template_name_or_language_the_platform_would_not_know_is_a_422_
     ("patch", f"/v1/senders/{SENDER}", {"tier": True}, "tier"),
     ("patch", f"/v1/senders/{SENDER}", {"quality": "purple"}, "quality"),
     ("patch", f"/v1/senders/{SENDER}", {"tier": "TIER_1K", "quality": "purple"}, "quality"),
+    ("patch", f"/v1/senders/{SENDER}", {"tier": "TIER_1K", "resume": ["nonexistent"]}, "not one of this sender"),
+    ("post", "/v1/campaigns", {"sender": SENDER, "template": {"name": "x"}, "recipients": ["+5511900000001"],
+                               "spread_days": 3}, "only with pacing 'spread'"),
+    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511912345678;ext=123", "template": {"name": "x"}},
+     "extension"),
 ])
 async def test_what_a_review_found_accepted_is_refused_with_a_message(harness: Harness, method: str, url: str,
                                                                      body: dict[str, Any], expect: str) -> None:

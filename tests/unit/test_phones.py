@@ -95,3 +95,10 @@ def test_invalid_numbers_get_the_library_s_refusal(text: str) -> None:
     assert valid_e164_digits(text) is None
     with pytest.raises(IntakeError):
         normalize_phone(text)
+
+
+@pytest.mark.parametrize("text", ["+5511912345678;ext=123", "+5511912345678 x99", "+1-800-FLOWERS",
+                                  "+5511912345678#123"])
+def test_an_extension_or_letters_are_refused_not_dropped(text: str) -> None:
+    with pytest.raises(IntakeError, match=r"extension|letters"):
+        normalize_phone(text)

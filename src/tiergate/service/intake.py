@@ -92,11 +92,17 @@ def normalize_phone(raw: object, field_name: str = "to", *, strict: bool = True)
         raise IntakeError(f"{field_name}: empty phone number", field=field_name)
     digits = valid_e164_digits(text) if strict else None  # canonical input (most of it): ~9x faster
     if digits is None:
+        if any(ch.isalpha() for ch in text):  # phonenumbers would read a vanity word or "ext" into digits
+            raise IntakeError(f"{field_name}: {text[:40]!r} is not an E.164 number: digits only (no letters, "
+                              "no extension)", field=field_name)
         candidate = text if text.startswith("+") else "+" + text
         try:
             parsed = phonenumbers.parse(candidate, None)
         except phonenumbers.NumberParseException as exc:
             raise IntakeError(f"{field_name}: {text!r} is not an E.164 number ({exc})", field=field_name) from None
+        if parsed.extension:
+            raise IntakeError(f"{field_name}: {text[:40]!r} has an extension; a WhatsApp number has none",
+                              field=field_name)
         ok = phonenumbers.is_valid_number(parsed) if strict else phonenumbers.is_possible_number(parsed)
         if not ok:
             raise IntakeError(f"{field_name}: {text!r} is not a valid phone number", field=field_name)
@@ -398,6 +404,9 @@ class Intake:
                               field="category")
         if req.pacing not in ("fastest", "spread"):
             raise IntakeError("pacing: 'fastest' or 'spread'", field="pacing")
+        if req.pacing == "fastest" and req.spread_days is not None:
+            raise IntakeError("spread_days: only with pacing 'spread' (fastest sends as capacity allows)",
+                              field="spread_days")
         if req.pacing == "spread" and (req.spread_days is None or not 1 <= req.spread_days <= 365):
             raise IntakeError("spread_days: 1-365 days, required with pacing 'spread'", field="spread_days")
         if req.quiet_hours is not None:

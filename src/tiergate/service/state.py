@@ -178,6 +178,10 @@ class SenderState:
         tier = set_tier(patch["tier"]) if "tier" in patch else None
         if "quality" in patch and str(patch["quality"]).strip().upper() not in QUALITIES:
             raise ValueError(f"quality: one of {', '.join(QUALITIES)}, not {patch['quality']!r}")
+        unknown = [r for r in patch.get("resume") or [] if r not in sender.paused and r not in sender.marketing_paused]
+        if unknown:
+            raise ValueError(f"resume: {unknown[0][:120]!r} is not one of this sender's pauses "
+                             f"({', '.join(map(repr, [*sender.paused, *sender.marketing_paused])) or 'none'})")
         if tier is not None:
             await self.set_tier(sender.scope_id, tier.name, "operator")
         if patch.get("verified"):
