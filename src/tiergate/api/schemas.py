@@ -7,6 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -189,6 +190,21 @@ class TemplateIn(Strict):
     components: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
 
 
+METADATA_MAX_BYTES = 16_384
+
+
+def small_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    """An app's notes on a message, kept with it and shown in every listing: at most 16 KiB of JSON
+    (a listing of 1,000 messages stays a few megabytes at worst)."""
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits: it would come back a float
+        raise ValueError(f"metadata: {exc} (send such a number as a string)") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValueError(f"metadata: {size:,} bytes of JSON, at most {METADATA_MAX_BYTES:,}")
+    return value
+
+
 class MessageIn(Strict):
     sender: str = Field(min_length=1, max_length=64)
     to: str = Field(min_length=3, max_length=32)
@@ -198,7 +214,7 @@ class MessageIn(Strict):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
     expires_at: Timestamp | None = None
     not_before: Timestamp | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], AfterValidator(small_metadata)] = Field(default_factory=dict)
 
 
 class MessageOut(BaseModel):
