@@ -341,8 +341,6 @@ async def test_a_template_name_or_language_the_platform_would_not_know_is_a_422_
     ("post", "/v1/messages", {"sender": SENDER, "to": "+5511912345678;ext=123", "template": {"name": "x"}},
      "extension"),
     ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001", "template": {"name": "x"},
-                              "metadata": {"n": 123456789012345678901234567890}}, "as a string"),
-    ("post", "/v1/messages", {"sender": SENDER, "to": "+5511900000001", "template": {"name": "x"},
                               "metadata": {"note": "x" * 20_000}}, "at most 16,384"),
 ])
 async def test_what_a_review_found_accepted_is_refused_with_a_message(harness: Harness, method: str, url: str,
