@@ -137,3 +137,11 @@ def test_answers_that_reach_beyond_the_message() -> None:
     slow = plan_failure(130429, "t", "d", attempts=1, now=0.0, jitter=0.0)
     assert slow.state is MessageState.QUEUED and slow.slow_sender
     assert not plan_failure(131000, "t", "d", attempts=1, now=0.0, jitter=0.0).slow_sender
+
+
+def test_a_message_that_keeps_tripping_a_sender_pause_fails_after_a_day_of_them() -> None:
+    from tiergate.core.errors import Action, verdict
+
+    assert verdict(131048, 24).action is Action.PAUSE_SENDER
+    last = verdict(131048, 25)
+    assert last.action is Action.FINAL and last.exhausted and "pauses" in last.reason

@@ -99,6 +99,10 @@ def _final(reason: str, *, not_counted: bool = True, pause_sender_for: float = 0
                      stops_marketing=stops_marketing)
 
 
+def _pause(reason: str) -> ErrorRule:
+    return ErrorRule(Action.PAUSE_SENDER, reason, max_attempts=24)
+
+
 def _retry(reason: str, base: float, *, max_delay: float = HOUR, attempts: int = 6,
            slow_sender: bool = False) -> ErrorRule:
     return ErrorRule(Action.RETRY, reason, base_delay=base, max_delay=max_delay, max_attempts=attempts,
@@ -122,12 +126,12 @@ _RULES: dict[int, ErrorRule] = {
                       base_delay=4.0, factor=4.0, max_delay=4.0**7, max_attempts=7, not_counted=True),
     131049: ErrorRule(Action.RETRY_AFTER_24H, "per-user marketing limit: not delivered to keep engagement healthy",
                       base_delay=DAY, factor=1.0, max_delay=DAY, max_attempts=3, not_counted=True),
-    # the sender must stop
-    131048: ErrorRule(Action.PAUSE_SENDER, "spam rate limit hit: sending from this number is restricted"),
-    0: ErrorRule(Action.PAUSE_SENDER, "authentication failed: check the access token"),
-    190: ErrorRule(Action.PAUSE_SENDER, "access token expired or invalid"),
-    10: ErrorRule(Action.PAUSE_SENDER, "permission denied for this phone number"),
-    200: ErrorRule(Action.PAUSE_SENDER, "permission denied for this phone number"),
+    # the sender must stop (each message is tried again after the pause, up to a day of pauses)
+    131048: _pause("spam rate limit hit: sending from this number is restricted"),
+    0: _pause("authentication failed: check the access token"),
+    190: _pause("access token expired or invalid"),
+    10: _pause("permission denied for this phone number"),
+    200: _pause("permission denied for this phone number"),
     # final: retrying cannot help
     131026: _final("message undeliverable to this recipient"),
     131050: _final("the user stopped marketing messages from this business", stops_marketing=True),
@@ -194,6 +198,9 @@ def verdict(code: int | None, attempt: int, *, http_status: int | None = None,
     """
     rule = classify(code, http_status)
     retrying = rule.action in (Action.RETRY, Action.RETRY_RECIPIENT, Action.RETRY_AFTER_24H)
+    if rule.action is Action.PAUSE_SENDER and rule.max_attempts and attempt > rule.max_attempts:
+        return Verdict(Action.FINAL, f"{rule.reason} (gave up after {rule.max_attempts} pauses)", code,
+                       exhausted=True)
     if not retrying:
         return Verdict(rule.action, rule.reason, code, slow_sender=rule.slow_sender,
                        pause_sender_for=rule.pause_sender_for, stops_marketing=rule.stops_marketing)
