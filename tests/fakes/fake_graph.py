@@ -102,7 +102,7 @@ class Fault:
     delay: float = 30.0
     reached: bool | None = None
     count: int | None = None
-    status: int = 503
+    status: int = 500  # an error page; 503 (unavailable: not served) is retried, any other 5xx is unknown
     retry_after: float | None = None
     hits: int = 0
 

@@ -295,11 +295,15 @@ async def test_a_server_echoing_the_token_is_redacted(fake: FakeGraph, cloud: Cl
 
 async def test_retry_after_is_read_from_the_header(fake: FakeGraph, cloud: CloudProvider) -> None:
     fake.add_fault(130429, count=1, retry_after=7)
-    fake.add_fault("5xx", count=1, retry_after=3)
+    fake.add_fault("5xx", count=1, retry_after=3, status=503)
+    fake.add_fault("5xx", count=1, status=502)
     limited = await cloud.send(SENDER, template("+16505551234"))
     assert (limited.code, limited.http_status, limited.retry_after) == (130429, 429, 7.0)
-    gateway = await cloud.send(SENDER, template("+16505551234"))
-    assert (gateway.status, gateway.http_status, gateway.retry_after) == ("unknown", 503, 3.0)
+    unavailable = await cloud.send(SENDER, template("+16505551234"))  # not served: retried after the wait
+    assert (unavailable.status, unavailable.http_status, unavailable.retry_after) == ("failed", 503, 3.0)
+    assert classify(unavailable.code, unavailable.http_status).action is Action.RETRY
+    bad_gateway = await cloud.send(SENDER, template("+16505551234"))  # may have been served: not re-sent blindly
+    assert (bad_gateway.status, bad_gateway.http_status) == ("unknown", 502)
 
 
 def test_retry_after_parses_seconds_and_http_dates() -> None:

@@ -10,8 +10,9 @@ custom TLS), use aiohttp.
 The client only reports what happened (``SendOutcome``); whether and when to retry is the
 dispatcher's decision, from ``tiergate.core.errors``. The one judgement made here is whether the
 request may have reached the platform: if it certainly did not (connection refused, connect
-timeout) the outcome is ``failed`` with no code; if it might have (timeout after sending, reset,
-garbled or code-less 5xx answer) it is ``unknown``, so nobody re-sends it blindly.
+timeout, a code-less 503 "unavailable") the outcome is ``failed`` with no code, retried with
+backoff; if it might have (timeout after sending, reset, garbled or other code-less 5xx answer) it
+is ``unknown``, so nobody re-sends it blindly: the status webhook settles it.
 """
 
 from __future__ import annotations
@@ -234,7 +235,11 @@ class CloudProvider:
             assert isinstance(data, dict)
             return SendOutcome("failed", code=code, title=title, details=details, http_status=status,
                                retry_after=retry_after, raw=data)
-        if status >= 500:
+        if status == 503:  # "unavailable": shed before it was served, so it is retried (with backoff)
+            return SendOutcome("failed", title="HTTP 503 without a platform error: service unavailable",
+                               details=_excerpt(raw), http_status=status, retry_after=retry_after,
+                               raw=_as_raw(data, raw))
+        if status >= 500:  # 500, 502, 504: the platform may have got as far as sending it
             return SendOutcome("unknown", title=f"HTTP {status} without a platform error: it may have the message",
                                details=_excerpt(raw), http_status=status, retry_after=retry_after,
                                raw=_as_raw(data, raw))
