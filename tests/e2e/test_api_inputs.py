@@ -427,3 +427,24 @@ async def test_a_webhook_url_with_a_space_or_control_character_is_refused(harnes
     r = await harness.client.put("/v1/webhook", json={"url": url})
     assert r.status_code == 422, r.text
     assert "control character" in r.text or "not an http" in r.text
+
+
+async def test_a_csv_whose_lines_end_with_cr_alone_is_read(harness: Harness) -> None:
+    await register(harness)
+    cr_only = b"to\r+5511911114444\r+5511911114445\r"
+    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", cr_only)},
+                                  data={"sender": SENDER, "template": "x"})
+    assert r.status_code == 201, r.text
+    assert r.json()["total"] == 2
+
+
+async def test_a_campaign_whose_messages_all_ended_cannot_be_canceled(harness: Harness) -> None:
+    await register(harness)
+    r = await harness.client.post("/v1/campaigns", json={"sender": SENDER, "template": {"name": "x"},
+                                                         "recipients": ["+5511911114444"]})
+    campaign = r.json()["id"]
+    await harness.run(30)
+    r = await harness.client.post(f"/v1/campaigns/{campaign}/cancel")
+    assert r.status_code == 409, r.text
+    assert "done" in r.text
+    assert (await harness.client.get(f"/v1/campaigns/{campaign}")).json()["state"] != "canceled"

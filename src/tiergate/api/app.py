@@ -911,9 +911,11 @@ def parse_recipients_csv(raw: bytes, max_rows: int) -> tuple[list[dict[str, Any]
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ApiError(422, "the CSV file is not UTF-8 text", "file") from None
+    if "\r" in text and "\n" not in text:  # old spreadsheet exports end lines with CR alone
+        text = text.replace("\r", "\n")
     try:
         # strict: a quote left open is an error, not a field that swallows the rows after it
-        reader = csv.DictReader(io.StringIO(text), strict=True)
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise ApiError(422, f"not a CSV file: {exc}", "file") from None

@@ -10,6 +10,7 @@ from tiergate.core.window import DAY
 from tiergate.ports import Store
 from tiergate.service.forecast import plan_for_scope
 from tiergate.service.intake import CampaignRequest, Intake, IntakeError, RowError
+from tiergate.service.views import campaign_counts
 from tiergate.service.wakeups import announce
 
 __all__ = ["Campaigns"]
@@ -62,7 +63,10 @@ class Campaigns:
             await announce(self.store)
             return await self.store.update_campaign(campaign.id, {"state": "running"})
         if action == "cancel":
-            await self.store.cancel_campaign_messages(campaign.id, now)
+            if not await self.store.cancel_campaign_messages(campaign.id, now):
+                _counts, ended, _archive = await campaign_counts(self.store, campaign.id)
+                if ended >= campaign.total:  # every message sent or ended: there is nothing to cancel
+                    raise ValueError("campaign is done (every message was sent or ended); it cannot be canceled")
             return await self.store.update_campaign(campaign.id, {"state": "canceled"})
         raise ValueError(f"unknown action {action!r}")
 
