@@ -23,6 +23,12 @@ async def register(h: Harness) -> None:
     assert r.status_code == 201, r.text
 
 
+async def post_csv(h: Harness, csv_text: bytes, **form: str) -> Any:
+    """A CSV campaign through the form, for template ``x`` of the test's sender."""
+    return await h.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv_text)},
+                               data={"sender": SENDER, "template": "x", **form})
+
+
 @given(seconds=st.integers(min_value=0, max_value=4_000_000_000), minutes=st.integers(min_value=-14 * 60,
                                                                                      max_value=14 * 60))
 def test_an_iso_time_with_any_offset_is_the_same_instant_as_its_epoch_seconds(seconds: int, minutes: int) -> None:
@@ -94,8 +100,7 @@ async def test_categories_are_taken_in_any_case(harness: Harness) -> None:
 async def test_csv_row_errors_point_at_their_own_rows_even_after_rows_refused_earlier(harness: Harness) -> None:
     await register(harness)
     csv = b"to,param1\n+5511911110001,Ana,extra\n+5511911110002,Bea\nbad,Carl\n+5511911110002,Dan\n"
-    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv)},
-                                  data={"sender": SENDER, "template": "x"})
+    r = await post_csv(harness, csv)
     assert r.status_code == 201, r.text
     errors = r.json()["row_errors"]
     assert [(e["row"], e["error"].split(":")[0].split(" ")[0]) for e in errors] == [
@@ -106,8 +111,7 @@ async def test_csv_row_errors_point_at_their_own_rows_even_after_rows_refused_ea
 async def test_a_csv_with_no_valid_row_is_a_422_naming_a_row(harness: Harness) -> None:
     await register(harness)
     for csv in (b"to\nbad\nworse\n", b"to\n+5511911110001,x\n+5511911110002,y\n"):
-        r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv)},
-                                      data={"sender": SENDER, "template": "x"})
+        r = await post_csv(harness, csv)
         assert r.status_code == 422, r.text
         assert "no valid recipients: row 1" in r.json()["error"]["message"], r.text
 
@@ -377,8 +381,7 @@ async def test_the_csv_form_refuses_an_unknown_category_and_a_far_start(harness:
 async def test_a_csv_that_would_send_the_wrong_words_is_refused(harness: Harness, csv_text: bytes,
                                                                 expect: str) -> None:
     await register(harness)
-    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv_text)},
-                                  data={"sender": SENDER, "template": "x"})
+    r = await post_csv(harness, csv_text)
     assert r.status_code == 422, r.text
     assert expect in r.text
     assert (await harness.client.get("/v1/campaigns")).json() == []
@@ -387,8 +390,7 @@ async def test_a_csv_that_would_send_the_wrong_words_is_refused(harness: Harness
 async def test_csv_parameters_go_by_their_number_and_an_empty_one_is_that_rows_error(harness: Harness) -> None:
     await register(harness)
     csv_text = b"to,param2,param1\n+5511900000011,SECOND,FIRST\n+5511900000012,,Bob\n+5511900000013,,\n"
-    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", csv_text)},
-                                  data={"sender": SENDER, "template": "x"})
+    r = await post_csv(harness, csv_text)
     assert r.status_code == 201, r.text
     out = r.json()
     assert out["total"] == 2 and [e["row"] for e in out["row_errors"]] == [2], out
@@ -432,8 +434,7 @@ async def test_a_webhook_url_with_a_space_or_control_character_is_refused(harnes
 async def test_a_csv_whose_lines_end_with_cr_alone_is_read(harness: Harness) -> None:
     await register(harness)
     cr_only = b"to\r+5511911114444\r+5511911114445\r"
-    r = await harness.client.post("/v1/campaigns/csv", files={"file": ("r.csv", cr_only)},
-                                  data={"sender": SENDER, "template": "x"})
+    r = await post_csv(harness, cr_only)
     assert r.status_code == 201, r.text
     assert r.json()["total"] == 2
 
