@@ -199,9 +199,9 @@ def small_metadata(value: dict[str, Any]) -> dict[str, Any]:
     try:
         size = len(orjson.dumps(value))
     except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits: it would come back a float
-        raise ValueError(f"metadata: {exc} (send such a number as a string)") from None
+        raise ValueError(f"{exc} (send such a number as a string)") from None
     if size > METADATA_MAX_BYTES:
-        raise ValueError(f"metadata: {size:,} bytes of JSON, at most {METADATA_MAX_BYTES:,}")
+        raise ValueError(f"{size:,} bytes of JSON, at most {METADATA_MAX_BYTES:,}")
     return value
 
 
