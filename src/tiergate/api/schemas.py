@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from tiergate.core.shapes import TEMPLATE_LANGUAGE, TEMPLATE_NAME
+from tiergate.core.shapes import TEMPLATE_LANGUAGE, TEMPLATE_NAME, is_language_code, is_template_name
 
 
 class Strict(BaseModel):
@@ -148,14 +147,14 @@ class SenderOut(BaseModel):
 
 def template_name(value: str) -> str:
     """A template's name as the platform spells them; anything else would only fail at the platform."""
-    if not re.fullmatch(TEMPLATE_NAME, value):
+    if not is_template_name(value):
         raise ValueError(f"{value[:80]!r} is not a template name: the platform's are lowercase letters, digits "
                          "and underscores, e.g. launch_promo")
     return value
 
 
 def template_language(value: str) -> str:
-    if not re.fullmatch(TEMPLATE_LANGUAGE, value):
+    if not is_language_code(value):
         raise ValueError(f"{value[:80]!r} is not a language code: e.g. en_US, pt_BR, es")
     return value
 

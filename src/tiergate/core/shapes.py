@@ -26,7 +26,9 @@ __all__ = [
     "accepted_payload",
     "error_payload",
     "inbound_value",
+    "is_language_code",
     "is_status_request",
+    "is_template_name",
     "json_object",
     "make_wamid",
     "media_form_fields",
@@ -48,6 +50,17 @@ ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/er
 TEMPLATE_NAME = r"^[a-z0-9_]{1,512}$"
 TEMPLATE_LANGUAGE = r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$"
 _TEMPLATE_NAME, _TEMPLATE_LANGUAGE = re.compile(TEMPLATE_NAME), re.compile(TEMPLATE_LANGUAGE)
+
+
+def is_template_name(value: str) -> bool:
+    """A template name as the platform spells them (the whole string: no trailing newline either)."""
+    return _TEMPLATE_NAME.fullmatch(value) is not None
+
+
+def is_language_code(value: str) -> bool:
+    """A template language code as the platform takes them (en_US, pt_BR, es...)."""
+    return _TEMPLATE_LANGUAGE.fullmatch(value) is not None
+
 _MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
 
 
@@ -213,13 +226,13 @@ def validate_send_body(body: object) -> tuple[int, str] | None:
         name = content.get("name")
         if not isinstance(name, str) or not name:
             return 131008, "The parameter template['name'] is required."
-        if not _TEMPLATE_NAME.match(name):
+        if not is_template_name(name):
             return 132001, (f"Template name does not exist in the translation: {name[:80]!r} is not a template "
                             "name (lowercase letters, digits and underscores).")
         language = content.get("language")
         if not isinstance(language, dict) or not isinstance(language.get("code"), str):
             return 131008, "The parameter template['language']['code'] is required."
-        if not _TEMPLATE_LANGUAGE.match(language["code"]):
+        if not is_language_code(language["code"]):
             return 131009, f"Parameter value is not valid: template['language']['code'] {language['code'][:20]!r}."
         if "components" in content and not isinstance(content["components"], list):
             return 131009, "Parameter value is not valid: template['components'] must be a list."

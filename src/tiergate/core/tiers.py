@@ -92,9 +92,10 @@ def set_tier(value: object) -> Tier:
     to ``MAX_SET_LIMIT``, or -1 / TIER_UNLIMITED. ``parse_tier`` takes whatever the platform sends;
     a person's typo (``true``, ``TIER_7``'s cousin ``TIER_99999999M``, ``-5``) is refused instead."""
     tier = parse_tier(value)
-    number = value.strip() if isinstance(value, str) else value
-    negative = (isinstance(number, int) and not isinstance(number, bool) and number < -1) or (
-        isinstance(number, str) and number.startswith("-") and number != "-1")
+    try:  # parse_tier reads any negative number as unlimited; a person means only -1 so
+        negative = not isinstance(value, bool) and float(value) < -1  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a tier name
+        negative = False
     if isinstance(value, bool) or not tier.known or negative or (
             tier.limit is not None and not 1 <= tier.limit <= MAX_SET_LIMIT):
         raise ValueError(f"tier: {value!r} is not a tier: a name (TIER_250, TIER_1K, TIER_10K, TIER_UNLIMITED), "

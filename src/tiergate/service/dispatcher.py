@@ -639,10 +639,7 @@ class Dispatcher:
                 await self._park_backlog(scope_id, limits, reason, now)
             except Exception:  # only a shortcut: the backlog is decided one by one instead
                 log.exception("parking the backlog of %s in bulk failed", scope_id)
-        for sender_id, (reason, until) in pauses.items():
-            await self.pause_sender(sender_id, reason, until, self.clock.now())
-        if self._opt_outs:
-            await self._record_opt_outs()
+        await self._after_answers(pauses, self.clock.now())
         return to_send, throttled_until
 
     async def _commit(self, updates: list[MessageUpdate], ledger: list[LedgerChange],
@@ -759,10 +756,7 @@ class Dispatcher:
         done_at = self.clock.now()
         updates, ledger, pauses = self._record_outcomes(batch, outcomes, done_at)
         await self.store.apply_updates(updates, ledger)
-        for sender_id, (reason, until) in pauses.items():
-            await self.pause_sender(sender_id, reason, until, done_at)
-        if self._opt_outs:
-            await self._record_opt_outs()
+        await self._after_answers(pauses, done_at)
 
     async def _attempt(self, m: Message) -> SendOutcome:
         try:
@@ -840,15 +834,23 @@ class Dispatcher:
         if plan.release_slot and slot is not None:
             self._free_slot(m, slot, now, ledger)
         if plan.pause_sender:
-            pauses[sender.id] = (plan.pause_sender, now + (plan.pause_for or self.config.pause_on_spam_limit))
+            pauses[sender.id] = (plan.pause_sender, self.pause_end(plan, now))
         if plan.slow_sender:  # 130429: this sender's pace, not only this message, must come down
             self._bucket(sender).slow_down(now)
-        if plan.opt_out:  # 131050: recorded once the batch's write is in (``_record_opt_outs``)
+        if plan.opt_out:  # 131050: recorded once the batch's write is in (``_after_answers``)
             self._opt_outs.append((m.tenant_id, m.to, now, plan.opt_out))
 
-    async def _record_opt_outs(self) -> None:
-        """Recipients whose answer said they stopped marketing (131050): recorded as an opt-out, so
-        their queued and later marketing is refused instead of sent to fail again."""
+    def pause_end(self, plan: OutcomePlan, now: float) -> float:
+        """When a pause an answer calls for ends: the code's own length (a restricted account's
+        day), else the configured spam-limit pause."""
+        return now + (plan.pause_for or self.config.pause_on_spam_limit)
+
+    async def _after_answers(self, pauses: dict[str, tuple[str, float]], now: float) -> None:
+        """What a batch's answers call for beyond its messages, once its write is in: senders to
+        pause, and recipients who stopped marketing (131050), recorded as opt-outs so their queued
+        and later marketing is refused instead of sent to fail again."""
+        for sender_id, (reason, until) in pauses.items():
+            await self.pause_sender(sender_id, reason, until, now)
         pending, self._opt_outs = self._opt_outs, []
         for tenant_id, recipient, at, source in pending:
             await self.store.set_opt_out(tenant_id, recipient, at, source)

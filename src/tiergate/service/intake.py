@@ -8,7 +8,6 @@ rows are reported per row and the good ones kept, as users of CSV imports expect
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import phonenumbers
 from tiergate.clock import Clock
 from tiergate.core.admission import CSW_SPAN, TEMPLATE_CATEGORIES, Category, priority_of
 from tiergate.core.model import Campaign, Message, MessageState, NewMessage, Scope, Sender, Tenant
-from tiergate.core.shapes import TEMPLATE_LANGUAGE, TEMPLATE_NAME
+from tiergate.core.shapes import is_language_code, is_template_name
 from tiergate.core.tiers import set_tier
 from tiergate.core.window import DAY
 from tiergate.ids import new_id
@@ -122,12 +121,12 @@ def template_payload(template: dict[str, Any]) -> dict[str, Any]:
         language = language.get("code")
     if not isinstance(name, str) or not name.strip():
         raise IntakeError("template.name: required", field="template.name")
-    if not re.fullmatch(TEMPLATE_NAME, name):  # the platform's own check (core.shapes), made here first
+    if not is_template_name(name):  # the platform's own check (core.shapes), made here first
         raise IntakeError(f"template.name: {name[:80]!r} is not a template name: lowercase letters, digits and "
                           "underscores, e.g. launch_promo", field="template.name")
     if not isinstance(language, str) or not language.strip():
         raise IntakeError("template.language: required (e.g. 'en_US')", field="template.language")
-    if not re.fullmatch(TEMPLATE_LANGUAGE, language):
+    if not is_language_code(language):
         raise IntakeError(f"template.language: {language[:20]!r} is not a language code: e.g. en_US, pt_BR, es",
                           field="template.language")
     components = template.get("components") or []

@@ -242,9 +242,8 @@ class WebhookService:
             error_code=error.code if error else None, error_detail=(error.details or error.title) if error else None,
             clear_slot=bool(ledger), only_from=_FAILABLE, wamid=wamid)], ledger)
         if plan.pause_sender:
-            await self.dispatcher.pause_sender(
-                message.sender_id, plan.pause_sender,
-                now + (plan.pause_for or self.dispatcher.config.pause_on_spam_limit), now)
+            await self.dispatcher.pause_sender(message.sender_id, plan.pause_sender,
+                                               self.dispatcher.pause_end(plan, now), now)
         if plan.opt_out:
             await self.store.set_opt_out(message.tenant_id, message.to, now, plan.opt_out)
         if plan.state is MessageState.QUEUED:
